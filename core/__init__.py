@@ -1,0 +1,60 @@
+"""Himalia: a Jupyter server as a plugin-first microkernel.
+
+This module is the public API for plugins: the hookimpl marker, config helpers, records, service
+Protocols, app keys and error types. Plugins import from here (or `himalia.testing` in tests), never
+from another plugin.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+from ._version import __version__
+from .activity import isoformat, utcnow
+from .config import Config, ConfigSection, setting
+from .errors import (
+    ApiError,
+    BadGateway,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    GatewayTimeout,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    read_json,
+)
+from .hooks import Hooks
+from .keys import ACTIVITY, CONFIG, HOOKS, IDENTITY, PLUGINS, SERVICES
+from .openapi import AUTH_ERRORS, error_response, json_response
+from .records import CliOption, Middleware, Route
+from .services import (
+    Authenticated,
+    ChannelsClosed,
+    ContentsManager,
+    Cookie,
+    Credentials,
+    Identity,
+    IdentityProvider,
+    KernelChannels,
+    KernelManager,
+    KernelMessage,
+    Model,
+    Provider,
+    Services,
+    SessionRecord,
+    SessionStore,
+)
+
+hookimpl = pluggy.HookimplMarker("himalia")
+"""Marker for hook implementations: `@hookimpl def himalia_routes(config): ...`."""
+
+__all__ = [
+    "ACTIVITY", "AUTH_ERRORS", "ApiError", "Authenticated", "BadGateway", "BadRequest", "CONFIG",
+    "ChannelsClosed", "CliOption", "Config", "ConfigSection", "Conflict", "ContentsManager", "Cookie",
+    "Credentials", "Forbidden", "GatewayTimeout", "HOOKS", "Hooks", "IDENTITY", "Identity",
+    "IdentityProvider", "KernelChannels", "KernelManager", "KernelMessage", "Middleware", "Model",
+    "NotFound", "PLUGINS", "PayloadTooLarge", "Provider", "Route", "SERVICES", "Services",
+    "SessionRecord", "SessionStore", "Unauthorized", "__version__", "error_response", "hookimpl",
+    "isoformat", "json_response", "read_json", "setting", "utcnow",
+]

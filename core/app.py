@@ -1,0 +1,301 @@
+"""The app factory: config + plugins → one composed `web.Application`.
+
+Request flow: error middleware → plugin middlewares with order < 0 (CORS) → authentication (the
+core's, calling the identity service) → plugin middlewares with order >= 0 → the plugin's handler,
+which reaches services through `app[SERVICES]`. `python -m aiohttp.web himalia.app:init` works too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractAccessLogger
+
+from . import openapi
+from ._version import __version__
+from .activity import Activity, isoformat
+from .config import Config, RawConfig, apply_overrides, read_config, validate
+from .errors import ApiError, StartupError, Unauthorized, json_error
+from .hooks import Hooks
+from .keys import ACTIVITY, CONFIG, HOOKS, IDENTITY, PLUGINS, SERVICES
+from .plugins import LoadedPlugins, load_plugins
+from .records import Handler, Route
+from .services import Credentials, Identity, Provider, Services
+
+log = logging.getLogger("himalia")
+access_log = logging.getLogger("himalia.access")
+
+# role in Services → (hook role, [server] key, default provider name)
+ROLES: dict[str, tuple[str, str, str]] = {
+    "contents": ("contents", "contents_provider", "filesystem"),
+    "session_store": ("session_store", "session_store", "sqlite"),
+    "kernels": ("kernel", "kernel_provider", "local"),
+    "identity": ("identity", "identity_provider", "token"),
+}
+
+ANONYMOUS = Identity(username="anonymous", name="Anonymous")
+_ROUTE_AUTH = web.AppKey("himalia.route_auth", dict)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def load(
+    config_path: str | None = None,
+    *,
+    config_data: dict[str, Any] | None = None,
+    disable: list[str] | tuple[str, ...] = (),
+    overrides: dict[tuple[str, ...], Any] | None = None,
+    entry_points: bool = True,
+    extra_plugins: dict[str, Any] | None = None,
+) -> tuple[Config, LoadedPlugins]:
+    """Read the config, load plugins (failing closed on any plugin error), validate the config."""
+    raw = read_config(config_path, config_data)
+    if overrides:
+        apply_overrides(raw, overrides)
+    plugins = load_plugins([*raw.disabled(), *disable], entry_points=entry_points, extra=extra_plugins)
+    plugins.raise_for_errors()
+    return validate_with(raw, plugins, disable), plugins
+
+
+def validate_with(raw: RawConfig, plugins: LoadedPlugins, disable: list[str] | tuple[str, ...] = ()) -> Config:
+    hooks = Hooks(plugins.pm)
+    config = validate(raw, hooks.config_sections(), known_plugins=set(plugins.infos))
+    if disable:
+        config = Config(config.server, config.plugins, tuple(dict.fromkeys([*config.disabled, *disable])),
+                        config.path)
+    return config
+
+
+# --- the app ------------------------------------------------------------------------------------
+
+
+def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
+    """Compose the application. Raises StartupError for provider, route or auth problems."""
+    hooks = Hooks(plugins.pm)
+    server = config.server
+    chosen: dict[str, Provider[Any]] = {}
+    for role, (hook_role, key, default) in ROLES.items():
+        provider = hooks.select_provider(hook_role, getattr(server, key), default, config)
+        if provider is not None:
+            chosen[role] = provider
+    if "identity" not in chosen and not server.allow_unauthenticated_access:
+        raise StartupError("no identity provider is installed or enabled, so every request would be "
+                           "unauthenticated; enable the auth plugin or set [server] "
+                           "allow_unauthenticated_access = true")
+
+    pre, post = [], []
+    for a in sorted(hooks.middlewares(config), key=lambda a: (a.item.order, a.plugin)):
+        (pre if a.item.order < 0 else post).append(a.item.func)
+    app = web.Application(
+        client_max_size=server.max_body_size,
+        middlewares=[error_middleware, *pre, auth_middleware, *post],
+        handler_args={"access_log_class": AccessLogger},
+    )
+    app[CONFIG] = config
+    app[HOOKS] = hooks
+    app[PLUGINS] = plugins
+    app[SERVICES] = Services()
+    app[ACTIVITY] = Activity()
+    app[_ROUTE_AUTH] = {}
+    app[openapi.CACHE] = {}
+
+    for role, provider in chosen.items():
+        app.cleanup_ctx.append(_provider_context(role, provider))
+    for a in hooks.resources(config):
+        app.cleanup_ctx.append(a.item)
+
+    core_routes = [
+        Route("GET", "/api", api_version, auth=False),
+        Route("GET", "/api/status", api_status),
+        Route("GET", "/api/spec.yaml", api_spec),
+        Route("GET", "/", root_page),
+    ]
+    _add_routes(app, server.base_url, [("core", r) for r in core_routes]
+                + [(a.plugin, a.item) for a in hooks.routes(config)])
+    return app
+
+
+def _provider_context(role: str, provider: Provider[Any]) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        cm: AbstractAsyncContextManager[Any] = provider.factory(app)
+        service = await cm.__aenter__()
+        setattr(app[SERVICES], role, service)
+        try:
+            yield
+        finally:
+            setattr(app[SERVICES], role, None)
+            await cm.__aexit__(*sys.exc_info())
+
+    context.__name__ = f"{role}_provider_{provider.name}"
+    return context
+
+
+def url_path(base_url: str, path: str) -> str:
+    """Join base_url and a route path: ("/jh/user/", "/api") → "/jh/user/api"."""
+    return "/" + "/".join(p for p in (base_url.strip("/"), path.strip("/")) if p) + ("/" if path.endswith("/") and path != "/" else "")
+
+
+def _add_routes(app: web.Application, base_url: str, routes: list[tuple[str, Route]]) -> None:
+    seen: dict[tuple[str, str], str] = {}
+    for plugin, route in routes:
+        key = (route.method.upper(), route.path)
+        if key in seen:
+            raise StartupError(f"route {key[0]} {key[1]} from plugin '{plugin}' conflicts with "
+                               f"plugin '{seen[key]}'")
+        seen[key] = plugin
+        added = app.router.add_route(route.method, url_path(base_url, route.path), route.handler, name=route.name)
+        app[_ROUTE_AUTH][added] = route.auth
+
+
+# --- middlewares --------------------------------------------------------------------------------
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place errors become `{"message": ..., "reason": ...}` responses."""
+    try:
+        return await handler(request)
+    except ApiError as e:
+        if e.status >= 500:
+            log.warning("%s %s: %s", request.method, request.path, e.message)
+        return json_error(e.status, e.message, e.reason)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        message = _http_messages.get(e.status, e.text or e.reason)
+        if callable(message):
+            message = message(request)
+        return json_error(e.status, message, e.reason)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unexpected error answering %s %s", request.method, request.path)
+        return json_error(500, f"unexpected server error answering {request.method} {request.path}; "
+                               "see the server log", "internal error")
+
+
+_http_messages: dict[int, Any] = {
+    404: lambda r: f"no such URL: {r.path}",
+    405: lambda r: f"method {r.method} is not allowed on {r.path}",
+    413: lambda r: (f"request body is larger than the server's max_body_size "
+                    f"({r.app[CONFIG].server.max_body_size} bytes)"),
+}
+
+
+def credentials(request: web.Request) -> Credentials:
+    return Credentials(
+        method=request.method,
+        path=request.path,
+        headers=request.headers,
+        cookies=request.cookies,
+        query=request.query,
+        is_websocket=request.headers.get(hdrs.UPGRADE, "").lower() == "websocket",
+        secure=request.secure,
+    )
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate every request unless its route opted out; record who it was and the activity."""
+    app = request.app
+    route = request.match_info.route
+    if not app[_ROUTE_AUTH].get(route, True):
+        return await handler(request)
+    identity_service = app[SERVICES].identity
+    if identity_service is None:
+        if not app[CONFIG].server.allow_unauthenticated_access:
+            raise Unauthorized("no identity provider is running", "no identity provider")
+        request[IDENTITY] = ANONYMOUS
+        return await handler(request)
+    result = await identity_service.authenticate(credentials(request))
+    request[IDENTITY] = result.identity
+    if not request.path.endswith("/api/status"):
+        app[ACTIVITY].touch()
+    response = await handler(request)
+    if result.set_cookies and not response.prepared:
+        path = url_path(app[CONFIG].server.base_url, "/")
+        for c in result.set_cookies:
+            response.set_cookie(c.name, c.value, path=path, httponly=c.httponly, samesite="Lax",
+                                max_age=c.max_age, secure=request.secure or None)
+    return response
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request, query strings dropped so tokens never reach a log; 2xx/3xx at DEBUG."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        level = logging.DEBUG if response.status < 400 else logging.WARNING if response.status < 500 else logging.ERROR
+        if self.logger.isEnabledFor(level):
+            self.logger.log(level, "%d %s %s (%s) %.2fms", response.status, request.method, request.path,
+                            request.remote, time * 1000)
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.DEBUG) or self.logger.isEnabledFor(logging.WARNING)
+
+
+# --- core routes --------------------------------------------------------------------------------
+
+
+async def api_version(request: web.Request) -> web.Response:
+    return web.json_response({"version": __version__})
+
+
+async def api_status(request: web.Request) -> web.Response:
+    app = request.app
+    activity = app[ACTIVITY]
+    kernels_service = app[SERVICES].kernels
+    kernels = await kernels_service.list_kernels() if kernels_service is not None else []
+    last = isoformat(activity.last_activity)
+    for k in kernels:  # ISO 8601 UTC strings of one format compare as times
+        if (k.get("last_activity") or "") > last:
+            last = k["last_activity"]
+    body = {
+        "started": isoformat(activity.started),
+        "last_activity": last,
+        "connections": sum(k.get("connections", 0) for k in kernels),
+        "kernels": len(kernels),
+        **app[HOOKS].status(app),
+    }
+    return web.json_response(body)
+
+
+async def api_spec(request: web.Request) -> web.Response:
+    text = openapi.spec_text(request.app)
+    return web.Response(text=text, content_type="text/x-yaml")
+
+
+async def root_page(request: web.Request) -> web.Response:
+    base = request.app[CONFIG].server.base_url
+    return web.json_response({"message": f"Himalia {__version__} is running; the API is at {url_path(base, '/api')}",
+                              "version": __version__})
+
+
+# --- aiohttp.web entry point --------------------------------------------------------------------
+
+
+def init(argv: list[str] | None = None) -> web.Application:
+    """App factory for `python -m aiohttp.web -H 127.0.0.1 -P 8888 himalia.app:init [--config F]`."""
+    from .cli import build_from_argv
+
+    try:
+        app, _ = build_from_argv(list(argv or []))
+    except StartupError as e:
+        raise SystemExit(f"himalia: {e}") from None
+
+    async def announce(app: web.Application) -> None:
+        # the console, not the log: the token must never reach a log file
+        identity = app[SERVICES].identity
+        token = getattr(identity, "token", None)
+        print(f"Himalia {__version__} started; token: {token}" if token else f"Himalia {__version__} started",
+              file=sys.stderr)
+
+    app.on_startup.append(announce)
+    return app

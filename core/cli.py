@@ -1,0 +1,289 @@
+"""`himalia ...`: serve, plugins, config, list, stop, new-plugin, --version.
+
+Start-up problems (StartupError) print as one line, `himalia: ...`, and exit with status 2;
+`--debug` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .errors import StartupError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH", help="TOML config file (default: ./himalia.toml if present)")
+    p.add_argument("--disable", metavar="NAME", action="append", default=[],
+                   help="do not load plugin NAME (repeatable)")
+    p.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[], dest="set",
+                   help="override one config key, e.g. --set plugins.sessions.database=s.db")
+    p.add_argument("--debug", action="store_true", help="debug logging and tracebacks on errors")
+
+
+def _server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ip", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8888; 0 for any free port)")
+    p.add_argument("--root-dir", metavar="DIR", help="directory to serve (default: the current one)")
+    p.add_argument("--base-url", metavar="PATH", help="URL prefix (default /)")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="himalia", description="A plugin-first Jupyter server.")
+    parser.add_argument("--version", action="version", version=f"himalia {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser("serve", help="start the server")
+    _common(serve)
+    _server_flags(serve)
+    plugins = sub.add_parser("plugins", help="list plugins, their hooks, providers and load errors")
+    _common(plugins)
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+    config = sub.add_parser("config", help="print the effective configuration as TOML (secrets redacted)")
+    _common(config)
+    _server_flags(config)
+    lst = sub.add_parser("list", help="list running servers")
+    lst.add_argument("--json", action="store_true", help="print JSON, one server per line")
+    stop = sub.add_parser("stop", help="stop a running server")
+    stop.add_argument("port", nargs="?", type=int, help="port of the server to stop (default: the only one)")
+    new = sub.add_parser("new-plugin", help="start a pip-installable plugin from the template")
+    new.add_argument("name", help="plugin name, e.g. hello")
+    new.add_argument("dir", nargs="?", help="where to create it (default: ./himalia-NAME)")
+    return parser
+
+
+def _overrides(ns: argparse.Namespace, extra: dict[str, str] | None = None) -> dict[tuple[str, ...], Any]:
+    from .config import parse_override
+
+    out: dict[tuple[str, ...], Any] = {}
+    for text in ns.set:
+        parts, value = parse_override(text)
+        out[tuple(parts)] = value
+    for flag, key in (("ip", "ip"), ("port", "port"), ("root_dir", "root_dir"), ("base_url", "base_url")):
+        value = getattr(ns, flag, None)
+        if value is not None:
+            if key == "root_dir":
+                value = str(Path(value).expanduser().resolve())  # relative to where the user typed it
+            out[("server", key)] = value
+    for dest, key in (extra or {}).items():
+        value = getattr(ns, dest, None)
+        if value is not None:
+            out[tuple(key.split("."))] = value
+    return out
+
+
+def _load(ns: argparse.Namespace, argv_rest: list[str], parser: argparse.ArgumentParser | None):
+    """Read config, load plugins (fail closed), add plugin flags, parse the rest, validate."""
+    from .app import validate_with
+    from .config import apply_overrides, read_config
+    from .hooks import Hooks
+    from .plugins import load_plugins
+
+    raw = read_config(ns.config)
+    plugins = load_plugins([*raw.disabled(), *ns.disable])
+    plugins.raise_for_errors()
+    extra: dict[str, str] = {}
+    if parser is not None:
+        taken = set(parser._option_string_actions)
+        for a in Hooks(plugins.pm).cli_options():
+            opt = a.item
+            if opt.flag in taken:
+                raise StartupError(f"plugin '{a.plugin}' adds flag {opt.flag}, which is already taken")
+            action = parser.add_argument(opt.flag, type=opt.type, help=opt.help, default=None)
+            taken.add(opt.flag)
+            extra[action.dest] = opt.key
+        ns = parser.parse_args(argv_rest, namespace=ns)
+    apply_overrides(raw, _overrides(ns, extra))
+    config = validate_with(raw, plugins, ns.disable)
+    return config, plugins, ns
+
+
+def _subparser(name: str) -> argparse.ArgumentParser:
+    parser = make_parser()
+    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
+        return action.choices[name]
+    raise AssertionError(name)
+
+
+def build_from_argv(argv: list[str]):
+    """`serve`'s options → (app, config); used by `himalia serve` and by `himalia.app:init`."""
+    from .app import create_app
+
+    parser = _subparser("serve")
+    ns, rest = parser.parse_known_args(argv)
+    config, plugins, ns = _load(ns, rest, parser)
+    return create_app(config, plugins), config
+
+
+def _setup_logging(level: str, debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO),
+        format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def cmd_serve(argv: list[str]) -> int:
+    from .serve import run
+
+    debug = "--debug" in argv
+    app, config = build_from_argv(argv)
+    _setup_logging(config.server.log_level, debug)
+    return asyncio.run(run(app))
+
+
+def cmd_plugins(ns: argparse.Namespace) -> int:
+    from .app import ROLES
+    from .config import ConfigError, read_config, validate
+    from .hooks import Hooks
+    from .plugins import load_plugins
+
+    try:
+        raw = read_config(ns.config)
+        disabled = [*raw.disabled(), *ns.disable]
+    except ConfigError as e:
+        print(f"himalia: {e}", file=sys.stderr)
+        raw, disabled = None, list(ns.disable)
+    plugins = load_plugins(disabled)
+    hooks = Hooks(plugins.pm)
+    offered: dict[str, list[str]] = {}
+    active: dict[str, list[str]] = {}
+    config = None
+    if raw is not None:
+        try:
+            config = validate(raw, hooks.config_sections(), known_plugins=set(plugins.infos))
+        except StartupError as e:
+            print(f"himalia: {e}", file=sys.stderr)
+    for role, (hook_role, key, default) in ROLES.items():
+        try:
+            records = hooks.providers(hook_role)
+        except StartupError:
+            continue
+        for a in records:
+            offered.setdefault(a.plugin, []).append(f"{role}:{a.item.name}")
+        if config is None:
+            continue
+        try:
+            chosen = hooks.select_provider(hook_role, getattr(config.server, key), default, config)
+        except StartupError:
+            continue
+        for a in records:
+            if chosen is not None and a.item.name == chosen.name:
+                active.setdefault(a.plugin, []).append(f"{role}:{a.item.name}")
+    rows = []
+    for name, info in sorted(plugins.infos.items()):
+        rows.append({
+            "name": name, "distribution": info.distribution, "version": info.version,
+            "module": info.module, "disabled": info.disabled, "hooks": info.hooks,
+            "providers": offered.get(name, []), "active": active.get(name, []), "error": info.error,
+        })
+    if ns.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        state = "disabled" if r["disabled"] else "ERROR" if r["error"] else "loaded"
+        print(f"{r['name']}  ({r['distribution'] or '-'} {r['version'] or ''})  {state}".replace("  )", ")"))
+        if r["hooks"]:
+            print(f"    hooks: {', '.join(h.removeprefix('himalia_') for h in r['hooks'])}")
+        if r["providers"]:
+            print(f"    providers: {', '.join(r['providers'])}")
+        if r["active"]:
+            print(f"    active: {', '.join(r['active'])}")
+        if r["error"]:
+            print(f"    error: {r['error']}")
+            if ns.debug and plugins.infos[r['name']].traceback:
+                print(plugins.infos[r['name']].traceback)
+    return 0
+
+
+def cmd_config(ns: argparse.Namespace, rest: list[str]) -> int:
+    from .config import dump
+
+    config, _plugins, _ns = _load(ns, rest, _subparser("config"))
+    sys.stdout.write(dump(config))
+    return 0
+
+
+def cmd_list(ns: argparse.Namespace) -> int:
+    from . import serverinfo
+
+    servers = serverinfo.running()
+    if ns.json:
+        for s in servers:
+            print(json.dumps(s))
+        return 0
+    if not servers:
+        print("no running Himalia servers")
+    for s in servers:
+        token = f"?token={s['token']}" if s.get("token") else ""
+        print(f"{s['url']}{token} :: {s['root_dir']} (pid {s['pid']})")
+    return 0
+
+
+def cmd_stop(ns: argparse.Namespace) -> int:
+    from . import serverinfo
+
+    servers = serverinfo.running()
+    if ns.port is not None:
+        servers = [s for s in servers if s.get("port") == ns.port]
+    if not servers:
+        raise StartupError(f"no running Himalia server{' on port ' + str(ns.port) if ns.port else ''}")
+    if len(servers) > 1:
+        ports = ", ".join(str(s["port"]) for s in servers)
+        raise StartupError(f"several servers are running (ports {ports}); say which: himalia stop PORT")
+    pid = int(servers[0]["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print(f"stopped the server on port {servers[0]['port']} (pid {pid})")
+            return 0
+        time.sleep(0.1)
+    raise StartupError(f"server pid {pid} did not exit within 60 s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = make_parser()
+    debug = "--debug" in argv
+    try:
+        if argv[:1] == ["serve"]:
+            return cmd_serve(argv[1:])
+        ns, rest = parser.parse_known_args(argv)
+        if ns.command == "config":
+            return cmd_config(ns, rest)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        if ns.command == "plugins":
+            return cmd_plugins(ns)
+        if ns.command == "list":
+            return cmd_list(ns)
+        if ns.command == "stop":
+            return cmd_stop(ns)
+        if ns.command == "new-plugin":
+            from .template import new_plugin
+
+            return new_plugin(ns.name, ns.dir)
+        parser.print_help()
+        return 0
+    except StartupError as e:
+        if debug:
+            raise
+        print(f"himalia: {e}", file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

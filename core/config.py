@@ -1,0 +1,340 @@
+"""The one TOML file: reading it, applying overrides, validating it strictly, dumping it.
+
+The core owns `[server]` and `[plugins]` (`disable = [...]`); each plugin owns `[plugins.<name>]`,
+declared through `himalia_config_sections` as a frozen dataclass whose fields carry help text.
+Unknown tables or keys and wrong types fail with one line naming file, table, key, type and value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_CONFIG_NAME = "himalia.toml"
+REDACTED = "<redacted>"
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, path: bool = False,
+            secret: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A config field with help text. `path=True` resolves relative values against the config
+    file's directory; `secret=True` redacts the value in `himalia config`."""
+    meta = {"help": help, "path": path, "secret": secret}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ConfigSection:
+    """A `[plugins.<name>]` table declared by a plugin: its name and its dataclass schema."""
+
+    name: str
+    schema: type
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The `[server]` table."""
+
+    ip: str = setting("127.0.0.1", "Interface to listen on. Loopback unless told otherwise.")
+    port: int = setting(8888, "Port to listen on; 0 picks a free one.")
+    port_retries: int = setting(50, "How many following ports to try when `port` is taken.")
+    base_url: str = setting("/", "Prefix of every URL the server answers.")
+    root_dir: str = setting(".", "Directory served by the contents and kernels plugins.", path=True)
+    contents_provider: str = setting("", "Name of the contents provider; empty: `filesystem` if installed.")
+    session_store: str = setting("", "Name of the session store provider; empty: `sqlite` if installed.")
+    kernel_provider: str = setting("", "Name of the kernel provider; empty: `gateway` when a gateway "
+                                       "url is set, else `local`.")
+    identity_provider: str = setting("", "Name of the identity (auth) provider; empty: `token` if installed.")
+    allow_unauthenticated_access: bool = setting(
+        False, "Serve with no identity provider at all. Only for servers behind another auth layer.")
+    max_body_size: int = setting(512 * 1024 * 1024, "Largest request body accepted, in bytes (413 above).")
+    shutdown_timeout: float = setting(30.0, "Seconds allowed for a graceful shutdown.")
+    log_level: str = setting("INFO", "Logging level: DEBUG, INFO, WARNING, ERROR.")
+
+
+@dataclass
+class RawConfig:
+    """The parsed file (or nothing), before plugin sections are known."""
+
+    data: dict[str, Any]
+    path: Path | None
+
+    @property
+    def label(self) -> str:
+        return str(self.path) if self.path else "<defaults>"
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def disabled(self) -> list[str]:
+        plugins = self.data.get("plugins", {})
+        if not isinstance(plugins, dict):
+            raise ConfigError(f"{self.label}: [plugins] must be a table, got {_type_name(plugins)}")
+        value = plugins.get("disable", [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{self.label}: [plugins] 'disable' expects a list of strings, got "
+                              f"{_type_name(value)}: {value!r}")
+        return list(value)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration: `[server]` and one dataclass instance per plugin section."""
+
+    server: ServerConfig
+    plugins: dict[str, Any]
+    disabled: tuple[str, ...] = ()
+    path: Path | None = None
+
+    def section(self, name: str) -> Any:
+        """The validated `[plugins.<name>]` dataclass (defaults when the table is absent)."""
+        try:
+            return self.plugins[name]
+        except KeyError:
+            raise KeyError(f"no config section [plugins.{name}] is declared") from None
+
+
+def find_config_file(explicit: str | None) -> Path | None:
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ConfigError(f"{explicit}: config file not found")
+        return p.resolve()
+    p = Path.cwd() / DEFAULT_CONFIG_NAME
+    return p if p.is_file() else None
+
+
+def read_config(explicit: str | None = None, data: dict[str, Any] | None = None) -> RawConfig:
+    """Read `--config PATH`, else `./himalia.toml` when present, else defaults (or `data` as given)."""
+    if data is not None:
+        return RawConfig(_deep_copy(data), Path(explicit).resolve() if explicit else None)
+    path = find_config_file(explicit)
+    if path is None:
+        return RawConfig({}, None)
+    try:
+        with open(path, "rb") as f:
+            parsed = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    return RawConfig(parsed, path)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`server.port=9000` or `plugins.sessions.database=s.db` → (["server", "port"], 9000).
+
+    The value is read as a TOML value when it is one (numbers, booleans, lists, quoted strings),
+    else taken as a plain string.
+    """
+    key, sep, value = text.partition("=")
+    parts = [p.strip() for p in key.split(".")]
+    if not sep or len(parts) < 2 or not all(parts):
+        raise ConfigError(f"--set {text}: expected SECTION.KEY=VALUE, e.g. server.port=9000")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return parts, parsed
+
+
+def apply_overrides(raw: RawConfig, overrides: dict[tuple[str, ...], Any]) -> None:
+    """Set dotted keys in the raw data (command-line flags and `--set`), creating tables as needed."""
+    for parts, value in overrides.items():
+        table = raw.data
+        for p in parts[:-1]:
+            nxt = table.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {'.'.join(parts)}: '{p}' is not a table")
+            table = nxt
+        table[parts[-1]] = value
+
+
+def validate(raw: RawConfig, sections: list[ConfigSection], known_plugins: set[str] = frozenset()) -> Config:
+    """Check every table and key against the declared schemas; build the frozen Config.
+
+    `known_plugins` are installed plugin names whose tables are accepted even when the plugin is
+    disabled or declares no section (their tables are then ignored).
+    """
+    data = raw.data
+    for key in data:
+        if key not in ("server", "plugins"):
+            raise ConfigError(f"{raw.label}: unknown table [{key}]; expected [server] or [plugins.<name>]")
+    server = _build(raw, "server", ServerConfig, data.get("server", {}))
+    plugins_raw = data.get("plugins", {})
+    if not isinstance(plugins_raw, dict):
+        raise ConfigError(f"{raw.label}: [plugins] must be a table, got {_type_name(plugins_raw)}")
+    disabled = tuple(raw.disabled())
+    by_name = {s.name: s for s in sections}
+    plugins: dict[str, Any] = {}
+    for name, table in plugins_raw.items():
+        if name == "disable":
+            continue
+        if name not in by_name:
+            if name in known_plugins or name in disabled:
+                continue
+            declared = ", ".join(sorted(by_name)) or "none"
+            raise ConfigError(f"{raw.label}: unknown table [plugins.{name}]; declared sections: {declared}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{raw.label}: [plugins.{name}] must be a table, got {_type_name(table)}")
+    for name, section in sorted(by_name.items()):
+        plugins[name] = _build(raw, f"plugins.{name}", section.schema, plugins_raw.get(name, {}))
+    return Config(server=server, plugins=plugins, disabled=disabled, path=raw.path)
+
+
+def _build(raw: RawConfig, table: str, schema: type, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{raw.label}: [{table}] must be a table, got {_type_name(values)}")
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema)
+    for key in values:
+        if key not in fields:
+            known = ", ".join(fields) or "none"
+            raise ConfigError(f"{raw.label}: [{table}] unknown key '{key}'; known keys: {known}")
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        expected = hints[key]
+        if not _matches(value, expected):
+            raise ConfigError(f"{raw.label}: [{table}] '{key}' expects {_describe(expected)}, "
+                              f"got {_type_name(value)}: {value!r}")
+        if isinstance(value, int) and not isinstance(value, bool) and _is_float(expected):
+            value = float(value)
+        if fields[key].metadata.get("path") and isinstance(value, str) and value:
+            value = str((raw.base_dir / os.path.expanduser(value)).resolve())
+        kwargs[key] = value
+    try:
+        instance = schema(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{raw.label}: [{table}] {e}") from None
+    # path defaults are relative to the config file as well
+    for f in dataclasses.fields(schema):
+        if f.metadata.get("path") and f.name not in kwargs:
+            value = getattr(instance, f.name)
+            if isinstance(value, str) and value:
+                object.__setattr__(instance, f.name, str((raw.base_dir / value).resolve()))
+    return instance
+
+
+def _is_float(t: Any) -> bool:
+    return t is float or (typing.get_origin(t) in (typing.Union, types.UnionType) and float in typing.get_args(t))
+
+
+def _matches(value: Any, t: Any) -> bool:
+    origin = typing.get_origin(t)
+    if t is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in typing.get_args(t) if a is not type(None))
+    if origin is typing.Literal:
+        return value in typing.get_args(t)
+    if t is bool:
+        return isinstance(value, bool)
+    if t is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if t is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if t is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, typing.Sequence) or t in (list, tuple):
+        args = typing.get_args(t)
+        return isinstance(value, list) and (not args or all(_matches(v, args[0]) for v in value))
+    if origin is dict or t is dict:
+        args = typing.get_args(t)
+        return isinstance(value, dict) and (
+            not args or all(isinstance(k, str) and _matches(v, args[1]) for k, v in value.items()))
+    if isinstance(t, type):
+        return isinstance(value, t)
+    return True
+
+
+def _describe(t: Any) -> str:
+    origin = typing.get_origin(t)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(t) if a is not type(None))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(t))
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    if t in names:
+        return names[t]
+    if origin in (list, tuple, typing.Sequence):
+        (arg,) = typing.get_args(t) or (Any,)
+        return f"a list of {_plural(arg)}"
+    if origin is dict:
+        args = typing.get_args(t) or (str, Any)
+        return f"a table of {_plural(args[1])}"
+    return getattr(t, "__name__", str(t))
+
+
+def _plural(t: Any) -> str:
+    return {bool: "booleans", int: "integers", float: "numbers", str: "strings"}.get(t, "values")
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "bool", int: "int", float: "float", str: "string", list: "list", dict: "table"}.get(
+        type(value), type(value).__name__)
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+# --- dumping ------------------------------------------------------------------------------------
+
+
+def dump(config: Config) -> str:
+    """The effective configuration as TOML, secrets redacted."""
+    out = ["[server]"]
+    out += _dump_fields(config.server)
+    out += ["", "[plugins]", f"disable = {_toml_value(list(config.disabled))}"]
+    for name, section in sorted(config.plugins.items()):
+        out += ["", f"[plugins.{name}]"]
+        out += _dump_fields(section)
+    return "\n".join(out) + "\n"
+
+
+def _dump_fields(instance: Any) -> list[str]:
+    lines = []
+    for f in dataclasses.fields(instance):
+        value = getattr(instance, f.name)
+        if value is None:
+            lines.append(f"# {f.name} is not set")
+            continue
+        if f.metadata.get("secret") and value:
+            value = REDACTED
+        lines.append(f"{f.name} = {_toml_value(value)}")
+    return lines
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f'"{k}" = {_toml_value(v)}' for k, v in value.items()) + " }"
+    return _toml_value(str(value))

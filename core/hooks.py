@@ -1,0 +1,183 @@
+"""The typed facade over the plugin manager: the only place that calls hook implementations.
+
+Collect-all hooks are called implementation by implementation in plugin-name order, so results
+never depend on registration order and every error names the plugin at fault. Notifications log
+an observer's exception instead of letting it break the kernel, session or save that triggered it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import pluggy
+
+from .errors import ApiError, PluginError, ProviderError
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from .config import Config, ConfigSection
+    from .records import CliOption, Middleware, Route
+    from .services import AppResource, Model, Provider
+
+log = logging.getLogger("himalia.hooks")
+T = TypeVar("T")
+
+
+class Attributed(Generic[T]):
+    """An item returned by a collect-all hook, with the plugin that returned it."""
+
+    __slots__ = ("plugin", "item")
+
+    def __init__(self, plugin: str, item: T):
+        self.plugin = plugin
+        self.item = item
+
+
+class Hooks:
+    """Typed calls of every hookspec in `himalia.hookspecs`."""
+
+    def __init__(self, pm: pluggy.PluginManager):
+        self.pm = pm
+
+    # -- machinery ---------------------------------------------------------------------------
+
+    def _impls(self, hookname: str) -> list[Any]:
+        return sorted(getattr(self.pm.hook, hookname).get_hookimpls(), key=lambda i: i.plugin_name)
+
+    def _call(self, impl: Any, hookname: str, kwargs: dict[str, Any]) -> Any:
+        result = impl.function(*[kwargs[a] for a in impl.argnames])
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise PluginError(f"plugin '{impl.plugin_name}' returned an awaitable from {hookname}; "
+                              "hooks must be synchronous")
+        return result
+
+    def _collect(self, hookname: str, **kwargs: Any) -> list[Attributed[Any]]:
+        out: list[Attributed[Any]] = []
+        for impl in self._impls(hookname):
+            try:
+                result = self._call(impl, hookname, kwargs)
+            except PluginError:
+                raise
+            except Exception as e:
+                raise PluginError(f"plugin '{impl.plugin_name}' failed in {hookname}: "
+                                  f"{type(e).__name__}: {e}") from e
+            if result is None:
+                continue
+            if isinstance(result, dict):
+                out.append(Attributed(impl.plugin_name, result))
+                continue
+            if not isinstance(result, (list, tuple)):
+                raise PluginError(f"plugin '{impl.plugin_name}' returned {type(result).__name__} from "
+                                  f"{hookname}; expected a list")
+            out.extend(Attributed(impl.plugin_name, r) for r in result)
+        return out
+
+    def _notify(self, hookname: str, **kwargs: Any) -> None:
+        for impl in self._impls(hookname):
+            try:
+                self._call(impl, hookname, kwargs)
+            except Exception:
+                log.exception("plugin '%s' failed in %s", impl.plugin_name, hookname)
+
+    # -- configuration -----------------------------------------------------------------------
+
+    def config_sections(self) -> list[ConfigSection]:
+        seen: dict[str, str] = {}
+        sections = []
+        for a in self._collect("himalia_config_sections"):
+            if a.item.name in seen:
+                raise PluginError(f"config section [plugins.{a.item.name}] is declared by plugin "
+                                  f"'{seen[a.item.name]}' and plugin '{a.plugin}'")
+            seen[a.item.name] = a.plugin
+            sections.append(a.item)
+        return sections
+
+    def cli_options(self) -> list[Attributed[CliOption]]:
+        return self._collect("himalia_cli_options")
+
+    # -- providers ---------------------------------------------------------------------------
+
+    def providers(self, role: str) -> list[Attributed[Provider[Any]]]:
+        """Provider records for `role`: contents, session_store, kernel, identity."""
+        return self._collect(f"himalia_{role}_providers")
+
+    def select_provider(self, role: str, wanted: str, default: str | None, config: Config) -> Provider[Any] | None:
+        """The provider named `wanted`, else the preferred one, else `default`.
+
+        Raises ProviderError for duplicate names and for an unknown name (listing what is installed).
+        Returns None only when nothing is wanted and no default is installed.
+        """
+        label = role.replace("_", " ")
+        by_name: dict[str, Attributed[Provider[Any]]] = {}
+        for a in self.providers(role):
+            if a.item.name in by_name:
+                raise ProviderError(f"two {label} providers are named '{a.item.name}': from plugin "
+                                    f"'{by_name[a.item.name].plugin}' and plugin '{a.plugin}'")
+            by_name[a.item.name] = a
+        installed = ", ".join(sorted(by_name)) or "none"
+        if not wanted:
+            preferred = [a for a in by_name.values() if a.item.preferred and a.item.preferred(config)]
+            if len(preferred) > 1:
+                names = ", ".join(a.item.name for a in preferred)
+                raise ProviderError(f"several {label} providers want to be the default ({names}); "
+                                    f"choose one in [server]")
+            if preferred:
+                return preferred[0].item
+            if default is None or default not in by_name:
+                return None
+            wanted = default
+        if wanted not in by_name:
+            raise ProviderError(f"unknown {label} provider '{wanted}'; installed: {installed}")
+        return by_name[wanted].item
+
+    # -- the web application -----------------------------------------------------------------
+
+    def routes(self, config: Config) -> list[Attributed[Route]]:
+        return self._collect("himalia_routes", config=config)
+
+    def middlewares(self, config: Config) -> list[Attributed[Middleware]]:
+        return self._collect("himalia_middlewares", config=config)
+
+    def resources(self, config: Config) -> list[Attributed[AppResource]]:
+        return self._collect("himalia_resources", config=config)
+
+    def openapi(self, config: Config) -> list[Attributed[dict[str, Any]]]:
+        return self._collect("himalia_openapi", config=config)
+
+    def status(self, app: web.Application) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for a in self._collect("himalia_status", app=app):
+            merged.update(a.item)
+        return merged
+
+    # -- events ------------------------------------------------------------------------------
+
+    def kernel_started(self, kernel_id: str, name: str) -> None:
+        self._notify("himalia_kernel_started", kernel_id=kernel_id, name=name)
+
+    def kernel_stopped(self, kernel_id: str, reason: str) -> None:
+        self._notify("himalia_kernel_stopped", kernel_id=kernel_id, reason=reason)
+
+    def session_created(self, session: Model) -> None:
+        self._notify("himalia_session_created", session=session)
+
+    def session_deleted(self, session_id: str) -> None:
+        self._notify("himalia_session_deleted", session_id=session_id)
+
+    def contents_pre_save(self, path: str, model: Model) -> None:
+        """Run every pre-save hook; they may mutate `model`. A failure aborts the save (ApiError)."""
+        for impl in self._impls("himalia_contents_pre_save"):
+            try:
+                self._call(impl, "himalia_contents_pre_save", {"path": path, "model": model})
+            except Exception as e:
+                log.exception("plugin '%s' failed in pre-save of %s", impl.plugin_name, path)
+                raise ApiError(f"plugin '{impl.plugin_name}' failed before saving {path}: "
+                               f"{type(e).__name__}: {e}", "pre-save hook failed") from e
+
+    def contents_post_save(self, path: str, model: Model) -> None:
+        self._notify("himalia_contents_post_save", path=path, model=model)

@@ -1,0 +1,319 @@
+"""Every hook a Himalia plugin can implement, grouped by when it is called.
+
+Hooks are synchronous: async work lives in the objects they return (services, handlers, async
+context managers). An `async def` implementation is refused at start-up, naming the plugin.
+Collect-all hooks are called once per plugin in plugin-name order (never registration order);
+each implementation returns a list (or None). The core calls hooks only through `himalia.hooks.Hooks`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from .config import Config, ConfigSection
+    from .records import CliOption, Middleware, Route
+    from .services import (
+        AppResource,
+        ContentsManager,
+        IdentityProvider,
+        KernelManager,
+        Model,
+        Provider,
+        SessionStore,
+    )
+
+hookspec = pluggy.HookspecMarker("himalia")
+
+
+# --- configuration (before the app exists) ------------------------------------------------------
+
+
+@hookspec
+def himalia_config_sections() -> list[ConfigSection]:
+    """Declare the `[plugins.<name>]` tables this plugin reads.
+
+    Called once at start-up, before the config file is validated. Collect-all.
+    Returns a list of `ConfigSection(name, schema)`; `schema` is a frozen dataclass whose fields
+    (made with `himalia.setting`) give the keys, types, defaults and help. The validated instance
+    is then `config.section(name)`. Two plugins declaring one name is a start-up error.
+
+    Example::
+
+        @dataclass(frozen=True)
+        class HelloConfig:
+            greeting: str = setting("hello", "What to say.")
+
+        @hookimpl
+        def himalia_config_sections():
+            return [ConfigSection("hello", HelloConfig)]
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def himalia_cli_options() -> list[CliOption]:
+    """Add `himalia serve` flags that set config keys (`--gateway-url` → plugins.gateway.url).
+
+    Called once when the command line is parsed, after plugins are loaded. Collect-all.
+    Returns a list of `CliOption(flag, key, help)`. A flag already taken is a start-up error.
+
+    Example::
+
+        @hookimpl
+        def himalia_cli_options():
+            return [CliOption("--hello-greeting", "plugins.hello.greeting", "What to say.")]
+
+    .. versionadded:: 0.1
+    """
+
+
+# --- providers (one service per role, chosen by name in [server]) -------------------------------
+
+
+@hookspec
+def himalia_contents_providers() -> list[Provider[ContentsManager]]:
+    """Offer ways to build the contents manager.
+
+    Called once at start-up. Collect-all. Returns `Provider(name, factory)` records;
+    `[server] contents_provider` (default `filesystem`) picks one. Unknown or duplicate names are
+    start-up errors listing the installed providers. `factory(app)` is an async context manager
+    yielding a `ContentsManager`, entered at start-up and exited at shutdown.
+
+    Example::
+
+        @hookimpl
+        def himalia_contents_providers():
+            return [Provider("memory", memory_contents)]
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def himalia_session_store_providers() -> list[Provider[SessionStore]]:
+    """Offer ways to build the session store.
+
+    Called once at start-up. Collect-all. `[server] session_store` (default `sqlite`) picks one.
+    `factory(app)` is an async context manager yielding a `SessionStore`.
+
+    Example::
+
+        @hookimpl
+        def himalia_session_store_providers():
+            return [Provider("redis", redis_store)]
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def himalia_kernel_providers() -> list[Provider[KernelManager]]:
+    """Offer ways to run kernels (local processes, a remote gateway, a cluster).
+
+    Called once at start-up. Collect-all. `[server] kernel_provider` picks one; when it is empty,
+    the one provider whose `preferred(config)` is true (the gateway, when its url is set), else
+    `local`. `factory(app)` is an async context manager yielding a `KernelManager`; leaving it
+    shuts every kernel it started down.
+
+    Example::
+
+        @hookimpl
+        def himalia_kernel_providers():
+            return [Provider("local", local_kernels)]
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def himalia_identity_providers() -> list[Provider[IdentityProvider]]:
+    """Offer ways to authenticate requests.
+
+    Called once at start-up. Collect-all. `[server] identity_provider` (default `token`) picks one.
+    With none installed the server refuses to start unless `[server] allow_unauthenticated_access`
+    is true, so disabling the auth plugin never silently opens the server.
+
+    Example::
+
+        @hookimpl
+        def himalia_identity_providers():
+            return [Provider("token", token_identity)]
+
+    .. versionadded:: 0.1
+    """
+
+
+# --- the web application (while the app is built, before it is frozen) ---------------------------
+
+
+@hookspec
+def himalia_routes(config: Config) -> list[Route]:
+    """Register HTTP and websocket routes.
+
+    Called once while the app is built. Collect-all. Returns `Route(method, path, handler)`
+    records; paths are relative to base_url. Every route requires authentication unless it says
+    `auth=False`. Two plugins registering one method and path is a start-up error naming both.
+
+    Example::
+
+        @hookimpl
+        def himalia_routes(config):
+            return [Route("GET", "/api/hello", hello)]
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def himalia_middlewares(config: Config) -> list[Middleware]:
+    """Add aiohttp middlewares around the handlers.
+
+    Called once while the app is built. Collect-all. `Middleware(func, order)`: order < 0 runs
+    before authentication, order >= 0 on authenticated requests only; lower is outermost.
+
+    Example::
+
+        @hookimpl
+        def himalia_middlewares(config):
+            return [Middleware(cors_middleware, order=-10)]
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def himalia_resources(config: Config) -> list[AppResource]:
+    """Lifecycle resources: async generator functions wired into aiohttp's `cleanup_ctx`.
+
+    Called once while the app is built. Collect-all. Each function takes the app; code before its
+    `yield` runs at start-up (after the providers' services exist), code after it at shutdown, in
+    reverse order. Background tasks are started and cancelled here.
+
+    Example::
+
+        @hookimpl
+        def himalia_resources(config):
+            async def ticker(app):
+                task = asyncio.create_task(tick())
+                yield
+                task.cancel()
+            return [ticker]
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def himalia_openapi(config: Config) -> dict[str, Any]:
+    """Describe this plugin's routes for `GET /api/spec.yaml` (OpenAPI 3.0 fragments).
+
+    Called once per spec request (cached). Collect-all. Returns a dict with `paths` and
+    optionally `components` (`{"schemas": {...}}`); paths are relative to base_url.
+
+    Example::
+
+        @hookimpl
+        def himalia_openapi(config):
+            return {"paths": {"/api/hello": {"get": {"responses": {"200": {"description": "hi"}}}}}}
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def himalia_status(app: web.Application) -> dict[str, Any]:
+    """Add fields to `GET /api/status` (the gateway adds its reachability).
+
+    Called on every status request: keep it cheap and synchronous (read state that a background
+    resource keeps current). Collect-all; the dicts are merged in plugin-name order.
+
+    Example::
+
+        @hookimpl
+        def himalia_status(app):
+            return {"gateway": {"url": url, "reachable": True}}
+
+    .. versionadded:: 0.1
+    """
+
+
+# --- events (while serving) ---------------------------------------------------------------------
+
+
+@hookspec
+def himalia_kernel_started(kernel_id: str, name: str) -> None:
+    """Notification: kernel `kernel_id` of spec `name` has started.
+
+    Called once per kernel start (not restarts), by the kernel service. An exception from an
+    implementation is logged and does not affect the kernel.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def himalia_kernel_stopped(kernel_id: str, reason: str) -> None:
+    """Notification: kernel `kernel_id` is gone; `reason` says why ("shutdown", "culled",
+    "died: exit code 1", "died: signal 9").
+
+    Called once per kernel, by the kernel service. Exceptions are logged.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def himalia_session_created(session: Model) -> None:
+    """Notification: a session was created; `session` is its REST model.
+
+    Called once per created session, by the sessions plugin. Exceptions are logged.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def himalia_session_deleted(session_id: str) -> None:
+    """Notification: session `session_id` was deleted (by a client, or cleaned up after its kernel died).
+
+    Called once per deleted session. Exceptions are logged.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def himalia_contents_pre_save(path: str, model: Model) -> None:
+    """Act on a model before it is written; mutate `model` in place to rewrite what is saved
+    (strip outputs, say), as jupyter_server's `pre_save_hook` does.
+
+    Called on every save (each chunk of a chunked upload counts once, on the last), by the contents
+    service, in plugin-name order. Returns nothing. An exception aborts the save with an error
+    naming the plugin; the file on disk is unchanged.
+
+    Example::
+
+        @hookimpl
+        def himalia_contents_pre_save(path, model):
+            if model["type"] == "notebook":
+                for cell in model["content"]["cells"]:
+                    cell.pop("outputs", None) if cell["cell_type"] != "code" else cell.update(outputs=[])
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def himalia_contents_post_save(path: str, model: Model) -> None:
+    """Notification: `path` was saved; `model` is the saved model without content.
+
+    Called after every successful save, by the contents service. Exceptions are logged.
+
+    .. versionadded:: 0.1
+    """

@@ -1,0 +1,29 @@
+"""Every `web.AppKey` and `web.RequestKey` the core defines: the one place handlers find shared state."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .activity import Activity
+from .config import Config
+from .hooks import Hooks
+from .plugins import LoadedPlugins
+from .services import Identity, Services
+
+CONFIG = web.AppKey("himalia.config", Config)
+"""The validated configuration."""
+
+HOOKS = web.AppKey("himalia.hooks", Hooks)
+"""The typed hook facade, for plugins that fire events (kernel started, contents saved, ...)."""
+
+PLUGINS = web.AppKey("himalia.plugins", LoadedPlugins)
+"""The plugin manager and what was loaded."""
+
+SERVICES = web.AppKey("himalia.services", Services)
+"""The chosen providers' services (contents, session_store, kernels, identity)."""
+
+ACTIVITY = web.AppKey("himalia.activity", Activity)
+"""Server start time and last API activity, for /api/status and culling."""
+
+IDENTITY = web.RequestKey("himalia.identity", Identity)
+"""Who made the request, set by the core's authentication middleware."""

@@ -1,0 +1,106 @@
+"""Himalia's own OpenAPI description, served at `GET /api/spec.yaml`.
+
+The core describes its routes; each plugin adds its own through `himalia_openapi`. The document
+is written as JSON, which is valid YAML 1.2, so no YAML library is needed to serve or read it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ._version import __version__
+from .keys import CONFIG, HOOKS
+
+CACHE = web.AppKey("himalia.openapi_cache", dict)
+"""Filled on the first spec request; created empty by the app factory."""
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def error_response(description: str) -> dict[str, Any]:
+    """A response whose body is the JSON error model; plugins use it for their 4xx/5xx."""
+    return {"description": description, "content": {"application/json": {"schema": ERROR}}}
+
+
+def json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+AUTH_ERRORS = {"401": error_response("Missing or wrong token"), "403": error_response("Forbidden (XSRF, origin)")}
+
+
+CORE: dict[str, Any] = {
+    "paths": {
+        "/api": {"get": {
+            "summary": "Server version; the only route that needs no authentication",
+            "security": [],
+            "responses": {"200": json_response("The version", {
+                "type": "object", "required": ["version"], "properties": {"version": {"type": "string"}}})},
+        }},
+        "/api/status": {"get": {
+            "summary": "Server activity",
+            "responses": {"200": json_response("Activity", {"$ref": "#/components/schemas/Status"}),
+                          **AUTH_ERRORS},
+        }},
+        "/api/spec.yaml": {"get": {
+            "summary": "This document",
+            "responses": {"200": {"description": "OpenAPI document (JSON, which is YAML)",
+                                  "content": {"text/x-yaml": {"schema": {"type": "string"}}}},
+                          **AUTH_ERRORS},
+        }},
+    },
+    "components": {
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["message", "reason"],
+                "properties": {"message": {"type": "string"}, "reason": {"type": "string", "nullable": True}},
+            },
+            "Status": {
+                "type": "object",
+                "required": ["started", "last_activity", "connections", "kernels"],
+                "properties": {
+                    "started": {"type": "string", "format": "date-time"},
+                    "last_activity": {"type": "string", "format": "date-time"},
+                    "connections": {"type": "integer", "minimum": 0},
+                    "kernels": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
+        "securitySchemes": {
+            "token": {"type": "apiKey", "in": "header", "name": "Authorization",
+                      "description": "`Authorization: token <token>`"},
+        },
+    },
+}
+
+
+def build(app: web.Application) -> dict[str, Any]:
+    config = app[CONFIG]
+    base = config.server.base_url.rstrip("/")
+    doc: dict[str, Any] = {
+        "openapi": "3.0.3",
+        "info": {"title": "Himalia", "version": __version__,
+                 "description": "The Jupyter server REST API as Himalia serves it."},
+        "servers": [{"url": base or "/"}],
+        "security": [{"token": []}],
+        "paths": {},
+        "components": {"schemas": {}, "securitySchemes": {}},
+    }
+    fragments = [("core", CORE)] + [(a.plugin, a.item) for a in app[HOOKS].openapi(config)]
+    for _plugin, fragment in fragments:
+        for path, ops in fragment.get("paths", {}).items():
+            doc["paths"].setdefault(path, {}).update(ops)
+        for kind, items in fragment.get("components", {}).items():
+            doc["components"].setdefault(kind, {}).update(items)
+    return doc
+
+
+def spec_text(app: web.Application) -> str:
+    cache = app[CACHE]
+    if "text" not in cache:
+        cache["text"] = json.dumps(build(app), indent=1)
+    return cache["text"]

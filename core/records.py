@@ -1,0 +1,48 @@
+"""Records that plugins return from collect-all hooks: routes, middlewares, command-line options."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MiddlewareFunc = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP or websocket route. `path` is relative to the server's base_url ("/api/kernels").
+
+    `auth=False` opts the route out of authentication; only `GET /api` does so by default.
+    """
+
+    method: str
+    path: str
+    handler: Handler
+    name: str | None = None
+    auth: bool = True
+
+
+@dataclass(frozen=True)
+class Middleware:
+    """An aiohttp middleware with an explicit place in the chain.
+
+    `order < 0` runs before authentication (CORS preflight, say); `order >= 0` after it, on
+    authenticated requests only. Lower runs first (outermost); ties are broken by plugin name.
+    """
+
+    func: MiddlewareFunc
+    order: int = 0
+
+
+@dataclass(frozen=True)
+class CliOption:
+    """A `himalia serve` flag that sets one config key, e.g. `--gateway-url` → plugins.gateway.url."""
+
+    flag: str
+    key: str
+    help: str = ""
+    type: Callable[[str], Any] = str

@@ -1,0 +1,74 @@
+"""The server-info file: one JSON file per running server in the Jupyter runtime dir, owner-only.
+
+`himalia list` and `himalia stop` read them; a server removes its own on exit, and files whose
+process is gone are pruned when listed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+PREFIX = "himalia-"
+
+
+def runtime_dir() -> Path:
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    return Path(jupyter_runtime_dir())
+
+
+def info_path(pid: int | None = None) -> Path:
+    return runtime_dir() / f"{PREFIX}{pid or os.getpid()}.json"
+
+
+def write(info: dict[str, Any]) -> Path:
+    """Write atomically with mode 0600 (it holds the token)."""
+    path = info_path(info["pid"])
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f, indent=2)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
+def remove(pid: int | None = None) -> None:
+    try:
+        info_path(pid).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running() -> list[dict[str, Any]]:
+    """Every live server's info; stale files (dead pid, unreadable JSON) are removed."""
+    out = []
+    d = runtime_dir()
+    if not d.is_dir():
+        return out
+    for path in sorted(d.glob(f"{PREFIX}*.json")):
+        try:
+            info = json.loads(path.read_text())
+            pid = int(info["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)
+            continue
+        if not _alive(pid):
+            path.unlink(missing_ok=True)
+            continue
+        out.append(info)
+    return out

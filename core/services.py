@@ -1,0 +1,308 @@
+"""The services plugins provide to each other, as `typing.Protocol`s, and the records they exchange.
+
+Plugins never import each other: a handler reaches a service through `request.app[SERVICES]`
+(see `himalia.keys`). Service methods take domain arguments (API paths, models, ids), never a
+`web.Request`, so a storage backend or a remote kernel provider never has to know about HTTP.
+Errors are raised as `himalia.errors.ApiError` subclasses (NotFound, BadRequest, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from .config import Config
+
+T = TypeVar("T")
+
+Model = dict[str, Any]
+"""A JSON-able model, shaped as jupyter_server's REST API shapes it."""
+
+
+# --- providers ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Provider(Generic[T]):
+    """A named way to build one service, yielded by a `himalia_*_providers` hook.
+
+    `factory(app)` returns an async context manager: entered at server start-up (after the config
+    is validated and `app[SERVICES]` exists), it yields the service; exited at shutdown, it releases
+    everything the service holds (files, connections, kernels).
+
+    `preferred(config)`, when given and true, makes this provider the default for its role if the
+    config does not name one (the gateway's kernel provider uses it when a gateway url is set).
+    """
+
+    name: str
+    factory: Callable[[web.Application], AbstractAsyncContextManager[T]]
+    description: str = ""
+    preferred: Callable[[Config], bool] | None = None
+
+
+# --- contents -----------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class ContentsManager(Protocol):
+    """Files and notebooks under one root, addressed by API paths ("dir/nb.ipynb", "" is the root).
+
+    Models are jupyter_server's contents models (name, path, type, format, mimetype, content,
+    created, last_modified, size, writable, hash, hash_algorithm). Paths outside the root, hidden
+    paths (unless allowed) and unknown paths raise NotFound/Forbidden; bad models raise BadRequest.
+    """
+
+    async def get(
+        self,
+        path: str,
+        *,
+        content: bool = True,
+        type: str | None = None,
+        format: str | None = None,
+        hash: bool = False,
+    ) -> Model: ...
+
+    async def save(self, path: str, model: Model) -> Model:
+        """Write `model` at `path` (a `chunk` key in the model continues a chunked upload)."""
+        ...
+
+    async def new_untitled(self, path: str = "", *, type: str = "", ext: str = "") -> Model: ...
+
+    async def copy(self, from_path: str, to_dir: str = "") -> Model: ...
+
+    async def rename(self, old_path: str, new_path: str) -> Model: ...
+
+    async def delete(self, path: str) -> None: ...
+
+    async def exists(self, path: str) -> bool: ...
+
+    async def kernel_path(self, path: str) -> str:
+        """The API directory a kernel for the document at `path` should run in."""
+        ...
+
+    async def create_checkpoint(self, path: str) -> Model: ...
+
+    async def list_checkpoints(self, path: str) -> list[Model]: ...
+
+    async def restore_checkpoint(self, path: str, checkpoint_id: str) -> None: ...
+
+    async def delete_checkpoint(self, path: str, checkpoint_id: str) -> None: ...
+
+
+# --- kernels ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class KernelMessage:
+    """One Jupyter message as it travels between a client and a kernel.
+
+    The four dict parts stay serialized JSON (`bytes`) so a relay can pass them through untouched;
+    `header_dict` parses the header once, when routing needs it. `buffers` are raw binary buffers.
+    """
+
+    channel: str
+    header: bytes
+    parent_header: bytes
+    metadata: bytes
+    content: bytes
+    buffers: list[bytes] = field(default_factory=list)
+    _header: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def header_dict(self) -> dict[str, Any]:
+        if self._header is None:
+            self._header = json.loads(self.header)
+        return self._header
+
+    @property
+    def msg_type(self) -> str:
+        return self.header_dict.get("msg_type", "")
+
+
+class ChannelsClosed(Exception):
+    """Raised by `KernelChannels.recv` once the kernel's channels are closed for good."""
+
+
+class KernelChannels(Protocol):
+    """A live connection to one kernel's shell, control, stdin and iopub channels.
+
+    Opened by `KernelManager.open_channels`; one per relay, shared by every client of the kernel.
+    `send` signs and routes a client's message to its channel; `recv` yields the next message from
+    any channel (iopub included). Both raise ChannelsClosed after `close()` or when the kernel is gone.
+    """
+
+    async def send(self, msg: KernelMessage) -> None: ...
+
+    async def recv(self) -> KernelMessage: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class KernelManager(Protocol):
+    """Starts, tracks and stops kernels, wherever they run (local processes, a remote gateway).
+
+    Kernel models are jupyter_server's: id, name, last_activity (ISO 8601), execution_state,
+    connections, and `reason` when the kernel died or restarted (exit code or signal).
+    Unknown ids raise NotFound; an unknown kernel name raises NotFound naming the installed ones.
+    """
+
+    async def list_kernelspecs(self) -> Model:
+        """`{"default": name, "kernelspecs": {name: {"name", "spec", "resources"}}}`."""
+        ...
+
+    async def get_kernelspec(self, name: str) -> Model: ...
+
+    async def get_kernelspec_resource(self, name: str, resource: str) -> tuple[bytes, str]:
+        """The bytes and content type of a kernelspec file (logo-64x64.png, kernel.js)."""
+        ...
+
+    async def start_kernel(
+        self, name: str | None = None, *, path: str | None = None, env: Mapping[str, str] | None = None
+    ) -> Model:
+        """Start a kernel of spec `name` (None: the default) in API directory `path`; its model."""
+        ...
+
+    async def list_kernels(self) -> list[Model]: ...
+
+    async def get_kernel(self, kernel_id: str) -> Model: ...
+
+    async def shutdown_kernel(self, kernel_id: str, *, now: bool = False) -> None: ...
+
+    async def interrupt_kernel(self, kernel_id: str) -> None: ...
+
+    async def restart_kernel(self, kernel_id: str) -> Model: ...
+
+    async def open_channels(self, kernel_id: str) -> KernelChannels: ...
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+
+@dataclass
+class SessionRecord:
+    """One row of the session store: which document (path, name, type) uses which kernel."""
+
+    id: str
+    path: str
+    name: str
+    type: str
+    kernel_id: str
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Where session records live. Small on purpose, so another database can back it."""
+
+    async def add(self, record: SessionRecord) -> None: ...
+
+    async def get(self, session_id: str) -> SessionRecord | None: ...
+
+    async def find(self, *, path: str | None = None, kernel_id: str | None = None) -> list[SessionRecord]: ...
+
+    async def update(self, record: SessionRecord) -> None: ...
+
+    async def remove(self, session_id: str) -> bool: ...
+
+    async def list(self) -> list[SessionRecord]: ...
+
+
+# --- identity -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a request presents to prove who sent it; no `web.Request` so providers stay HTTP-free."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    cookies: Mapping[str, str]
+    query: Mapping[str, str]
+    is_websocket: bool
+    secure: bool = False
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is making a request; jupyter_server's identity model."""
+
+    username: str
+    name: str = ""
+    display_name: str = ""
+    initials: str | None = None
+    avatar_url: str | None = None
+    color: str | None = None
+
+    def model(self) -> Model:
+        return {
+            "username": self.username,
+            "name": self.name or self.username,
+            "display_name": self.display_name or self.name or self.username,
+            "initials": self.initials,
+            "avatar_url": self.avatar_url,
+            "color": self.color,
+        }
+
+
+@dataclass(frozen=True)
+class Cookie:
+    """A cookie an identity provider wants set on the response (path is the server's base_url)."""
+
+    name: str
+    value: str
+    httponly: bool = True
+    max_age: int | None = None
+
+
+@dataclass
+class Authenticated:
+    """A successful authentication, with cookies the response should set (e.g. after ?token=)."""
+
+    identity: Identity
+    set_cookies: list[Cookie] = field(default_factory=list)
+
+
+@runtime_checkable
+class IdentityProvider(Protocol):
+    """Decides who a request comes from. Raises Unauthorized (401) or Forbidden (403)."""
+
+    token: str | None
+    """The token a client logs in with, for the start-up URL and the server-info file; None if none."""
+
+    async def authenticate(self, credentials: Credentials) -> Authenticated: ...
+
+
+# --- the holder ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Services:
+    """The chosen providers' services, filled in at start-up; reached through `app[SERVICES]`.
+
+    A plugin may wrap a service during its own start-up resource (the kernels plugin decorates the
+    kernel manager with live activity); it must keep the Protocol.
+    """
+
+    contents: ContentsManager | None = None
+    session_store: SessionStore | None = None
+    kernels: KernelManager | None = None
+    identity: IdentityProvider | None = None
+
+    def require(self, role: str) -> Any:
+        from .errors import ApiError
+
+        service = getattr(self, role)
+        if service is None:
+            raise ApiError(f"no {role} service is configured on this server", "service unavailable", status=503)
+        return service
+
+
+AppResource = Callable[["web.Application"], AsyncIterator[None]]
+"""A lifecycle resource: an async generator function for aiohttp's `cleanup_ctx`."""

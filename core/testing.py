@@ -1,0 +1,134 @@
+"""pytest fixtures for Himalia and its plugin authors (registered as a pytest11 plugin).
+
+    async def test_hello(himalia_server):
+        async with himalia_server(plugins={"hello": my_plugin}, config={...}) as server:
+            r = await server.get("/api/hello")
+            assert r.status == 200
+
+`himalia_server(...)` builds a real app with the installed plugins (plus `plugins`, minus `disable`),
+serves it on 127.0.0.1 on a free port, and yields a `RunningServer` whose client sends the token.
+Async tests need an async test runner (pytest-asyncio, `asyncio_mode = "auto"`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from .app import create_app, load, url_path
+from .keys import SERVICES
+
+DEFAULT_TIMEOUT = 60.0
+
+
+@dataclass
+class RunningServer:
+    """A Himalia app served on loopback, with an authenticated client."""
+
+    app: web.Application
+    url: str
+    """Base URL, ending in the base_url path ("http://127.0.0.1:PORT/")."""
+    token: str | None
+    client: aiohttp.ClientSession
+    root_dir: Path
+
+    def url_for(self, path: str) -> str:
+        return self.url.rstrip("/") + "/" + path.lstrip("/")
+
+    def ws_url(self, path: str) -> str:
+        return "ws" + self.url_for(path)[4:]
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        """An authenticated request; the body is read before returning, so `.json()` needs no await guard."""
+        timeout = kwargs.pop("timeout", DEFAULT_TIMEOUT)
+
+        async def go() -> aiohttp.ClientResponse:
+            resp = await self.client.request(method, self.url_for(path), **kwargs)
+            await resp.read()
+            return resp
+
+        return await asyncio.wait_for(go(), timeout)
+
+    async def get(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("POST", path, **kwargs)
+
+    async def put(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("PUT", path, **kwargs)
+
+    async def patch(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("PATCH", path, **kwargs)
+
+    async def delete(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("DELETE", path, **kwargs)
+
+    def ws_connect(self, path: str, **kwargs: Any) -> Any:
+        """An authenticated websocket connection (use as `async with server.ws_connect(...) as ws`)."""
+        return self.client.ws_connect(self.url_for(path), **kwargs)
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"} if self.token else {}
+
+
+@asynccontextmanager
+async def serve_app(
+    *,
+    root_dir: str | Path,
+    config: dict[str, Any] | None = None,
+    plugins: dict[str, Any] | None = None,
+    entry_points: bool = True,
+    disable: list[str] | tuple[str, ...] = (),
+    config_path: str | Path | None = None,
+) -> AsyncIterator[RunningServer]:
+    """Build and serve an app on 127.0.0.1:<free port>; stop it (and its kernels) on exit."""
+    data = dict(config or {})
+    server_table = dict(data.get("server", {}))
+    server_table.setdefault("root_dir", str(root_dir))
+    data["server"] = server_table
+    cfg, loaded = load(str(config_path) if config_path else None, config_data=data, disable=disable,
+                       entry_points=entry_points, extra_plugins=plugins)
+    app = create_app(cfg, loaded)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{port}{url_path(cfg.server.base_url, '/')}"
+        identity = app[SERVICES].identity
+        token = getattr(identity, "token", None)
+        headers = {"Authorization": f"token {token}"} if token else {}
+        async with aiohttp.ClientSession(headers=headers) as client:
+            yield RunningServer(app=app, url=url, token=token, client=client, root_dir=Path(root_dir))
+    finally:
+        await runner.cleanup()
+
+
+ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
+
+
+@pytest.fixture
+def himalia_server(tmp_path: Path) -> ServerFactory:
+    """A factory: `async with himalia_server(config=..., plugins=...) as server:`.
+
+    The root dir defaults to a fresh `tmp_path / "root"`; pass `root_dir=` to choose another.
+    """
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+
+    def factory(**kwargs: Any) -> AbstractAsyncContextManager[RunningServer]:
+        kwargs.setdefault("root_dir", root)
+        return serve_app(**kwargs)
+
+    return factory

@@ -1,0 +1,20 @@
+"""The `[plugins.auth]` table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from himalia import setting
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    token: str = setting("", "Token clients must present. Empty: $JUPYTER_TOKEN if set, else a random "
+                             "token printed at start-up.", secret=True)
+    allow_origin: str = setting("", "Origin allowed to make cross-origin requests ('*' for any). "
+                                    "Empty: same-origin only.")
+    allow_origin_pat: str = setting("", "Regular expression of allowed origins (full match).")
+    allow_credentials: bool = setting(False, "Send Access-Control-Allow-Credentials to allowed origins.")
+    disable_check_xsrf: bool = setting(False, "Skip the XSRF check for cookie-authenticated requests. "
+                                              "Unsafe: only for trusted, same-origin deployments.")
+    cookie_max_age: int = setting(14 * 24 * 3600, "Lifetime of the login cookie, in seconds.")

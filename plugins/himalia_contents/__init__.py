@@ -1,0 +1,1 @@
+"""Default plugin `contents` (being built)."""

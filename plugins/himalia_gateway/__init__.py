@@ -1,0 +1,1 @@
+"""Default plugin `gateway` (being built)."""

@@ -1,0 +1,1 @@
+"""Default plugin `kernels` (being built)."""

@@ -1,0 +1,1 @@
+"""Default plugin `sessions` (being built)."""
