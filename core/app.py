@@ -138,8 +138,9 @@ def _provider_context(role: str, provider: Provider[Any]) -> Callable[[web.Appli
 
 
 def url_path(base_url: str, path: str) -> str:
-    """Join base_url and a route path: ("/jh/user/", "/api") → "/jh/user/api"."""
-    return "/" + "/".join(p for p in (base_url.strip("/"), path.strip("/")) if p) + ("/" if path.endswith("/") and path != "/" else "")
+    """Join base_url and a route path: ("/jh/user/", "/api") → "/jh/user/api", ("/jh/", "/") → "/jh/"."""
+    base = "/" + base_url.strip("/") if base_url.strip("/") else ""
+    return base + "/" + path.lstrip("/")
 
 
 def _add_routes(app: web.Application, base_url: str, routes: list[tuple[str, Route]]) -> None:

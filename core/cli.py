@@ -243,13 +243,12 @@ def cmd_stop(ns: argparse.Namespace) -> int:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not serverinfo.alive(pid):
             print(f"stopped the server on port {servers[0]['port']} (pid {pid})")
             return 0
-        time.sleep(0.1)
+        time.sleep(0.1)  # polling another process's exit: there is no event to wait on
     raise StartupError(f"server pid {pid} did not exit within 60 s")
+
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,14 +44,19 @@ def remove(pid: int | None = None) -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """False once `pid` has exited (a zombie not yet reaped by its parent counts as exited)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def running() -> list[dict[str, Any]]:
@@ -67,7 +72,7 @@ def running() -> list[dict[str, Any]]:
         except (OSError, ValueError, KeyError, TypeError):
             path.unlink(missing_ok=True)
             continue
-        if not _alive(pid):
+        if not alive(pid):
             path.unlink(missing_ok=True)
             continue
         out.append(info)

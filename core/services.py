@@ -187,30 +187,48 @@ class KernelManager(Protocol):
 
 @dataclass
 class SessionRecord:
-    """One row of the session store: which document (path, name, type) uses which kernel."""
+    """One row of the session store: which document (path, name, type) uses which kernel.
+
+    `name` is None when the client gave none (jupyter_server then answers `"name": null`).
+    """
 
     id: str
     path: str
-    name: str
+    name: str | None
     type: str
     kernel_id: str
 
 
 @runtime_checkable
 class SessionStore(Protocol):
-    """Where session records live. Small on purpose, so another database can back it."""
+    """Where session records live. Small on purpose, so another database can back it.
 
-    async def add(self, record: SessionRecord) -> None: ...
+    The store keeps rows only: it never talks to kernels. The sessions plugin decides when a row is
+    stale (its kernel is gone) and removes it. Methods may be called concurrently from one event
+    loop; each must be atomic on its own.
+    """
+
+    async def add(self, record: SessionRecord) -> None:
+        """Insert `record`; raises ValueError if a record with its id exists."""
+        ...
 
     async def get(self, session_id: str) -> SessionRecord | None: ...
 
-    async def find(self, *, path: str | None = None, kernel_id: str | None = None) -> list[SessionRecord]: ...
+    async def find(self, *, path: str | None = None, kernel_id: str | None = None) -> list[SessionRecord]:
+        """Records matching every given field (all records when none is given), oldest first."""
+        ...
 
-    async def update(self, record: SessionRecord) -> None: ...
+    async def update(self, record: SessionRecord) -> bool:
+        """Replace the record with `record.id`; False when there is none."""
+        ...
 
-    async def remove(self, session_id: str) -> bool: ...
+    async def remove(self, session_id: str) -> bool:
+        """Delete the record; False when there was none (so only one caller reports a deletion)."""
+        ...
 
-    async def list(self) -> list[SessionRecord]: ...
+    async def list(self) -> list[SessionRecord]:
+        """Every record, oldest first."""
+        ...
 
 
 # --- identity -----------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ Async tests need an async test runner (pytest-asyncio, `asyncio_mode = "auto"`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,3 +132,94 @@ def himalia_server(tmp_path: Path) -> ServerFactory:
         return serve_app(**kwargs)
 
     return factory
+
+
+# --- a real `himalia serve` process -------------------------------------------------------------
+
+
+@dataclass
+class ServerProcess:
+    """A `himalia serve` subprocess that has printed its URL; `output` holds its stdout lines so far."""
+
+    process: Any
+    url: str
+    """Base URL, ending in "/" (the token query string removed)."""
+    token: str | None
+    output: list[str]
+
+    def url_for(self, path: str) -> str:
+        return self.url.rstrip("/") + "/" + path.lstrip("/")
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"} if self.token else {}
+
+
+def _stop(process: Any, timeout: float) -> None:
+    import subprocess
+
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+
+
+@contextmanager
+def serve_process(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Iterator[ServerProcess]:
+    """Run `himalia serve --port 0 ARGS...` with this Python; yield once it prints its URL.
+
+    Stopped with SIGTERM on exit (killed if it has not exited within `timeout`). `env` replaces the
+    environment (use `{**os.environ, ...}` to extend it). Raises RuntimeError with the process's
+    output if it exits or stays silent for `timeout` seconds before announcing its URL.
+    """
+    import queue
+    import re
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    cmd = [sys.executable, "-m", "himalia.cli", "serve", "--port", "0", *args]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                               cwd=cwd, bufsize=1)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:  # a thread, so every wait on the output can have a deadline
+        for line in process.stdout:  # type: ignore[union-attr]
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"himalia serve printed no URL within {timeout}s:\n" + "\n".join(output)) from None
+            if line is None:
+                process.wait(timeout)
+                raise RuntimeError(f"himalia serve exited with status {process.returncode}:\n" + "\n".join(output))
+            output.append(line)
+            found = re.match(r"^\s+(http://\S+?)(?:\?token=(\S+))?$", line)
+            if found:
+                break
+        server = ServerProcess(process, found.group(1), found.group(2), output)
+
+        def collect() -> None:  # keep draining, so a chatty server never blocks on a full pipe
+            while (more := lines.get()) is not None:
+                output.append(more)
+
+        threading.Thread(target=collect, daemon=True).start()
+        yield server
+    finally:
+        _stop(process, timeout)

@@ -1,0 +1,57 @@
+"""`himalia new-plugin NAME [DIR]`: render the plugin template (plugin-template/) with copier.
+
+The template ships inside the `himalia` package as `himalia/plugin_template/` (package data in the
+wheel); in a source checkout (an editable install) it is read from `plugin-template/` next to `core/`.
+copier is an optional dependency: without it the command fails with one line saying what to install.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from ._version import __version__
+from .errors import StartupError
+
+NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def template_dir() -> Path:
+    """Where the copier template is: shipped in the package, else in the source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "plugin_template", here.parent / "plugin-template"):
+        if (candidate / "copier.yml").is_file():
+            return candidate
+    raise StartupError(f"the plugin template is missing from this himalia installation ({here}); "
+                       "reinstall himalia")
+
+
+def new_plugin(name: str, dir: str | None = None, *, interactive: bool | None = None) -> int:
+    """Render a new plugin project for `name` into `dir` (default `./himalia-NAME`); exit status.
+
+    Asks for the description and author when stdin is a terminal, else takes the defaults.
+    """
+    if not NAME.match(name):
+        raise StartupError(f"plugin name {name!r}: use lowercase letters, digits, '-' and '_', "
+                           "starting with a letter (e.g. hello)")
+    target = Path(dir if dir else f"himalia-{name.replace('_', '-')}")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise StartupError(f"{target}: already exists and is not empty; choose another directory")
+    try:
+        import copier
+    except ImportError:
+        raise StartupError("new-plugin needs copier: pip install copier (or pip install 'himalia[template]')") from None
+    if interactive is None:
+        interactive = sys.stdin.isatty()
+    copier.run_copy(
+        str(template_dir()),
+        str(target),
+        data={"plugin_name": name, "himalia_version": __version__},
+        defaults=not interactive,
+        quiet=True,
+        unsafe=False,
+    )
+    print(f"created {target}: a Himalia plugin '{name}'")
+    print(f"next: cd {target} && pip install -e '.[test]' && pytest")
+    return 0

@@ -1,0 +1,178 @@
+"""`himalia` as users run it: a real subprocess serving, listed, stopped; plugins and config commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+
+HIMALIA = [sys.executable, "-m", "himalia.cli"]
+DEADLINE = 60
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+def run(*args: str, env=None, cwd=None, timeout=DEADLINE) -> subprocess.CompletedProcess:
+    return subprocess.run([*HIMALIA, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen, url: str, token: str):
+        self.proc, self.url, self.token = proc, url, token
+
+    def get(self, path: str, token: str | None = None):
+        req = urllib.request.Request(self.url.rstrip("/") + path,
+                                     headers={"Authorization": f"token {token or self.token}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+
+
+def start_serve(*args: str, env=None, cwd=None) -> Served:
+    proc = subprocess.Popen([*HIMALIA, "serve", "--port", "0", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    deadline = time.monotonic() + DEADLINE
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()  # the process prints the URL line once it listens
+        if not line:
+            break
+        lines.append(line)
+        if "?token=" in line:
+            url, _, token = line.strip().partition("?token=")
+            return Served(proc, url, token)
+    proc.kill()
+    raise AssertionError(f"himalia serve did not print its URL: {''.join(lines)} {proc.stderr.read()}")
+
+
+def stop(served: Served) -> int:
+    served.proc.send_signal(signal.SIGTERM)
+    try:
+        return served.proc.wait(timeout=DEADLINE)
+    finally:
+        if served.proc.poll() is None:
+            served.proc.kill()
+            served.proc.wait()
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    return tmp_path / "runtime"
+
+
+def test_version_loads_no_plugin(tmp_path, dist_writer):
+    site = dist_writer(tmp_path / "site", "himalia-broken", "1.0", {"broken": "raise SystemExit('imported!')"})
+    r = run("--version", env=env_with(PYTHONPATH=str(site)))
+    assert r.returncode == 0 and r.stdout.strip().startswith("himalia 0.")
+
+
+def test_serve_answers_is_listed_and_exits_cleanly_on_sigterm(tmp_path, runtime):
+    root = tmp_path / "root"
+    root.mkdir()
+    env = env_with(JUPYTER_RUNTIME_DIR=str(runtime))
+    served = start_serve("--root-dir", str(root), "--token", "tok-123", env=env)
+    try:
+        assert served.token == "tok-123"
+        status, body = served.get("/api/status")
+        assert status == 200 and body["kernels"] == 0
+        listed = run("list", "--json", env=env)
+        infos = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert [i["pid"] for i in infos] == [served.proc.pid]
+        assert infos[0]["root_dir"] == str(root) and infos[0]["url"] == served.url
+        info_file = runtime / f"himalia-{served.proc.pid}.json"
+        assert stat.S_IMODE(info_file.stat().st_mode) == 0o600
+    finally:
+        code = stop(served)
+    assert code == 0
+    assert not (runtime / f"himalia-{served.proc.pid}.json").exists()
+    assert "Himalia shutting down" in served.proc.stdout.read()
+
+
+def test_stop_command_stops_the_server(tmp_path, runtime):
+    env = env_with(JUPYTER_RUNTIME_DIR=str(runtime))
+    served = start_serve("--root-dir", str(tmp_path), env=env)
+    try:
+        port = served.url.rsplit(":", 1)[1].strip("/")
+        r = run("stop", port, env=env)
+        assert r.returncode == 0 and f"pid {served.proc.pid}" in r.stdout
+        assert served.proc.wait(timeout=DEADLINE) == 0
+    finally:
+        if served.proc.poll() is None:
+            served.proc.kill()
+            served.proc.wait()
+
+
+def test_stale_server_info_files_are_pruned(tmp_path, runtime):
+    runtime.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = runtime / f"himalia-{dead.pid}.json"
+    stale.write_text(json.dumps({"pid": dead.pid, "url": "http://127.0.0.1:1/", "root_dir": "/"}))
+    r = run("list", env=env_with(JUPYTER_RUNTIME_DIR=str(runtime)))
+    assert "no running Himalia servers" in r.stdout
+    assert not stale.exists()
+
+
+def test_broken_plugin_refuses_to_start_with_one_line_and_is_listed(tmp_path, dist_writer):
+    site = dist_writer(tmp_path / "site", "himalia-broken", "0.9", {"broken": "import no_such_module_xyz"})
+    env = env_with(PYTHONPATH=str(site))
+    r = run("serve", "--port", "0", "--root-dir", str(tmp_path), env=env)
+    assert r.returncode == 2
+    err = r.stderr.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert err.startswith("himalia: plugin 'broken' (himalia-broken 0.9) failed to import")
+    assert err.endswith("disable it with --disable broken")
+    listing = run("plugins", env=env)
+    assert listing.returncode == 0
+    assert "broken  (himalia-broken 0.9)  ERROR" in listing.stdout
+    assert "No module named 'no_such_module_xyz'" in listing.stdout
+    rows = {row["name"]: row for row in json.loads(run("plugins", "--json", env=env).stdout)}
+    assert rows["auth"]["active"] == ["identity:token"] and rows["broken"]["error"]
+    # and the hint works
+    served = start_serve("--root-dir", str(tmp_path), "--disable", "broken",
+                         env=env_with(PYTHONPATH=str(site), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt")))
+    try:
+        assert served.get("/api/status")[0] == 200
+    finally:
+        assert stop(served) == 0
+
+
+def test_config_errors_exit_2_with_the_file_named(tmp_path):
+    conf = tmp_path / "himalia.toml"
+    conf.write_text("[server]\nport = 'high'\n")
+    r = run("serve", "--config", str(conf))
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"himalia: {conf}: [server] 'port' expects an integer, got string: 'high'"
+
+
+def test_config_command_prints_effective_toml_with_secrets_redacted(tmp_path):
+    conf = tmp_path / "himalia.toml"
+    conf.write_text('[server]\nroot_dir = "nb"\n[plugins.auth]\ntoken = "hunter2"\n')
+    r = run("config", "--config", str(conf), "--set", "server.port=9123")
+    assert r.returncode == 0, r.stderr
+    assert "hunter2" not in r.stdout
+    assert 'token = "<redacted>"' in r.stdout
+    assert "port = 9123" in r.stdout
+    assert f'root_dir = "{(tmp_path / "nb").resolve()}"' in r.stdout
+
+
+def test_app_factory_for_aiohttp_web(tmp_path):
+    from himalia.app import init
+
+    app = init(["--root-dir", str(tmp_path), "--token", "abc"])
+    from himalia import CONFIG
+
+    assert app[CONFIG].server.root_dir == str(tmp_path)
+    assert app[CONFIG].section("auth").token == "abc"
