@@ -8,6 +8,8 @@
 `himalia_server(...)` builds a real app with the installed plugins (plus `plugins`, minus `disable`),
 serves it on 127.0.0.1 on a free port, and yields a `RunningServer` whose client sends the token.
 Async tests need an async test runner (pytest-asyncio, `asyncio_mode = "auto"`).
+`serve_process(...)` runs a real `himalia serve --port 0` subprocess instead, for command-line and
+config-file tests.
 """
 
 from __future__ import annotations
