@@ -1,1 +1,54 @@
-"""Default plugin `contents` (being built)."""
+"""Default plugin `contents`: files, notebooks and directories under the root, as jupyter_server serves them.
+
+Provides the `filesystem` contents provider and the `/api/contents`, `/files` and `/api/resolvePath`
+routes. Heavy work (nbformat, file I/O) happens lazily, inside the service's worker threads.
+"""
+
+from __future__ import annotations
+
+from himalia import ConfigSection, Provider, Route, hookimpl
+
+from .config import ContentsConfig
+
+CONTENTS = "/api/contents{path:.*}"
+
+
+@hookimpl
+def himalia_config_sections():
+    return [ConfigSection("contents", ContentsConfig, "Files and notebooks served from a local directory.")]
+
+
+@hookimpl
+def himalia_contents_providers():
+    from .filesystem import filesystem_contents
+
+    return [Provider("filesystem", filesystem_contents, "Files and notebooks in a local directory")]
+
+
+@hookimpl
+def himalia_routes(config):
+    from . import handlers as h
+
+    # checkpoints and trust first: their URLs also match the plain contents pattern
+    return [
+        Route("GET", CONTENTS + "/checkpoints", h.list_checkpoints),
+        Route("POST", CONTENTS + "/checkpoints", h.create_checkpoint),
+        Route("POST", CONTENTS + r"/checkpoints/{checkpoint_id:[\w-]+}", h.restore_checkpoint),
+        Route("DELETE", CONTENTS + r"/checkpoints/{checkpoint_id:[\w-]+}", h.delete_checkpoint),
+        Route("POST", CONTENTS + "/trust", h.trust_notebook),
+        Route("GET", CONTENTS, h.get_contents),
+        Route("PUT", CONTENTS, h.put_contents),
+        Route("POST", CONTENTS, h.post_contents),
+        Route("PATCH", CONTENTS, h.patch_contents),
+        Route("DELETE", CONTENTS, h.delete_contents),
+        Route("GET", "/files/{path:.*}", h.get_file),
+        Route("HEAD", "/files/{path:.*}", h.get_file),
+        Route("GET", "/api/resolvePath", h.resolve_path),
+    ]
+
+
+@hookimpl
+def himalia_openapi(config):
+    from .openapi import OPENAPI
+
+    return OPENAPI

@@ -1,1 +1,55 @@
-"""Default plugin `gateway` (being built)."""
+"""Default plugin `gateway`: kernels and kernelspecs from a remote Jupyter Kernel Gateway or Enterprise Gateway.
+
+It offers the kernel provider `gateway`, chosen by default when a gateway url is set; the kernels
+plugin's routes and websocket protocols serve its kernels unchanged. It adds the gateway's
+reachability to `/api/status`.
+"""
+
+from __future__ import annotations
+
+from himalia import CliOption, ConfigSection, Provider, hookimpl
+
+from .config import GatewayConfig
+
+
+@hookimpl
+def himalia_config_sections():
+    return [ConfigSection("gateway", GatewayConfig, "A remote Jupyter Kernel Gateway or Enterprise Gateway.")]
+
+
+@hookimpl
+def himalia_cli_options():
+    return [
+        CliOption("--gateway-url", "plugins.gateway.url", "run kernels on the gateway at this URL "
+                                                         "(Jupyter Kernel Gateway, Enterprise Gateway)"),
+        CliOption("--gateway-ws-url", "plugins.gateway.ws_url", "websocket URL of the gateway (default: from "
+                                                               "--gateway-url)"),
+        CliOption("--gateway-auth-token", "plugins.gateway.auth_token", "token sent to the gateway"),
+    ]
+
+
+def _url_is_set(config) -> bool:
+    return bool(config.section("gateway").effective().url)
+
+
+@hookimpl
+def himalia_kernel_providers():
+    from .manager import gateway_kernels
+
+    return [Provider("gateway", gateway_kernels, "kernels on a remote Jupyter Kernel/Enterprise Gateway",
+                     preferred=_url_is_set)]
+
+
+@hookimpl
+def himalia_resources(config):
+    from .health import GatewayProbe
+
+    gateway = config.section("gateway").effective()
+    return [GatewayProbe(gateway)] if gateway.url else []
+
+
+@hookimpl
+def himalia_status(app):
+    from .health import status
+
+    return status(app)

@@ -1,0 +1,156 @@
+"""The table: each figure's median per server, the ratio Himalia/jupyter_server, the direct-ZMQ limit, the target."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Results = dict[str, dict[str, list[dict[str, Any]]]]  # variant → figure → one dict per round
+
+JS = "jupyter_server"
+TUNED = "jupyter_server_tuned"
+
+
+@dataclass(frozen=True)
+class Row:
+    figure: str  # the --only name that produces it
+    label: str
+    source: str  # figure key in the results (kernels8 also feeds the memory row)
+    metric: str
+    js: str  # which jupyter_server variant the ratio is taken against
+    fmt: str
+    ws: bool = False  # goes through a kernel websocket
+    target: str = ""
+    check: Callable[[float | None, float | None, dict[str, Any]], bool] | None = None
+    direct: bool = False
+
+
+def _le(limit: float) -> Callable[[float | None, float | None, dict[str, Any]], bool]:
+    return lambda r, _d, _x: r is not None and r <= limit
+
+
+def _ge(limit: float) -> Callable[[float | None, float | None, dict[str, Any]], bool]:
+    return lambda r, _d, _x: r is not None and r >= limit
+
+
+def _direct_le(limit: float) -> Callable[[float | None, float | None, dict[str, Any]], bool]:
+    return lambda _r, d, _x: d is not None and d <= limit
+
+
+def _iopub(r: float | None, _d: float | None, x: dict[str, Any]) -> bool:
+    return r is not None and r >= 1.2 and x.get("all_lines") is True and x.get("idle") is True
+
+
+ROWS = [
+    Row("start", "cold start: spawn → first 200 on /api/status (s)", "start", "cold_s", JS, ".2f",
+        target="≤ 0.25×", check=_le(0.25)),
+    Row("memory", "server RSS idle after start (MB)", "start", "rss_idle_mb", JS, ".0f",
+        target="≤ 0.6×", check=_le(0.6)),
+    Row("memory", "server RSS with 8 kernels running (MB)", "kernels8", "rss_mb", JS, ".0f",
+        target="≤ 0.6×", check=_le(0.6)),
+    Row("status", "GET /api/status, requests/s, 16 connections", "status", "rps", JS, ".0f",
+        target="≥ 3×", check=_ge(3)),
+    Row("kernelspecs", "GET /api/kernelspecs, requests/s, 16 connections", "kernelspecs", "rps", JS, ".0f",
+        target="≥ 3×", check=_ge(3)),
+    Row("contents", "GET /api/contents of a 1 000-file dir, requests/s, 4 connections", "contents", "rps", JS,
+        ".1f", target="≥ 10×", check=_ge(10)),
+    Row("notebook", "save a 5 MB notebook (PUT, ms)", "notebook", "save_ms", JS, ".0f",
+        target="≤ 0.5×", check=_le(0.5)),
+    Row("notebook", "load a 5 MB notebook (GET, ms)", "notebook", "load_ms", JS, ".0f",
+        target="≤ 0.5×", check=_le(0.5)),
+    Row("session", "session create → kernel_info reply → delete (s)", "session", "s", JS, ".2f", ws=True,
+        target="≤ 0.8×", check=_le(0.8), direct=True),
+    Row("session", "  same, js with TCP_NODELAY + limits off", "session", "s", TUNED, ".2f", ws=True,
+        direct=True),
+    Row("execute", "execute `pass` round trip p50 (ms)", "execute", "p50_ms", JS, ".2f", ws=True,
+        target="≤ 1.05× direct", check=_direct_le(1.05), direct=True),
+    Row("execute", "  same, js with TCP_NODELAY forced", "execute", "p50_ms", TUNED, ".2f", ws=True, direct=True),
+    Row("execute", "execute `pass` round trip p99 (ms)", "execute", "p99_ms", JS, ".2f", ws=True,
+        target="≤ 1.3× direct", check=_direct_le(1.3), direct=True),
+    Row("execute", "  same, js with TCP_NODELAY forced", "execute", "p99_ms", TUNED, ".2f", ws=True, direct=True),
+    Row("iopub", "iopub: 20 000 flushed lines, stdout messages/s (js default rate limits)", "iopub",
+        "msgs_per_s", JS, ".0f", ws=True, direct=True),
+    Row("iopub", "  same, js with rate limits off (+ TCP_NODELAY)", "iopub", "msgs_per_s", TUNED, ".0f",
+        ws=True, target="≥ 1.2×, all lines, final idle", check=_iopub, direct=True),
+    Row("iopub", "  lines delivered (js default rate limits)", "iopub", "lines", JS, ".0f", ws=True, direct=True),
+    Row("iopub", "  lines delivered (js rate limits off)", "iopub", "lines", TUNED, ".0f", ws=True, direct=True),
+    Row("kernels8", "8 kernels started at once until all answer kernel_info (s)", "kernels8", "s", JS, ".2f",
+        ws=True, target="≤ 0.8×", check=_le(0.8), direct=True),
+    Row("fanout", "100 websockets on one kernel: stdout messages/s delivered (js as shipped)", "fanout",
+        "msgs_per_s", JS, ".0f", ws=True),
+    Row("fanout", "  same, js with TCP_NODELAY + rate limits off", "fanout", "msgs_per_s", TUNED, ".0f", ws=True,
+        target="≥ 2×", check=_ge(2)),
+    Row("fanout", "  share of messages delivered (js as shipped)", "fanout", "share", JS, ".2f", ws=True),
+    Row("fanout", "  share of messages delivered (js tuned)", "fanout", "share", TUNED, ".2f", ws=True),
+]
+
+
+def median_of(results: Results, variant: str, figure: str, metric: str) -> float | None:
+    values = [r[metric] for r in results.get(variant, {}).get(figure, [])
+              if "error" not in r and r.get(metric) is not None]
+    return statistics.median(values) if values else None
+
+
+def errors_of(results: Results, variant: str, figure: str) -> list[str]:
+    return [r["error"] for r in results.get(variant, {}).get(figure, []) if "error" in r]
+
+
+def build_rows(results: Results, selected: set[str], himalia_variants: list[str], protocol: str
+               ) -> list[dict[str, Any]]:
+    rows = []
+    for row in ROWS:
+        if row.figure not in selected:
+            continue
+        values = {v: median_of(results, v, row.source, row.metric) for v in himalia_variants}
+        h = values.get("himalia")
+        js = median_of(results, row.js, row.source, row.metric)
+        direct = median_of(results, "direct", row.source, row.metric) if row.direct else None
+        ratio = h / js if h is not None and js else None
+        ratio_direct = h / direct if h is not None and direct else None
+        extra: dict[str, Any] = {}
+        if row.source == "iopub":
+            runs = [r for r in results.get("himalia", {}).get("iopub", []) if "error" not in r]
+            extra = {"all_lines": bool(runs) and all(r["lines"] == r["lines_sent"] for r in runs),
+                     "idle": bool(runs) and all(r["idle"] for r in runs)}
+        verdict = ""
+        if row.check is not None:
+            needed = ratio_direct if row.target.endswith("direct") else ratio
+            verdict = "n/a" if needed is None else "met" if row.check(ratio, ratio_direct, extra) else "MISSED"
+        errs = {v: errors_of(results, v, row.source) for v in [*himalia_variants, row.js, "direct"]}
+        rows.append({
+            "figure": row.figure, "label": row.label, "metric": f"{row.source}.{row.metric}", "js_variant": row.js,
+            "protocol": (("v1" if protocol.startswith("v1") else "legacy JSON") if row.ws else "HTTP"),
+            "values": values, "jupyter_server": js, "ratio": ratio, "direct": direct,
+            "ratio_direct": ratio_direct, "target": row.target, "verdict": verdict, "fmt": row.fmt,
+            "errors": {v: e for v, e in errs.items() if e},
+        })
+    return rows
+
+
+def _f(value: float | None, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def markdown(rows: list[dict[str, Any]], himalia_variants: list[str]) -> str:
+    names = {"himalia": "Himalia", "himalia_uvloop": "Himalia uvloop"}
+    head = ["figure", "ws protocol", *(names[v] for v in himalia_variants), "jupyter_server", "Himalia/js",
+            "direct ZMQ", "Himalia/direct", "target", "met"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["label"].strip() if not r["label"].startswith("  ") else "↳ " + r["label"].strip(),
+                 r["protocol"], *(_f(r["values"].get(v), r["fmt"]) for v in himalia_variants),
+                 _f(r["jupyter_server"], r["fmt"]), _f(r["ratio"], ".2f") + ("×" if r["ratio"] else ""),
+                 _f(r["direct"], r["fmt"]), _f(r["ratio_direct"], ".2f") + ("×" if r["ratio_direct"] else ""),
+                 r["target"], r["verdict"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = []
+    for r in rows:
+        for variant, errs in r["errors"].items():
+            note = f"- {r['metric']} on {variant}: {errs[0]}"
+            if note not in notes:
+                notes.append(note)
+    if notes:
+        lines += ["", "Errors (the figure is missing for that server):", *notes]
+    return "\n".join(lines)

@@ -1,0 +1,249 @@
+"""The servers under test: one shared kernelspec environment, start (timed) and stop (kernels included).
+
+Every process the bench starts gets BENCH_RUN_ID in its environment, kernels inherit it, and `reap()`
+kills whatever still carries it, so nothing outlives the run even when a server dies uncleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import psutil
+
+BENCH_DIR = Path(__file__).resolve().parent
+RUN_ID_VAR = "HIMALIA_BENCH_RUN_ID"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+
+# variant name → what the table calls it
+VARIANTS = {
+    "himalia": "Himalia",
+    "himalia_uvloop": "Himalia (uvloop)",
+    "jupyter_server": "jupyter_server as shipped",
+    "jupyter_server_tuned": "jupyter_server, TCP_NODELAY forced + iopub rate limits off",
+    "direct": "direct jupyter_client ZMQ, no server",
+}
+
+
+class BenchEnvironment:
+    """Temp Jupyter dirs holding one `python3` kernelspec that runs this interpreter's ipykernel.
+
+    Set in os.environ for the whole run, so servers and direct kernels resolve the same spec.
+    """
+
+    def __init__(self) -> None:
+        self.run_id = secrets.token_hex(8)
+        self.tmp = Path(tempfile.mkdtemp(prefix="himalia-bench-"))
+        self._saved: dict[str, str | None] = {}
+
+    def __enter__(self) -> BenchEnvironment:
+        data = self.tmp / "data"
+        spec = data / "kernels" / "python3"
+        spec.mkdir(parents=True)
+        (spec / "kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3 (bench)",
+            "language": "python",
+            "metadata": {"debugger": True},
+        }))
+        env = {
+            "JUPYTER_PATH": str(data),
+            "JUPYTER_DATA_DIR": str(data),
+            "JUPYTER_CONFIG_DIR": str(self.tmp / "config"),
+            "JUPYTER_RUNTIME_DIR": str(self.tmp / "runtime"),
+            "IPYTHONDIR": str(self.tmp / "ipython"),
+            "JUPYTER_PLATFORM_DIRS": "0",
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            RUN_ID_VAR: self.run_id,
+        }
+        for k, v in env.items():
+            self._saved[k] = os.environ.get(k)
+            os.environ[k] = v
+        os.environ.pop("JUPYTER_TOKEN", None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        reap(self.run_id)
+        for k, v in self._saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def fresh_root(self, name: str) -> Path:
+        root = Path(tempfile.mkdtemp(prefix=f"root-{name}-", dir=self.tmp))
+        many = root / "many"
+        many.mkdir()
+        for i in range(1000):
+            (many / f"file{i:04d}.txt").write_text(f"line {i}\n")
+        return root
+
+
+def reap(run_id: str) -> list[int]:
+    """Kill every process (but this one and its ancestors) carrying our run id; return their pids."""
+    mine = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    marker = f"{RUN_ID_VAR}={run_id}".encode()
+    victims = []
+    for pid in psutil.pids():
+        if pid in mine:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if marker in f.read().split(b"\0"):
+                    victims.append(psutil.Process(pid))
+        except (OSError, psutil.Error):
+            continue
+    for p in victims:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(victims, timeout=5)
+    return [p.pid for p in victims]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def command(variant: str, port: int, root: Path, token: str) -> list[str]:
+    py = sys.executable
+    if variant == "himalia":
+        return [py, "-c", "import sys; from himalia.cli import main; sys.exit(main())",
+                "serve", "--port", str(port), "--root-dir", str(root), "--token", token]
+    if variant == "himalia_uvloop":
+        return [py, str(BENCH_DIR / "himalia_uvloop.py"),
+                "serve", "--port", str(port), "--root-dir", str(root), "--token", token]
+    common = [f"--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+              f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={token}",
+              "--ServerApp.open_browser=False", "--ServerApp.allow_root=True"]
+    if variant == "jupyter_server":
+        return [py, "-m", "jupyter_server", *common]
+    if variant == "jupyter_server_tuned":
+        return [py, str(BENCH_DIR / "jupyter_nodelay.py"), *common,
+                "--ServerApp.iopub_msg_rate_limit=0", "--ServerApp.iopub_data_rate_limit=0"]
+    raise ValueError(f"unknown server variant {variant!r}")
+
+
+@dataclass
+class Server:
+    """One running server process and an HTTP session that carries its token."""
+
+    variant: str
+    port: int
+    token: str
+    root: Path
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    cold_start_s: float = 0.0
+    http: aiohttp.ClientSession | None = field(default=None, repr=False)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_base(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"}
+
+    def rss_mb(self) -> float:
+        return psutil.Process(self.proc.pid).memory_info().rss / 2**20
+
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+async def start(env: BenchEnvironment, variant: str) -> Server:
+    """Spawn the server and poll /api/status until the first 200; the time from spawn is its cold start."""
+    root = env.fresh_root(variant)
+    token = secrets.token_hex(16)
+    port = free_port()
+    log_path = env.tmp / f"{variant}-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - handed to the child, closed below
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(command(variant, port, root, token), stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
+    log.close()
+    server = Server(variant, port, token, root, proc, log_path)
+    server.http = aiohttp.ClientSession(headers=server.auth, timeout=aiohttp.ClientTimeout(total=120))
+    try:
+        server.cold_start_s = await _first_200(server, t0)
+    except BaseException:
+        await stop(server)
+        raise
+    return server
+
+
+async def _first_200(server: Server, t0: float) -> float:
+    url = f"{server.base}/api/status"
+    deadline = t0 + START_TIMEOUT
+    async with aiohttp.ClientSession(headers=server.auth) as probe:
+        while time.perf_counter() < deadline:
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"{server.variant} exited with {server.proc.returncode} before answering:\n"
+                                   f"{server.log_tail()}")
+            try:
+                async with probe.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - t0
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                pass
+            await asyncio.sleep(0.005)  # polling a port for a process we cannot get an event from
+    raise RuntimeError(f"{server.variant} did not answer /api/status within {START_TIMEOUT:.0f} s:\n"
+                       f"{server.log_tail()}")
+
+
+async def stop(server: Server) -> None:
+    """SIGTERM (servers shut their kernels down), then SIGKILL the group, then kill surviving kernels."""
+    if server.http is not None:
+        await server.http.close()
+    try:
+        children = psutil.Process(server.proc.pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while server.proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # waiting on another process's exit
+    kill_group(server.proc)
+    for p in children:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(children, timeout=5)
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass

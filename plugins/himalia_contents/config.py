@@ -1,0 +1,32 @@
+"""The `[plugins.contents]` table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from himalia import setting
+
+DEFAULT_HIDE_GLOBS = ("__pycache__", "*.pyc", "*.pyo", ".DS_Store", "*~")
+
+
+@dataclass(frozen=True)
+class ContentsConfig:
+    root_dir: str = setting("", "Directory the contents API serves. Empty: the server's [server] root_dir.",
+                            path=True)
+    allow_hidden: bool = setting(False, "List, read and write hidden files and directories (names "
+                                        "starting with '.').")
+    hide_globs: list[str] = setting(default_factory=lambda: list(DEFAULT_HIDE_GLOBS),
+                                    help="Glob patterns of names left out of directory listings.")
+    delete_to_trash: bool = setting(True, "Send deleted files to the system trash when send2trash is "
+                                          "installed, instead of deleting them for good.")
+    always_delete_dir: bool = setting(False, "Delete non-empty directories (permanently, when not "
+                                             "sent to the trash). Off: only empty directories are deleted.")
+    checkpoint_dir: str = setting(".ipynb_checkpoints", "Name of the directory, beside each file, "
+                                                        "holding its checkpoint (shared with jupyter_server).")
+    follow_symlinks_outside_root: bool = setting(
+        False, "Follow symbolic links that point outside root_dir. Off: such links are neither listed "
+               "nor served, so nothing outside the root can be read or written.")
+    trust_notebooks: bool = setting(True, "Check and sign notebook signatures (nbformat's notary, "
+                                          "shared with jupyter_server) so trusted outputs render.")
+    max_copy_folder_size_mb: int = setting(500, "Largest directory, in MB, that may be copied.")
+    hash_algorithm: str = setting("sha256", "hashlib algorithm for the `hash` field of models.")

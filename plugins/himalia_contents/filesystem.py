@@ -1,0 +1,612 @@
+"""The `filesystem` contents provider: files, notebooks and directories under one root directory.
+
+Models, names and errors follow jupyter_server's FileContentsManager (with its large-file chunked
+uploads). Each public method is one hop to a worker thread, where every path goes through
+`paths.Resolver` and every write through `writes.write_atomically`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import errno
+import hashlib
+import json
+import itertools
+import mimetypes
+import os
+import re
+import shutil
+import stat
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from himalia import CONFIG, HOOKS, ApiError, BadRequest, Conflict, Forbidden, Hooks, Model, NotFound
+
+from .checkpoints import FileCheckpoints
+from .config import ContentsConfig
+from .notebooks import Notebooks
+from .paths import UPLOAD_SUFFIX, Resolved, Resolver
+from .writes import UMASK, timestamp, write_atomically
+
+T = TypeVar("T")
+COPY_PATTERN = re.compile(r"-Copy\d*\.")
+UNTITLED = {"notebook": "Untitled", "file": "untitled", "directory": "Untitled Folder"}
+TYPES = ("directory", "file", "notebook")
+FORMATS = ("text", "base64")
+
+
+@asynccontextmanager
+async def filesystem_contents(app: web.Application) -> AsyncIterator[FileContents]:
+    """Provider factory: the contents service for `[plugins.contents] root_dir` (or the server's)."""
+    config = app[CONFIG]
+    section: ContentsConfig = config.section("contents")
+    root = await asyncio.to_thread(os.path.realpath, section.root_dir or config.server.root_dir)
+    yield FileContents(section, root, app[HOOKS])
+
+
+def new_notebook_bytes() -> bytes:
+    """An empty nbformat 4.5 notebook, as nbformat writes one (without importing nbformat)."""
+    return b'{\n "cells": [],\n "metadata": {},\n "nbformat": 4,\n "nbformat_minor": 5\n}\n'
+
+
+@contextmanager
+def os_errors(api_path: str):
+    """Turn filesystem errors into API errors naming the path."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise NotFound(f"file or directory does not exist: {api_path!r}") from None
+    except PermissionError:
+        raise Forbidden(f"permission denied: {api_path!r}", "permission denied") from None
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise BadRequest(f"no space left to write {api_path!r}; the previous content is unchanged",
+                             "disk full") from None
+        if e.errno == errno.ENOTDIR:
+            raise NotFound(f"file or directory does not exist: {api_path!r}") from None
+        if e.errno == errno.ENAMETOOLONG:
+            raise BadRequest(f"name too long: {api_path!r}", "bad path") from None
+        if e.errno == errno.ELOOP:
+            raise BadRequest(f"too many levels of symbolic links: {api_path!r}", "bad path") from None
+        if e.errno == errno.EEXIST:
+            raise Conflict(f"already exists: {api_path!r}", "already exists") from None
+        if e.errno in (errno.EISDIR, errno.EINVAL, errno.EXDEV, errno.ENOTEMPTY):
+            raise BadRequest(f"cannot do that with {api_path!r}: {e.strerror}", "bad request") from None
+        raise ApiError(f"filesystem error on {api_path!r}: {e.strerror}", "filesystem error") from None
+
+
+def kind_of(api_path: str, st: os.stat_result) -> str:
+    if stat.S_ISDIR(st.st_mode):
+        return "directory"
+    return "notebook" if api_path.endswith(".ipynb") else "file"
+
+
+class FileContents:
+    """The ContentsManager service (see `himalia.ContentsManager`) over a local directory."""
+
+    def __init__(self, config: ContentsConfig, root: str, hooks: Hooks | None = None):
+        self.config = config
+        self.root = root
+        self.hooks = hooks
+        self.resolver = Resolver(root, config.allow_hidden, config.follow_symlinks_outside_root,
+                                 tuple(config.hide_globs))
+        self.checkpoints = FileCheckpoints(root, config.checkpoint_dir)
+        self.notebooks = Notebooks(config.trust_notebooks)
+        self._uid = os.geteuid() if hasattr(os, "geteuid") else -1
+        self._upload_locks: dict[str, threading.Lock] = {}
+
+    @staticmethod
+    async def _run(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(func, *args, **kwargs)
+
+    # --- models ---------------------------------------------------------------------------------
+
+    def _base(self, api_path: str, os_path: str, st: os.stat_result, kind: str) -> Model:
+        return {
+            "name": api_path.rsplit("/", 1)[-1],
+            "path": api_path,
+            "type": kind,
+            "last_modified": timestamp(st.st_mtime),
+            "created": timestamp(getattr(st, "st_birthtime", st.st_ctime)),
+            "content": None,
+            "format": None,
+            "mimetype": mimetypes.guess_type(api_path)[0] if kind == "file" else None,
+            "size": None if kind == "directory" else st.st_size,
+            "writable": os.access(os_path, os.W_OK),
+            "hash": None,
+            "hash_algorithm": None,
+        }
+
+    def _hash(self, data: bytes) -> dict[str, str]:
+        h = hashlib.new(self.config.hash_algorithm)
+        h.update(data)
+        return {"hash": h.hexdigest(), "hash_algorithm": self.config.hash_algorithm}
+
+    def _stat(self, r: Resolved) -> os.stat_result:
+        with os_errors(r.api_path):
+            return os.stat(r.os_path)
+
+    def _get(self, path: str, content: bool = True, type: str | None = None, format: str | None = None,
+             hash: bool = False, limit: int | None = None, offset: int = 0) -> Model:
+        if type not in (None, *TYPES):
+            raise BadRequest(f"type {type!r} is invalid; expected one of {', '.join(TYPES)}", "bad type")
+        if format not in (None, *FORMATS):
+            raise BadRequest(f"format {format!r} is invalid; expected text or base64", "bad format")
+        r = self.resolver.resolve(path)
+        st = self._stat(r)
+        kind = kind_of(r.api_path, st)
+        if kind == "directory":
+            if type not in (None, "directory"):
+                raise BadRequest(f"{r.api_path or '/'} is a directory, not a {type}", "bad type")
+            model = self._base(r.api_path, r.os_path, st, "directory")
+            if content:
+                model["content"] = self._list(r, limit, offset)
+                model["format"] = "json"
+            return model
+        if type == "directory":
+            raise BadRequest(f"{r.api_path} is not a directory", "bad type")
+        if type is not None:  # the caller's type wins over the extension, as in jupyter_server
+            kind = type
+        model = self._base(r.api_path, r.os_path, st, kind)
+        if kind == "notebook":
+            model["mimetype"] = None
+        if not content and not hash:
+            return model
+        if not stat.S_ISREG(st.st_mode):
+            raise BadRequest(f"cannot read {r.api_path!r}: not a regular file", "bad type")
+        with os_errors(r.api_path), open(r.os_path, "rb") as f:
+            data = f.read()
+        if hash:
+            model.update(self._hash(data))
+        if not content:
+            return model
+        if kind == "notebook":
+            nb, message = self.notebooks.read(data, r.api_path)
+            model.update(content=nb, format="json")
+            if message:
+                model["message"] = message
+            return model
+        if format != "base64":
+            try:
+                model.update(content=data.decode("utf-8"), format="text")
+            except UnicodeDecodeError:
+                if format == "text":
+                    raise BadRequest(f"{r.api_path} is not UTF-8 encoded", "bad format") from None
+        if model["format"] is None:
+            model.update(content=base64.encodebytes(data).decode("ascii"), format="base64")
+        if model["mimetype"] is None:
+            model["mimetype"] = "text/plain" if model["format"] == "text" else "application/octet-stream"
+        return model
+
+    def _list(self, r: Resolved, limit: int | None, offset: int) -> list[Model]:
+        """One scandir pass: one stat and one access check per listed entry."""
+        prefix = f"{r.api_path}/" if r.api_path else ""
+        out: list[Model] = []
+        with os_errors(r.api_path), os.scandir(r.os_path) as it:
+            entries = sorted((e for e in it if self.resolver.listed(e.name)), key=lambda e: e.name)
+        skipped = 0
+        for entry in entries:
+            if limit is not None and len(out) >= limit:
+                break
+            try:
+                if entry.is_symlink() and not self.resolver.link_inside(entry.path):
+                    continue
+                st = entry.stat()
+            except OSError:  # broken links, loops, entries gone since the scan
+                continue
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                continue
+            if skipped < offset:
+                skipped += 1
+                continue
+            api_path = prefix + entry.name
+            out.append(self._base(api_path, entry.path, st, kind_of(api_path, st)))
+        return out
+
+    # --- reading --------------------------------------------------------------------------------
+
+    async def get(self, path: str, *, content: bool = True, type: str | None = None,
+                  format: str | None = None, hash: bool = False, limit: int | None = None,
+                  offset: int = 0) -> Model:
+        return await self._run(self._get, path, content, type, format, hash, limit, offset)
+
+    def _exists(self, path: str) -> bool:
+        try:
+            r = self.resolver.resolve(path)
+        except (NotFound, Forbidden, BadRequest):
+            return False
+        return os.path.exists(r.os_path)
+
+    async def exists(self, path: str) -> bool:
+        return await self._run(self._exists, path)
+
+    def _kernel_path(self, path: str) -> str:
+        r = self.resolver.resolve(path)
+        if os.path.isdir(r.os_path):
+            return r.api_path
+        return r.api_path.rsplit("/", 1)[0] if "/" in r.api_path else ""
+
+    async def kernel_path(self, path: str) -> str:
+        return await self._run(self._kernel_path, path)
+
+    def _local_file(self, path: str) -> str:
+        r = self.resolver.resolve(path)
+        st = self._stat(r)
+        if stat.S_ISDIR(st.st_mode):
+            raise BadRequest(f"{r.api_path or '/'} is a directory, not a file", "bad type")
+        if not stat.S_ISREG(st.st_mode):
+            raise BadRequest(f"cannot read {r.api_path!r}: not a regular file", "bad type")
+        return r.os_path
+
+    async def local_file(self, path: str) -> str:
+        """The filesystem path of the regular file at `path` (for streaming `/files/`)."""
+        return await self._run(self._local_file, path)
+
+    def _resolve_path(self, path: str) -> str | None:
+        expanded = os.path.expanduser(path)
+        if os.path.isabs(expanded):
+            api_path = self.resolver.to_api_path(expanded)
+            if api_path is None:
+                return None
+        else:
+            api_path = path
+        try:
+            r = self.resolver.resolve(api_path)
+        except (NotFound, Forbidden, BadRequest):
+            return None
+        return r.api_path if os.path.exists(r.os_path) else None
+
+    async def resolve_path(self, path: str) -> str | None:
+        """The API path of `path` (an API path, or a filesystem path under the root) if it exists."""
+        return await self._run(self._resolve_path, path)
+
+    # --- saving ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def check_model(path: str, model: Model) -> None:
+        """Refuse models that cannot be saved, before any hook runs or any byte is written."""
+        kind = model.get("type")
+        if kind is None:
+            raise BadRequest(f"cannot save {path!r}: the model has no 'type'", "bad model")
+        if kind not in TYPES:
+            raise BadRequest(f"cannot save {path!r}: unknown type {kind!r}; expected one of "
+                             f"{', '.join(TYPES)}", "bad model")
+        chunk = model.get("chunk")
+        if chunk is not None:
+            if isinstance(chunk, bool) or not isinstance(chunk, int) or (chunk < 1 and chunk != -1):
+                raise BadRequest(f"cannot save {path!r}: 'chunk' must be 1, 2, ... or -1 for the last, "
+                                 f"got {chunk!r}", "bad model")
+            if kind != "file":
+                raise BadRequest(f"cannot save {path!r}: chunked uploads are for files, not {kind}s",
+                                 "bad model")
+        if kind == "directory":
+            return
+        if "content" not in model or model["content"] is None:
+            raise BadRequest(f"cannot save {path!r}: the model has no 'content'", "bad model")
+        if kind == "file":
+            if model.get("format") not in FORMATS:
+                raise BadRequest(f"cannot save {path!r}: 'format' must be 'text' or 'base64' for a file, got "
+                                 f"{model.get('format')!r}", "bad model")
+            if not isinstance(model["content"], str):
+                raise BadRequest(f"cannot save {path!r}: file content must be a string, got "
+                                 f"{type(model['content']).__name__}", "bad model")
+        elif not isinstance(model["content"], dict):
+            raise BadRequest(f"cannot save {path!r}: notebook content must be a JSON object, got "
+                             f"{type(model['content']).__name__}", "bad model")
+
+    @staticmethod
+    def _file_bytes(api_path: str, model: Model) -> bytes:
+        content = model["content"]
+        if model["format"] == "text":
+            return content.encode("utf-8", "surrogatepass")
+        try:
+            return base64.b64decode(content.encode("ascii"), validate=False)
+        except (UnicodeEncodeError, binascii.Error, ValueError) as e:
+            raise BadRequest(f"cannot save {api_path!r}: content is not valid base64: {e}", "bad model") from None
+
+    async def save(self, path: str, model: Model) -> Model:
+        self.check_model(path, model)
+        chunk = model.get("chunk")
+        if self.hooks is not None and chunk in (None, -1):
+            self.hooks.contents_pre_save(path.strip("/"), model)
+            self.check_model(path, model)  # a hook may have broken it
+        saved = await self._run(self._save, path, model)
+        if self.hooks is not None and chunk in (None, -1):
+            self.hooks.contents_post_save(saved["path"], dict(saved))
+        return saved
+
+    def _save(self, path: str, model: Model) -> Model:
+        r = self.resolver.resolve(path, write=True)
+        if not r.api_path:
+            raise BadRequest("cannot save the root directory", "bad path")
+        kind = model["type"]
+        message = None
+        with os_errors(r.api_path):
+            if model.get("chunk") is not None:
+                return self._save_chunk(r, model)
+            if kind == "directory":
+                if os.path.isdir(r.os_path):
+                    pass
+                elif os.path.exists(r.os_path):
+                    raise BadRequest(f"cannot create directory {r.api_path!r}: a file is in the way", "bad model")
+                else:
+                    os.mkdir(r.os_path)
+            elif kind == "notebook":
+                data, message = self.notebooks.dumps(model["content"], r.api_path)
+                self._refuse_directory(r)
+                write_atomically(r.os_path, [data])
+                if not self.checkpoints.list(r.os_path):
+                    self.checkpoints.create(r.os_path)
+            else:
+                data = self._file_bytes(r.api_path, model)
+                self._refuse_directory(r)
+                write_atomically(r.os_path, [data])
+            saved = self._get(r.api_path, content=False)
+        if message:
+            saved["message"] = message
+        return saved
+
+    @staticmethod
+    def _refuse_directory(r: Resolved) -> None:
+        if os.path.isdir(r.os_path):
+            raise BadRequest(f"cannot save {r.api_path!r}: it is a directory", "bad model")
+
+    def _save_chunk(self, r: Resolved, model: Model) -> Model:
+        """Chunks 1..n gather in a hidden file beside the target, renamed over it on chunk -1.
+
+        The target keeps its old content until the upload completes. Where the directory is not
+        writable, the chunks are written in place instead, as jupyter_server writes them.
+        """
+        chunk = model["chunk"]
+        data = self._file_bytes(r.api_path, model)
+        self._refuse_directory(r)
+        parent, name = os.path.split(r.os_path)
+        partial = os.path.join(parent, f".{name}{UPLOAD_SUFFIX}")
+        lock = self._upload_locks.setdefault(r.os_path, threading.Lock())
+        with lock:
+            in_place = not os.access(parent, os.W_OK) and os.access(r.os_path, os.W_OK)
+            target = r.os_path if in_place else partial
+            if chunk == 1:
+                mode = os.stat(r.os_path).st_mode & 0o7777 if os.path.exists(r.os_path) else 0o666 & ~UMASK
+                with open(target, "wb") as f:
+                    f.write(data)
+                os.chmod(target, mode)
+            elif not os.path.exists(target):
+                if chunk != -1:
+                    raise BadRequest(f"chunk {chunk} of {r.api_path!r} arrived before chunk 1", "bad chunk")
+                write_atomically(r.os_path, [data])  # a one-chunk upload
+                return self._get(r.api_path, content=False)
+            else:
+                with open(target, "ab") as f:
+                    f.write(data)
+            if chunk == -1:
+                if not in_place:
+                    with open(partial, "rb+") as f:
+                        os.fsync(f.fileno())
+                    os.replace(partial, r.os_path)
+                self._upload_locks.pop(r.os_path, None)
+                return self._get(r.api_path, content=False)
+            model_out = self._base(r.api_path, target, os.stat(target), "file")
+            return model_out
+
+    async def new(self, path: str, model: Model | None = None) -> Model:
+        """Create `path` from `model` (an upload, or an empty file or notebook when it has no content)."""
+        model = dict(model or {})
+        path = path.strip("/")
+        model.setdefault("type", "notebook" if path.endswith(".ipynb") else "file")
+        if "content" not in model and model["type"] != "directory":
+            if model["type"] == "notebook":
+                model["content"] = json.loads(new_notebook_bytes())
+                model["format"] = "json"
+            else:
+                model.update(content="", type="file", format="text")
+        return await self.save(path, model)
+
+    def _untitled_name(self, path: str, type: str, ext: str) -> tuple[str, Model]:
+        r = self.resolver.resolve(path, write=True)
+        if not os.path.isdir(r.os_path):
+            raise NotFound(f"no such directory: {r.api_path!r}", "no such directory")
+        kind = type or ("notebook" if ext == ".ipynb" else "file")
+        if kind not in TYPES:
+            raise BadRequest(f"unexpected model type: {kind!r}", "bad type")
+        if kind == "notebook":
+            ext = ".ipynb"
+        elif kind == "directory":
+            ext = ""
+        name = self._increment(r, UNTITLED[kind] + ext, " " if kind == "directory" else "")
+        return (f"{r.api_path}/{name}" if r.api_path else name), {"type": kind}
+
+    def _increment(self, directory: Resolved, filename: str, insert: str = "") -> str:
+        """jupyter_server's naming: Untitled.ipynb, Untitled1.ipynb; a.tar.gz, a-Copy1.tar.gz."""
+        basename, dot, ext = filename.rpartition(".")
+        if ext != "ipynb":
+            basename, dot, ext = filename.partition(".")
+        suffix = dot + ext
+        existing = set(os.listdir(directory.os_path))
+        for i in itertools.count():
+            name = f"{basename}{insert}{i}{suffix}" if i else f"{basename}{suffix}"
+            if name not in existing:
+                return name
+        raise AssertionError("unreachable")
+
+    async def new_untitled(self, path: str = "", *, type: str = "", ext: str = "") -> Model:
+        new_path, model = await self._run(self._untitled_name, path, type, ext)
+        return await self.new(new_path, model)
+
+    # --- copy, rename, delete -------------------------------------------------------------------
+
+    def _copy(self, from_path: str, to_dir: str | None) -> Model:
+        src = self.resolver.resolve(from_path, write=True)
+        st = self._stat(src)
+        from_dir, _, from_name = src.api_path.rpartition("/")
+        dest_dir = self.resolver.resolve(from_dir if to_dir is None else to_dir, write=True)
+        if os.path.isdir(dest_dir.os_path):
+            name = self._increment(dest_dir, COPY_PATTERN.sub(".", from_name), "-Copy")
+            dest_api = f"{dest_dir.api_path}/{name}" if dest_dir.api_path else name
+        else:
+            parent = dest_dir.api_path.rpartition("/")[0]
+            if not os.path.isdir(self.resolver.resolve(parent, write=True).os_path):
+                raise NotFound(f"no such parent directory: {parent!r} to copy {src.api_path!r} into",
+                               "no such directory")
+            dest_api = dest_dir.api_path
+        dest = self.resolver.resolve(dest_api, write=True)
+        with os_errors(src.api_path):
+            if stat.S_ISDIR(st.st_mode):
+                self._check_folder_size(src)
+                shutil.copytree(src.os_path, dest.os_path, symlinks=True)
+            else:
+                with open(src.os_path, "rb") as f:
+                    write_atomically(dest.os_path, iter(lambda: f.read(1 << 20), b""))
+                shutil.copymode(src.os_path, dest.os_path)
+        return self._get(dest.api_path, content=False)
+
+    def _check_folder_size(self, src: Resolved) -> None:
+        limit = self.config.max_copy_folder_size_mb * 1024 * 1024
+        total = 0
+        for dirpath, _dirs, files in os.walk(src.os_path):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(dirpath, f)).st_size
+                except OSError:
+                    pass
+                if total > limit:
+                    raise BadRequest(f"cannot copy {src.api_path!r}: folders larger than "
+                                     f"{self.config.max_copy_folder_size_mb} MB are not copied", "too large")
+
+    async def copy(self, from_path: str, to_dir: str | None = "") -> Model:
+        """Copy a file (or directory) into directory `to_dir` with a `-Copy<n>` name, or to the path `to_dir`.
+
+        `to_dir=None` copies beside the source.
+        """
+        return await self._run(self._copy, from_path, to_dir)
+
+    def _rename(self, old_path: str, new_path: str) -> Model:
+        old = self.resolver.resolve(old_path, write=True)
+        new = self.resolver.resolve(new_path, write=True)
+        if not old.api_path or not new.api_path:
+            raise BadRequest("cannot rename the root directory", "bad path")
+        if old.api_path == new.api_path:
+            return self._get(new.api_path, content=False)
+        with os_errors(old.api_path):
+            if not os.path.lexists(self._link_path(old)):
+                raise NotFound(f"file or directory does not exist: {old.api_path!r}")
+            if os.path.lexists(new.os_path) and not os.path.samefile(old.os_path, new.os_path):
+                raise Conflict(f"file already exists: {new.api_path!r}", "already exists")
+            if not os.path.isdir(os.path.dirname(new.os_path)):
+                raise NotFound(f"no such directory to move {old.api_path!r} into: {new.api_path!r}",
+                               "no such directory")
+            shutil.move(self._link_path(old), new.os_path)  # a link moves, not its target
+            try:
+                self.checkpoints.rename_all(self._link_path(old), new.os_path)
+            except OSError:
+                pass
+        return self._get(new.api_path, content=False)
+
+    async def rename(self, old_path: str, new_path: str) -> Model:
+        return await self._run(self._rename, old_path, new_path)
+
+    def _delete(self, path: str) -> None:
+        r = self.resolver.resolve(path, write=True)
+        if not r.api_path:
+            raise BadRequest("cannot delete the root directory", "bad path")
+        link = self._link_path(r)
+        with os_errors(r.api_path):
+            is_link = stat.S_ISLNK(os.lstat(link).st_mode)
+            victim = link if is_link else r.os_path  # a link is deleted, never its target
+            is_dir = not is_link and os.path.isdir(victim)
+            if self._trash_available():
+                if not os.access(victim, os.W_OK, follow_symlinks=False):
+                    raise Forbidden(f"permission denied: {r.api_path!r}", "permission denied")
+                from send2trash import send2trash
+
+                try:
+                    send2trash(victim)
+                except OSError as e:
+                    raise BadRequest(f"could not send {r.api_path!r} to the trash: {e}", "trash failed") from None
+            elif is_dir:
+                leftovers = set(os.listdir(victim)) - {self.config.checkpoint_dir}
+                if leftovers and not self.config.always_delete_dir:
+                    raise BadRequest(f"directory {r.api_path!r} is not empty; set [plugins.contents] "
+                                     "always_delete_dir = true to delete non-empty directories",
+                                     "directory not empty")
+                shutil.rmtree(victim)
+            else:
+                os.unlink(victim)
+            if not is_dir:
+                self.checkpoints.delete_all(link)
+
+    def _link_path(self, r: Resolved) -> str:
+        """The link itself (not its target), for deleting a link."""
+        return os.path.join(self.root, *r.api_path.split("/"))
+
+    def _trash_available(self) -> bool:
+        if not self.config.delete_to_trash:
+            return False
+        try:
+            import send2trash  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    async def delete(self, path: str) -> None:
+        await self._run(self._delete, path)
+
+    # --- checkpoints ----------------------------------------------------------------------------
+
+    def _checkpointed(self, path: str) -> Resolved:
+        r = self.resolver.resolve(path, write=True)
+        st = self._stat(r)
+        if not stat.S_ISREG(st.st_mode):
+            raise BadRequest(f"{r.api_path or '/'} is not a file; only files have checkpoints", "bad type")
+        return r
+
+    def _create_checkpoint(self, path: str) -> Model:
+        r = self._checkpointed(path)
+        with os_errors(r.api_path):
+            return self.checkpoints.create(r.os_path)
+
+    async def create_checkpoint(self, path: str) -> Model:
+        return await self._run(self._create_checkpoint, path)
+
+    def _list_checkpoints(self, path: str) -> list[Model]:
+        r = self._checkpointed(path)
+        with os_errors(r.api_path):
+            return self.checkpoints.list(r.os_path)
+
+    async def list_checkpoints(self, path: str) -> list[Model]:
+        return await self._run(self._list_checkpoints, path)
+
+    def _restore_checkpoint(self, path: str, checkpoint_id: str) -> None:
+        r = self._checkpointed(path)
+        with os_errors(r.api_path):
+            self.checkpoints.restore(r.api_path, r.os_path, checkpoint_id)
+
+    async def restore_checkpoint(self, path: str, checkpoint_id: str) -> None:
+        await self._run(self._restore_checkpoint, path, checkpoint_id)
+
+    def _delete_checkpoint(self, path: str, checkpoint_id: str) -> None:
+        r = self._checkpointed(path)
+        with os_errors(r.api_path):
+            self.checkpoints.delete(r.api_path, r.os_path, checkpoint_id)
+
+    async def delete_checkpoint(self, path: str, checkpoint_id: str) -> None:
+        await self._run(self._delete_checkpoint, path, checkpoint_id)
+
+    # --- trust ----------------------------------------------------------------------------------
+
+    def _trust(self, path: str) -> None:
+        model = self._get(path, type="notebook")
+        notary = self.notebooks.notary()
+        notary.mark_cells(model["content"], True)
+        if notary.check_cells(model["content"]):
+            notary.sign(model["content"])
+
+    async def trust_notebook(self, path: str) -> None:
+        """Sign the notebook at `path` as trusted (its outputs then render in full)."""
+        await self._run(self._trust, path)

@@ -1,0 +1,288 @@
+"""HTTP handlers for `/api/contents`, its checkpoints, `/files/` and `/api/resolvePath`.
+
+They speak jupyter_server's contents REST API and reach the contents service only through
+`app[SERVICES].contents` (whichever provider is active). Large bodies are parsed and large models
+serialized in a worker thread so a 5 MB notebook never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import mimetypes
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from himalia import CONFIG, SERVICES, BadRequest, ContentsManager, Model, NotFound
+
+THREAD_THRESHOLD = 64 * 1024
+"""Bodies and models above this many bytes (or listings above 500 entries) are (de)serialized in a thread."""
+
+
+def contents(request: web.Request) -> ContentsManager:
+    return request.app[SERVICES].require("contents")
+
+
+def api_path(request: web.Request) -> str:
+    raw = request.match_info.get("path", "")
+    if raw and not raw.startswith("/"):  # "/api/contentsX" is no contents URL
+        raise NotFound(f"no such URL: {request.path}")
+    return raw.strip("/")
+
+
+def location(request: web.Request, path: str, *extra: str) -> str:
+    base = request.app[CONFIG].server.base_url.rstrip("/")
+    parts = "/".join(quote(p) for p in [path, *extra] if p)
+    return f"{base}/api/contents/{parts}" if parts else f"{base}/api/contents"
+
+
+def flag(request: web.Request, name: str, default: str) -> bool:
+    value = request.query.get(name, default)
+    if value not in ("0", "1"):
+        raise BadRequest(f"{name} argument {value!r} is invalid; it must be '0' or '1'", f"bad {name}")
+    return value == "1"
+
+
+def natural(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise BadRequest(f"{name} must be a non-negative integer, got {value!r}", f"bad {name}")
+    return int(value)
+
+
+async def read_body(request: web.Request, *, required: bool) -> dict[str, Any] | None:
+    """The JSON object in the body; None when the body is empty and not required."""
+    raw = await request.read()
+    if not raw.strip():
+        if required:
+            raise BadRequest("request body must be a JSON object; got an empty body", "malformed json")
+        return None
+    body = await asyncio.to_thread(_parse, raw) if len(raw) > THREAD_THRESHOLD else _parse(raw)
+    return body
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise BadRequest(f"request body is not valid JSON: {e}", "malformed json") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"request body must be a JSON object, got {type(body).__name__}", "malformed json")
+    return body
+
+
+async def model_response(request: web.Request, model: Model, *, status: int = 200,
+                         with_location: bool = True) -> web.Response:
+    big = (model.get("content") is not None
+           and ((model.get("size") or 0) > THREAD_THRESHOLD
+                or (model["type"] == "directory" and len(model["content"]) > 500)))
+    text = await asyncio.to_thread(json.dumps, model) if big else json.dumps(model)
+    headers = {"Last-Modified": str(model.get("last_modified") or "")}
+    if with_location:
+        headers["Location"] = location(request, model["path"])
+    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
+
+
+# --- /api/contents/{path} -----------------------------------------------------------------------
+
+
+async def get_contents(request: web.Request) -> web.Response:
+    path = api_path(request)
+    kind = request.query.get("type") or None
+    fmt = request.query.get("format") or None
+    if fmt == "json":  # what notebooks and directories come as; not a way to read plain files
+        fmt = None
+        if kind == "file":
+            raise BadRequest("format 'json' is for notebooks and directories; use text or base64 for files",
+                             "bad format")
+    model = await contents(request).get(
+        path, content=flag(request, "content", "1"), type=kind, format=fmt, hash=flag(request, "hash", "0"),
+        **_paging(request))
+    return await model_response(request, model, with_location=False)
+
+
+def _paging(request: web.Request) -> dict[str, Any]:
+    limit, offset = natural(request, "limit"), natural(request, "offset")
+    if limit is None and offset is None:
+        return {}  # only the filesystem provider pages; others get the Protocol's arguments
+    return {"limit": limit, "offset": offset or 0}
+
+
+async def put_contents(request: web.Request) -> web.Response:
+    path = api_path(request)
+    cm = contents(request)
+    model = await read_body(request, required=False)
+    if not model:
+        return await model_response(request, await cm.new_untitled(path), status=201)
+    if model.get("copy_from"):
+        raise BadRequest("cannot copy with PUT, only POST", "bad request")
+    body_path = model.get("path")
+    if isinstance(body_path, str) and not request.app[CONFIG].section("contents").allow_hidden and any(
+            p.startswith(".") for p in body_path.split("/")):
+        raise BadRequest(f"cannot create {body_path!r}: it is hidden", "hidden")
+    if await cm.exists(path):
+        return await model_response(request, await cm.save(path, model))
+    new = getattr(cm, "new", None)
+    if new is not None:
+        saved = await new(path, model)
+    else:
+        model.setdefault("type", "notebook" if path.endswith(".ipynb") else "file")
+        saved = await cm.save(path, model)
+    return await model_response(request, saved, status=201)
+
+
+async def post_contents(request: web.Request) -> web.Response:
+    path = api_path(request)
+    cm = contents(request)
+    if await cm.exists(path):
+        try:
+            model = await cm.get(path, content=False)
+        except NotFound:
+            model = {"type": "directory"}
+        if model["type"] != "directory":
+            raise BadRequest(f"cannot POST to file {path!r}; use PUT to save it", "bad request")
+    body = await read_body(request, required=False) or {}
+    copy_from = body.get("copy_from")
+    if copy_from:
+        if not isinstance(copy_from, str):
+            raise BadRequest("copy_from must be a string path", "bad model")
+        return await model_response(request, await cm.copy(copy_from, path), status=201)
+    kind = body.get("type") or ""
+    ext = body.get("ext") or ""
+    if not isinstance(kind, str) or kind not in ("", "directory", "file", "notebook"):
+        raise BadRequest(f"type {kind!r} is invalid; expected directory, file or notebook", "bad type")
+    if not isinstance(ext, str):
+        raise BadRequest(f"ext must be a string, got {type(ext).__name__}", "bad model")
+    return await model_response(request, await cm.new_untitled(path, type=kind, ext=ext), status=201)
+
+
+async def patch_contents(request: web.Request) -> web.Response:
+    path = api_path(request)
+    body = await read_body(request, required=True)
+    assert body is not None
+    new_path = body.get("path", path)
+    if not isinstance(new_path, str):
+        raise BadRequest("path must be a string", "bad model")
+    model = await contents(request).rename(path, new_path.strip("/"))
+    return await model_response(request, model)
+
+
+async def delete_contents(request: web.Request) -> web.Response:
+    await contents(request).delete(api_path(request))
+    return web.Response(status=204)
+
+
+# --- checkpoints and trust ----------------------------------------------------------------------
+
+
+async def list_checkpoints(request: web.Request) -> web.Response:
+    return web.json_response(await contents(request).list_checkpoints(api_path(request)))
+
+
+async def create_checkpoint(request: web.Request) -> web.Response:
+    path = api_path(request)
+    checkpoint = await contents(request).create_checkpoint(path)
+    return web.json_response(checkpoint, status=201,
+                             headers={"Location": location(request, path, "checkpoints", checkpoint["id"])})
+
+
+async def restore_checkpoint(request: web.Request) -> web.Response:
+    await contents(request).restore_checkpoint(api_path(request), request.match_info["checkpoint_id"])
+    return web.Response(status=204)
+
+
+async def delete_checkpoint(request: web.Request) -> web.Response:
+    await contents(request).delete_checkpoint(api_path(request), request.match_info["checkpoint_id"])
+    return web.Response(status=204)
+
+
+async def trust_notebook(request: web.Request) -> web.Response:
+    trust = getattr(contents(request), "trust_notebook", None)
+    if trust is None:
+        raise NotFound("this server's contents provider does not sign notebooks", "not supported")
+    await trust(api_path(request))
+    return web.Response(status=201)
+
+
+# --- /files/{path} and /api/resolvePath ---------------------------------------------------------
+
+
+async def _looks_like_text(os_path: str) -> bool:
+    def sniff() -> bool:
+        with open(os_path, "rb") as f:
+            head = f.read(8192)
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        except UnicodeDecodeError:
+            return False
+        return True
+
+    return await asyncio.to_thread(sniff)
+
+
+async def get_file(request: web.Request) -> web.StreamResponse:
+    path = request.match_info.get("path", "").strip("/")
+    name = path.rsplit("/", 1)[-1]
+    cm = contents(request)
+    headers = {"Cache-Control": "no-cache"}
+    if request.query.get("download"):
+        headers["Content-Disposition"] = f"attachment; filename*=utf-8''{quote(name)}"
+    local_file = getattr(cm, "local_file", None)
+    os_path = await local_file(path) if local_file is not None else None
+    mime, encoding = mimetypes.guess_type(name)
+    if name.lower().endswith(".ipynb"):
+        content_type = "application/x-ipynb+json"
+    elif encoding == "gzip":
+        content_type = "application/gzip"
+    elif encoding is not None:
+        content_type = "application/octet-stream"
+    elif mime == "text/plain":
+        content_type = "text/plain; charset=UTF-8"
+    elif mime is not None:
+        content_type = mime
+    elif os_path is not None:
+        text = await _looks_like_text(os_path)
+        content_type = "text/plain; charset=UTF-8" if text else "application/octet-stream"
+    else:
+        content_type = ""
+    if os_path is not None:
+        headers["Content-Type"] = content_type
+        return web.FileResponse(os_path, headers=headers)
+    model = await cm.get(path, type="file")
+    if model["format"] == "base64":
+        import base64
+
+        body = base64.b64decode(model["content"])
+    else:
+        body = model["content"].encode("utf-8")
+    headers["Content-Type"] = content_type or (
+        "application/octet-stream" if model["format"] == "base64" else "text/plain; charset=UTF-8")
+    return web.Response(body=body, headers=headers)
+
+
+async def resolve_path(request: web.Request) -> web.Response:
+    path = request.query.get("path")
+    if path is None:
+        raise BadRequest("missing query argument 'path'", "missing argument")
+    cm = contents(request)
+    resolver = getattr(cm, "resolve_path", None)
+    if resolver is not None:
+        resolved = await resolver(path)
+    else:
+        resolved = path.strip("/") if await cm.exists(path) else None
+    body: dict[str, Any] = {"resolved": [{"scope": "server", "path": resolved}] if resolved is not None else []}
+    kernel_id = request.query.get("kernel")
+    if kernel_id:
+        kernels = request.app[SERVICES].kernels
+        try:
+            if kernels is None:
+                raise NotFound(kernel_id)
+            await kernels.get_kernel(kernel_id)
+        except NotFound:
+            body["unresolved"] = [{"scope": "kernel", "reason": f"Kernel {kernel_id} could not be found"}]
+    return web.json_response(body)

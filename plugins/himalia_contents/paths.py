@@ -1,0 +1,114 @@
+"""Safe mapping from API paths ("dir/nb.ipynb") to filesystem paths under the root.
+
+Every path the contents service touches goes through `Resolver.resolve`: `..` and `.` segments, NUL
+bytes, hidden names (unless allowed) and symbolic links leading out of the root (unless allowed) are
+refused before any file is opened. Blocking calls (realpath) happen in the caller's worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fnmatch import fnmatch
+
+from himalia import BadRequest, Forbidden, NotFound
+
+FOLLOW_SETTING = "[plugins.contents] follow_symlinks_outside_root"
+HIDDEN_SETTING = "[plugins.contents] allow_hidden"
+UPLOAD_SUFFIX = ".himalia-upload"
+TEMP_SUFFIX = ".himalia-tmp"
+
+
+def split_api_path(path: str) -> list[str]:
+    """The segments of an API path; refuses `..`, `.` and NUL so nothing can climb out of the root."""
+    if "\x00" in path:
+        raise BadRequest(f"path {path!r} contains a NUL character", "bad path")
+    parts = [p for p in path.strip("/").split("/") if p]
+    for p in parts:
+        if p in (".", ".."):
+            raise NotFound(f"path {path!r} is outside the root directory", "outside root")
+    return parts
+
+
+def is_hidden_name(name: str) -> bool:
+    return name.startswith(".")
+
+
+def is_temp_name(name: str) -> bool:
+    """Names of our own in-progress writes and chunked uploads, never listed."""
+    return name.endswith(UPLOAD_SUFFIX) or name.endswith(TEMP_SUFFIX)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    api_path: str
+    """Normalised: no leading or trailing slash, "" for the root."""
+    os_path: str
+    """Where the file is, symbolic links resolved (the place a write must go)."""
+
+
+@dataclass(frozen=True)
+class Resolver:
+    root: str
+    """The root directory, symbolic links resolved."""
+    allow_hidden: bool = False
+    follow_outside: bool = False
+    hide_globs: tuple[str, ...] = ()
+
+    def resolve(self, path: str, *, write: bool = False) -> Resolved:
+        """Map `path` to the filesystem, or raise.
+
+        Hidden paths raise NotFound when reading (their existence is not revealed) and BadRequest
+        when writing, as jupyter_server answers; links out of the root raise Forbidden.
+        """
+        parts = split_api_path(path)
+        api_path = "/".join(parts)
+        if not self.allow_hidden and any(is_hidden_name(p) for p in parts):
+            self._refuse_hidden(api_path, write)
+        joined = os.path.join(self.root, *parts)
+        real = os.path.realpath(joined)
+        if real != self.root and not real.startswith(self.root + os.sep):
+            if not self.follow_outside:
+                raise Forbidden(f"{api_path!r} leads through a symbolic link to a place outside the root "
+                                f"directory; set {FOLLOW_SETTING} = true to follow such links",
+                                "symlink outside root")
+        elif not self.allow_hidden and real != joined:
+            # a link inside the root onto a hidden path is as hidden as its target
+            inner = os.path.relpath(real, self.root).split(os.sep)
+            if any(is_hidden_name(p) for p in inner):
+                self._refuse_hidden(api_path, write)
+        return Resolved(api_path, real)
+
+    def _refuse_hidden(self, api_path: str, write: bool) -> None:
+        if write:
+            raise BadRequest(f"cannot write {api_path!r}: it is hidden; set {HIDDEN_SETTING} = true to allow it",
+                             "hidden")
+        raise NotFound(f"file or directory does not exist: {api_path!r}", "not found")
+
+    def link_inside(self, os_path: str) -> bool:
+        """Whether a symbolic link found in a listing may be shown (its target inside the root, or allowed)."""
+        if self.follow_outside:
+            return True
+        real = os.path.realpath(os_path)
+        if real != self.root and not real.startswith(self.root + os.sep):
+            return False
+        if not self.allow_hidden:
+            return not any(is_hidden_name(p) for p in os.path.relpath(real, self.root).split(os.sep))
+        return True
+
+    def listed(self, name: str) -> bool:
+        """Whether a directory entry's name may appear in a listing."""
+        if is_temp_name(name):
+            return False
+        if not self.allow_hidden and is_hidden_name(name):
+            return False
+        return not any(fnmatch(name, g) for g in self.hide_globs)
+
+    def to_api_path(self, os_path: str) -> str | None:
+        """The API path of a filesystem path under the root, or None when it is outside."""
+        real = os.path.realpath(os_path)
+        if real == self.root:
+            return ""
+        if not real.startswith(self.root + os.sep):
+            return None
+        return os.path.relpath(real, self.root).replace(os.sep, "/")

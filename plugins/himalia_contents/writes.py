@@ -1,0 +1,104 @@
+"""Crash-safe file writes: a temp file in the same directory, fsync, rename over the target.
+
+The target keeps its permission bits; a new file gets the usual 0o666 minus the umask. When the
+directory is not writable but the file is, the write falls back to rewriting the file in place.
+Either the old or the new content is on disk after a crash or a full disk, never a truncated mix
+(except in that in-place fallback, which has no other way). All blocking: call from a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from datetime import datetime, timezone
+
+from himalia import isoformat
+
+from .paths import TEMP_SUFFIX
+
+
+def _read_umask() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+UMASK = _read_umask()
+_EPOCH = "1970-01-01T00:00:00.000000Z"
+
+
+def timestamp(seconds: float) -> str:
+    """A file time as jupyter_server-style ISO 8601 UTC; the epoch for times the OS cannot convert."""
+    try:
+        return isoformat(datetime.fromtimestamp(seconds, timezone.utc))
+    except (ValueError, OverflowError, OSError):
+        return _EPOCH
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomically(os_path: str, chunks: Iterable[bytes]) -> None:
+    """Replace `os_path` with `chunks`, atomically when the directory allows it."""
+    parent, name = os.path.split(os_path)
+    try:
+        mode = os.stat(os_path).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~UMASK
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=parent)
+    except PermissionError:
+        if not os.path.isfile(os_path) or not os.access(os_path, os.W_OK):
+            raise
+        _write_in_place(os_path, chunks)
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, os_path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(parent)
+
+
+def _write_in_place(os_path: str, chunks: Iterable[bytes]) -> None:
+    with open(os_path, "wb") as f:
+        for chunk in chunks:
+            f.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def copy_atomically(src: str, dest: str) -> None:
+    """Copy `src` over `dest` (data and mtime), atomically; `dest` keeps its own mode if it exists."""
+    with open(src, "rb") as f:
+        write_atomically(dest, iter(lambda: f.read(1 << 20), b""))
+    st = os.stat(src)
+    try:
+        os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+    except OSError:
+        pass

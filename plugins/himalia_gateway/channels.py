@@ -1,0 +1,288 @@
+"""`KernelChannels` over one upstream websocket to the gateway's `/api/kernels/{id}/channels`.
+
+Offers `v1.kernel.websocket.jupyter.org` and falls back to the legacy JSON protocol when the gateway
+does not pick it. One stable `session_id` per channel object is sent upstream, so a gateway built on
+jupyter_server buffers output while we reconnect and replays it. A dropped connection is retried
+(retry_interval doubling up to retry_interval_max, retry_max times); a kernel the gateway no longer
+knows (404) or running out of retries closes the channels for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import struct
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from himalia import ApiError, BadGateway, ChannelsClosed, GatewayTimeout, KernelMessage, NotFound, isoformat, utcnow
+
+from .client import GatewayClient, describe, quoted
+
+log = logging.getLogger("himalia.gateway")
+
+V1 = "v1.kernel.websocket.jupyter.org"
+GONE = "gone from the gateway"
+"""The reason given when the gateway no longer knows a kernel."""
+_CLOSED = object()
+
+
+class GatewayChannels:
+    """The channels of one remote kernel; create with `await GatewayChannels.open(...)`."""
+
+    def __init__(self, client: GatewayClient, kernel_id: str, *, session_id: str | None = None,
+                 on_gone: Callable[[str], None] | None = None, offer_v1: bool = True):
+        self.client = client
+        self.config = client.config
+        self.kernel_id = kernel_id
+        self.session_id = session_id or uuid.uuid4().hex
+        self.protocol: str = ""
+        """The negotiated upstream protocol: V1 or "" (legacy JSON)."""
+        self.reconnects = 0
+        self.reconnected = asyncio.Event()
+        """Set at each successful reconnection (clear it to wait for the next one)."""
+        self._protocols = (V1,) if offer_v1 else ()
+        self._on_gone = on_gone
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._incoming: asyncio.Queue[Any] = asyncio.Queue()
+        self._ready = asyncio.Event()
+        """Set while connected, and for good once finished; cleared while reconnecting."""
+        self._finished: str | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, client: GatewayClient, kernel_id: str, **kwargs: Any) -> GatewayChannels:
+        """Connect (errors raised as ApiError: 404 gone, 502 unreachable, 504 too slow) and start reading."""
+        channels = cls(client, kernel_id, **kwargs)
+        channels._ws = await channels._connect()
+        channels._ready.set()
+        channels._reader = asyncio.create_task(channels._read_forever(), name=f"gateway channels {kernel_id}")
+        if channels.config.ping_interval:
+            channels._watcher = asyncio.create_task(channels._watch(), name=f"gateway kernel watch {kernel_id}")
+        return channels
+
+    @property
+    def closed(self) -> bool:
+        return self._finished is not None
+
+    # -- KernelChannels --------------------------------------------------------------------------
+
+    async def send(self, msg: KernelMessage) -> None:
+        for _ in range(2):  # a send racing a drop is retried once on the new connection
+            await self._ready.wait()  # bounded: the reconnect loop ends after retry_max attempts
+            ws = self._ws
+            if self._finished is not None or ws is None:
+                raise ChannelsClosed(self._finished or "closed")
+            try:
+                if self.protocol == V1:
+                    await ws.send_bytes(to_v1(msg))
+                else:
+                    frame, binary = to_legacy(msg)
+                    await (ws.send_bytes(frame) if binary else ws.send_str(frame.decode()))
+                return
+            except (ConnectionError, aiohttp.ClientError, RuntimeError):
+                if ws is self._ws:
+                    self._ready.clear()  # the reader will notice the drop and reconnect
+        raise ChannelsClosed(f"could not send to kernel {self.kernel_id} on the gateway")
+
+    async def recv(self) -> KernelMessage:
+        item = await self._incoming.get()
+        if item is _CLOSED:
+            self._incoming.put_nowait(_CLOSED)  # every later recv sees the end too
+            raise ChannelsClosed(self._finished or "closed")
+        return item
+
+    async def close(self) -> None:
+        self._finish("closed")
+        tasks = [t for t in (self._reader, self._watcher) if t is not None and t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._ws is not None:
+            await self._ws.close()
+
+    # -- the upstream connection -----------------------------------------------------------------
+
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+        path = f"/api/kernels/{quoted(self.kernel_id)}/channels"
+        what = f"websocket {path}"
+        try:
+            ws = await asyncio.wait_for(self.client.session.ws_connect(
+                self.client.ws_url(path), params={"session_id": self.session_id}, protocols=self._protocols,
+                heartbeat=self.config.ping_interval or None, max_msg_size=0, ssl=self.client.ssl),
+                self.config.kernel_info_timeout)
+        except asyncio.TimeoutError:
+            raise GatewayTimeout(f"the gateway at {self.config.url} did not open {what} within "
+                                 f"{self.config.kernel_info_timeout:g}s", "gateway timeout") from None
+        except aiohttp.WSServerHandshakeError as e:
+            if e.status == 404:
+                raise NotFound(f"kernel {self.kernel_id} is gone from the gateway", "kernel gone") from None
+            if e.status == 401:
+                raise BadGateway(f"the gateway at {self.config.url} refused our credentials ({what}); check "
+                                 "[plugins.gateway] auth_token", "gateway unauthorized") from None
+            raise BadGateway(f"the gateway at {self.config.url} refused {what} with HTTP {e.status}",
+                             "gateway error") from None
+        except (aiohttp.ClientError, OSError) as e:
+            message = f"the gateway at {self.config.url} is unreachable ({what}): {describe(e)}"
+            self.client.health.failed(message)
+            raise BadGateway(message, "gateway unreachable") from None
+        self.protocol = V1 if ws.protocol == V1 else ""
+        self.client.health.succeeded()
+        log.debug("kernel %s: upstream websocket open (%s)", self.kernel_id, self.protocol or "legacy")
+        return ws
+
+    async def _read_forever(self) -> None:
+        try:
+            while True:
+                ws = self._ws
+                assert ws is not None
+                await self._pump(ws)
+                if self._finished is not None:
+                    return
+                self._ready.clear()
+                log.warning("kernel %s: upstream websocket to the gateway dropped (%s); reconnecting",
+                            self.kernel_id, ws.close_code)
+                self._ws = await self._reconnect()
+                if self._ws is None:
+                    return
+                self._ready.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never leave a relay waiting on a reader that died
+            log.exception("kernel %s: upstream reader failed", self.kernel_id)
+            self._finish("the upstream reader failed")
+
+    async def _pump(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for frame in ws:
+            try:
+                if frame.type == aiohttp.WSMsgType.BINARY:
+                    msg = from_v1(frame.data) if self.protocol == V1 else from_legacy_binary(frame.data)
+                elif frame.type == aiohttp.WSMsgType.TEXT:
+                    msg = from_legacy_dict(json.loads(frame.data), [])
+                else:
+                    break
+            except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as e:
+                log.warning("kernel %s: dropped a malformed message from the gateway: %s", self.kernel_id, e)
+                continue
+            self._incoming.put_nowait(msg)
+
+    async def _watch(self) -> None:
+        """Ask the gateway about the kernel every ping_interval: a gateway built on jupyter_server keeps
+        the websocket of a kernel deleted by someone else open, silent, forever."""
+        path = f"/api/kernels/{quoted(self.kernel_id)}"
+        while self._finished is None:
+            await asyncio.sleep(self.config.ping_interval)  # the configured check period
+            try:
+                await self.client.request("GET", path)
+            except ApiError as e:
+                if getattr(e, "upstream_status", None) == 404:
+                    self._gone(GONE)
+                    if self._ws is not None:
+                        await self._ws.close()  # ends the reader's pump
+                    return
+            except Exception:  # a watcher never dies silently: the reconnect logic owns connectivity
+                log.exception("kernel %s: liveness check failed", self.kernel_id)
+
+    async def gone(self, reason: str) -> None:
+        """The kernel no longer exists: end with a `dead` status (as a dying local kernel does), then close."""
+        self._gone(reason)
+        await self.close()
+
+    def _gone(self, reason: str) -> None:
+        if self._finished is None:
+            self._incoming.put_nowait(dead_status(reason))
+        self._finish(reason)
+        if self._on_gone is not None:
+            self._on_gone(self.kernel_id)
+
+    async def _reconnect(self) -> aiohttp.ClientWebSocketResponse | None:
+        for attempt in range(self.config.retry_max):
+            delay = min(self.config.retry_interval * 2 ** attempt, self.config.retry_interval_max)
+            await asyncio.sleep(delay)  # the configured backoff between attempts
+            if self._finished is not None:
+                return None
+            try:
+                ws = await self._connect()
+            except NotFound:
+                self._gone(GONE)
+                return None
+            except ApiError as e:
+                log.warning("kernel %s: reconnect %d of %d failed: %s", self.kernel_id, attempt + 1,
+                            self.config.retry_max, e.message)
+                continue
+            self.reconnects += 1
+            self.reconnected.set()
+            log.info("kernel %s: reconnected to the gateway", self.kernel_id)
+            return ws
+        self._finish(f"lost the gateway websocket of kernel {self.kernel_id} after {self.config.retry_max} "
+                     "reconnection attempts")
+        return None
+
+    def _finish(self, reason: str) -> None:
+        if self._finished is None:
+            self._finished = reason
+            self._incoming.put_nowait(_CLOSED)
+        self._ready.set()
+
+
+def dead_status(reason: str) -> KernelMessage:
+    header = {"msg_id": uuid.uuid4().hex, "msg_type": "status", "username": "himalia", "session": "himalia-gateway",
+              "date": isoformat(utcnow()), "version": "5.3"}
+    content = {"execution_state": "dead", "reason": reason}
+    return KernelMessage("iopub", json.dumps(header).encode(), b"{}", b"{}", json.dumps(content).encode())
+
+
+# --- upstream wire formats (the gateway side; the client side lives in the kernels plugin) -------
+
+
+def to_v1(msg: KernelMessage) -> bytes:
+    parts = [msg.channel.encode(), msg.header, msg.parent_header, msg.metadata, msg.content, *msg.buffers]
+    offsets = [8 * (len(parts) + 2)]
+    for part in parts:
+        offsets.append(offsets[-1] + len(part))
+    return struct.pack(f"<{len(offsets) + 1}Q", len(offsets), *offsets) + b"".join(parts)
+
+
+def from_v1(data: bytes) -> KernelMessage:
+    (n,) = struct.unpack_from("<Q", data)
+    if n < 6:
+        raise ValueError(f"v1 message with {n} offsets")
+    offsets = struct.unpack_from(f"<{n}Q", data, 8)
+    parts = [data[offsets[i]:offsets[i + 1]] for i in range(n - 1)]
+    return KernelMessage(parts[0].decode(), parts[1], parts[2], parts[3], parts[4], parts[5:])
+
+
+def to_legacy(msg: KernelMessage) -> tuple[bytes, bool]:
+    """A legacy frame (JSON, or the binary layout when there are buffers) and whether it is binary."""
+    body = b"".join([b'{"channel":', json.dumps(msg.channel).encode(), b',"header":', msg.header,
+                     b',"parent_header":', msg.parent_header, b',"metadata":', msg.metadata,
+                     b',"content":', msg.content, b"}"])
+    if not msg.buffers:
+        return body, False
+    parts = [body, *msg.buffers]
+    offsets = [4 * (len(parts) + 1)]
+    for part in parts[:-1]:
+        offsets.append(offsets[-1] + len(part))
+    return struct.pack(f"!{len(parts) + 1}I", len(parts), *offsets) + b"".join(parts), True
+
+
+def from_legacy_binary(data: bytes) -> KernelMessage:
+    (k,) = struct.unpack_from("!I", data)
+    offsets = [*struct.unpack_from(f"!{k}I", data, 4), len(data)]
+    parts = [data[offsets[i]:offsets[i + 1]] for i in range(k)]
+    return from_legacy_dict(json.loads(parts[0]), parts[1:])
+
+
+def from_legacy_dict(msg: dict[str, Any], buffers: list[bytes]) -> KernelMessage:
+    def dumped(key: str) -> bytes:
+        return json.dumps(msg.get(key) or {}).encode()
+
+    result = KernelMessage(msg["channel"], dumped("header"), dumped("parent_header"), dumped("metadata"),
+                           dumped("content"), list(buffers))
+    result._header = msg["header"]
+    return result

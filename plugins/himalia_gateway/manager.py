@@ -1,0 +1,259 @@
+"""The `gateway` kernel provider: a `KernelManager` whose kernels live on a remote Jupyter (Enterprise) Gateway.
+
+Like jupyter_server's `GatewayMappingKernelManager`, it answers for the kernels it started only (a
+shared gateway may run other users' kernels). A kernel the gateway no longer knows is forgotten and
+its channels end with a `dead` status (reason "gone from the gateway"), so the relay reports it the
+way it reports a local kernel's death. The started/stopped events are the relay's to send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from himalia import CONFIG, ApiError, Model, NotFound
+
+from .channels import GatewayChannels
+from .client import GatewayClient, quoted
+from .config import GatewayConfig
+from .health import GatewayProbe, Health
+
+log = logging.getLogger("himalia.gateway")
+
+LAUNCH_TIMEOUT_PAD = 2.0
+"""Seconds between KERNEL_LAUNCH_TIMEOUT and request_timeout, so the gateway gives up before we do."""
+
+
+class GatewayKernelManager:
+    """Kernels on the gateway, through its REST API and websockets."""
+
+    def __init__(self, client: GatewayClient, *, root_dir: str = ""):
+        self.client = client
+        self.config: GatewayConfig = client.config
+        self.root_dir = root_dir
+        self._kernels: dict[str, str] = {}
+        """Our kernels: id → spec name."""
+        self._channels: dict[str, weakref.WeakSet[GatewayChannels]] = {}
+
+    # -- kernelspecs -------------------------------------------------------------------------
+
+    async def list_kernelspecs(self) -> Model:
+        body = await self.client.request_json("GET", "/api/kernelspecs", params=self._user_filter())
+        if not isinstance(body, dict) or not isinstance(body.get("kernelspecs"), dict):
+            raise ApiError(f"the gateway at {self.config.url} answered GET /api/kernelspecs with an "
+                           "unexpected body", "bad gateway response", status=502)
+        for spec in body["kernelspecs"].values():
+            self._local_resources(spec)
+        return body
+
+    async def get_kernelspec(self, name: str) -> Model:
+        try:
+            spec = await self.client.request_json("GET", f"/api/kernelspecs/{quoted(name)}")
+        except ApiError as e:
+            if e.status == 404:
+                raise await self._no_such_spec(name) from None
+            raise
+        return self._local_resources(spec)
+
+    async def get_kernelspec_resource(self, name: str, resource: str) -> tuple[bytes, str]:
+        path = f"/kernelspecs/{quoted(name)}/{'/'.join(quoted(p) for p in resource.split('/'))}"
+        try:
+            _, data, ctype = await self.client.request("GET", path)
+        except ApiError as e:
+            if e.status == 404:
+                raise NotFound(f"kernelspec {name} has no resource {resource} on the gateway") from None
+            raise
+        return data, ctype or "application/octet-stream"
+
+    def _user_filter(self) -> dict[str, str] | None:
+        user = os.environ.get("KERNEL_USERNAME")
+        return {"user": user} if user else None
+
+    def _local_resources(self, spec: Any) -> Any:
+        """The gateway's resource URLs (`/base/kernelspecs/{name}/{file}`) → file names, as every provider
+        gives them; the kernels plugin makes them URLs on this server, which proxies the files."""
+        if isinstance(spec, dict) and isinstance(spec.get("resources"), dict):
+            prefix = f"/kernelspecs/{quoted(str(spec.get('name', '')))}/"
+            for key, value in spec["resources"].items():
+                if isinstance(value, str) and prefix in value:
+                    spec["resources"][key] = unquote(value.rsplit(prefix, 1)[1])
+        return spec
+
+    async def _has_spec(self, name: str) -> bool:
+        try:
+            return name in (await self.list_kernelspecs())["kernelspecs"]
+        except ApiError:
+            return True  # cannot tell: keep the original error
+
+    async def _no_such_spec(self, name: str) -> NotFound:
+        try:
+            specs = await self.list_kernelspecs()
+            installed = ", ".join(sorted(specs["kernelspecs"])) or "none"
+        except ApiError:
+            installed = "unknown"
+        return NotFound(f"no kernelspec named {name} on the gateway; installed: {installed}", "no such kernel")
+
+    # -- kernels -----------------------------------------------------------------------------
+
+    async def start_kernel(self, name: str | None = None, *, path: str | None = None,
+                           env: Mapping[str, str] | None = None) -> Model:
+        body: dict[str, Any] = {"env": self.kernel_env(path, env)}
+        if name:
+            body["name"] = name
+        try:
+            model = await self.client.request_json("POST", "/api/kernels", body=body)
+        except ApiError as e:
+            # Kernel Gateway answers 500 for an unknown name, jupyter_server 404: look before blaming the name
+            if name and upstream_status(e) in (404, 500) and not await self._has_spec(name):
+                raise await self._no_such_spec(name) from None
+            raise
+        if not isinstance(model, dict) or not isinstance(model.get("id"), str):
+            raise ApiError(f"the gateway at {self.config.url} answered POST /api/kernels without a kernel id",
+                           "bad gateway response", status=502)
+        self._kernels[model["id"]] = model.get("name", name or "")
+        log.info("kernel %s (%s) started on the gateway %s", model["id"], model.get("name"), self.config.url)
+        return model
+
+    def kernel_env(self, path: str | None, env: Mapping[str, str] | None) -> dict[str, str]:
+        """What jupyter_server's gateway client sends: KERNEL_* and allowed_envs, from this process's
+        environment and the request's, plus KERNEL_WORKING_DIR and KERNEL_LAUNCH_TIMEOUT."""
+        merged = {**os.environ, **(env or {})}
+        allowed = set(self.config.allowed_envs)
+        out = {k: v for k, v in merged.items() if k.startswith("KERNEL_") or k in allowed}
+        if path is not None and self.root_dir:
+            out.setdefault("KERNEL_WORKING_DIR", os.path.join(self.root_dir, *[p for p in path.split("/") if p]))
+        out.setdefault("KERNEL_LAUNCH_TIMEOUT", str(max(1, int(self.config.request_timeout - LAUNCH_TIMEOUT_PAD))))
+        return out
+
+    async def list_kernels(self) -> list[Model]:
+        if not self._kernels:
+            return []  # we list our kernels only: no need to ask (nor to fail when the gateway is down)
+        try:
+            remote = await self.client.request_json("GET", "/api/kernels")
+        except ApiError as e:
+            if e.status != 403:  # Kernel Gateway forbids listing unless list_kernels is on
+                raise
+            remote = None
+        listed = {m["id"]: m for m in remote or [] if isinstance(m, dict) and m.get("id") in self._kernels}
+        missing = [kid for kid in self._kernels if kid not in listed]
+        # a kernel missing from the list may be culled, or the list incomplete: ask for each one
+        for model in await asyncio.gather(*(self._refresh(kid) for kid in missing)):
+            if model is not None:
+                listed[model["id"]] = model
+        return [listed[kid] for kid in self._kernels if kid in listed]
+
+    async def get_kernel(self, kernel_id: str) -> Model:
+        self._ours(kernel_id)
+        model = await self._refresh(kernel_id)
+        if model is None:
+            raise NotFound(f"kernel {kernel_id} is gone from the gateway", "kernel gone")
+        return model
+
+    async def shutdown_kernel(self, kernel_id: str, *, now: bool = False) -> None:
+        self._ours(kernel_id)
+        try:
+            await self.client.request("DELETE", f"/api/kernels/{quoted(kernel_id)}")
+        except ApiError as e:
+            if e.status != 404:
+                raise
+        await self._forget(kernel_id, "shutdown")
+
+    async def interrupt_kernel(self, kernel_id: str) -> None:
+        await self._post(kernel_id, "interrupt")
+
+    async def restart_kernel(self, kernel_id: str) -> Model:
+        model = await self._post(kernel_id, "restart")
+        return model if isinstance(model, dict) and "id" in model else await self.get_kernel(kernel_id)
+
+    async def open_channels(self, kernel_id: str, *, session_id: str | None = None) -> GatewayChannels:
+        self._ours(kernel_id)
+        try:
+            channels = await GatewayChannels.open(self.client, kernel_id, session_id=session_id,
+                                                  on_gone=self._gone_from_channels)
+        except NotFound:
+            await self._forget(kernel_id, "gone from the gateway")
+            raise
+        self._channels.setdefault(kernel_id, weakref.WeakSet()).add(channels)
+        return channels
+
+    async def shutdown_all(self) -> None:
+        """Shut down every kernel we started (at server shutdown); failures are logged, not raised."""
+        results = await asyncio.gather(*(self.shutdown_kernel(kid) for kid in list(self._kernels)),
+                                       return_exceptions=True)
+        for kid, result in zip(list(self._kernels), results):
+            if isinstance(result, BaseException):
+                log.warning("kernel %s on the gateway was not shut down: %s", kid, result)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _ours(self, kernel_id: str) -> None:
+        if kernel_id not in self._kernels:
+            raise NotFound(f"no kernel with id {kernel_id}", "no such kernel")
+
+    async def _refresh(self, kernel_id: str) -> Model | None:
+        """The gateway's model of one of our kernels; None (and forgotten) when the gateway lost it."""
+        try:
+            return await self.client.request_json("GET", f"/api/kernels/{quoted(kernel_id)}")
+        except ApiError as e:
+            if e.status != 404:
+                raise
+        await self._forget(kernel_id, "gone from the gateway")
+        return None
+
+    async def _post(self, kernel_id: str, action: str) -> Any:
+        self._ours(kernel_id)
+        try:
+            return await self.client.request_json("POST", f"/api/kernels/{quoted(kernel_id)}/{action}", body={})
+        except ApiError as e:
+            if e.status != 404:
+                raise
+        await self._forget(kernel_id, "gone from the gateway")
+        raise NotFound(f"kernel {kernel_id} is gone from the gateway", "kernel gone")
+
+    async def _forget(self, kernel_id: str, reason: str) -> None:
+        if self._kernels.pop(kernel_id, None) is None:
+            return
+        if reason != "shutdown":
+            log.warning("kernel %s is %s", kernel_id, reason)
+        for channels in list(self._channels.pop(kernel_id, ())):
+            if reason == "shutdown":
+                await channels.close()
+            else:
+                await channels.gone(reason)
+
+    def _gone_from_channels(self, kernel_id: str) -> None:
+        """A websocket found its kernel gone (its channels have ended themselves)."""
+        if self._kernels.pop(kernel_id, None) is not None:
+            self._channels.pop(kernel_id, None)
+            log.warning("kernel %s is gone from the gateway", kernel_id)
+
+
+def upstream_status(error: ApiError) -> int | None:
+    """The HTTP status the gateway answered (before we mapped it), when it answered at all."""
+    return getattr(error, "upstream_status", None)
+
+
+@asynccontextmanager
+async def gateway_kernels(app: web.Application) -> AsyncIterator[GatewayKernelManager]:
+    """The provider factory: a client to the configured gateway; shuts our kernels down on exit."""
+    config = app[CONFIG]
+    gateway = config.section("gateway").effective()
+    if not gateway.url:
+        raise RuntimeError("kernel provider 'gateway' needs a gateway url: set [plugins.gateway] url, "
+                           "--gateway-url or $JUPYTER_GATEWAY_URL")
+    probe = GatewayProbe.of(app)
+    health = probe.health if probe is not None else Health(gateway.url)
+    async with GatewayClient(gateway, health) as client:
+        manager = GatewayKernelManager(client, root_dir=config.server.root_dir)
+        try:
+            yield manager
+        finally:
+            await manager.shutdown_all()

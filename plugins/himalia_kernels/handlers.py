@@ -1,0 +1,258 @@
+"""HTTP and websocket handlers for kernels and kernelspecs; they work with any kernel provider."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import WSMsgType, web
+
+from himalia import CONFIG, SERVICES, ApiError, BadRequest, ChannelsClosed, Model, read_json
+
+from .live import LiveKernels
+from .wire import V1, from_legacy_binary, from_legacy_text, from_v1, LEGACY
+
+log = logging.getLogger("himalia.kernels")
+
+
+def _kernels(request: web.Request) -> Any:
+    return request.app[SERVICES].require("kernels")
+
+
+def _url(request: web.Request, path: str) -> str:
+    base = request.app[CONFIG].server.base_url.strip("/")
+    return ("/" + base if base else "") + path
+
+
+# --- kernelspecs --------------------------------------------------------------------------------
+
+
+def _with_urls(request: web.Request, model: Model) -> Model:
+    """Resource file names (as services give them) → URLs on this server, as jupyter_server writes them."""
+    name = model["name"]
+    resources = {}
+    for key, value in model.get("resources", {}).items():
+        if "/" in value:  # already a URL (a provider may give them)
+            resources[key] = value
+        else:
+            resources[key] = _url(request, f"/kernelspecs/{quote(name)}/{quote(value)}")
+    return {**model, "resources": resources}
+
+
+async def list_kernelspecs(request: web.Request) -> web.Response:
+    specs = await _kernels(request).list_kernelspecs()
+    body = {"default": specs.get("default"),
+            "kernelspecs": {n: _with_urls(request, m) for n, m in specs.get("kernelspecs", {}).items()}}
+    return web.json_response(body)
+
+
+async def get_kernelspec(request: web.Request) -> web.Response:
+    model = await _kernels(request).get_kernelspec(request.match_info["name"])
+    return web.json_response(_with_urls(request, model))
+
+
+async def get_kernelspec_resource(request: web.Request) -> web.Response:
+    data, content_type = await _kernels(request).get_kernelspec_resource(
+        request.match_info["name"], request.match_info["resource"])
+    return web.Response(body=data, content_type=content_type)
+
+
+# --- kernels ------------------------------------------------------------------------------------
+
+
+async def list_kernels(request: web.Request) -> web.Response:
+    return web.json_response(await _kernels(request).list_kernels())
+
+
+async def start_kernel(request: web.Request) -> web.Response:
+    body = await read_json(request, required=False)
+    name = body.get("name")
+    path = body.get("path")
+    env = body.get("env")
+    if name is not None and not isinstance(name, str):
+        raise BadRequest(f"'name' must be a string, got {type(name).__name__}", "bad kernel model")
+    if path is not None and not isinstance(path, str):
+        raise BadRequest(f"'path' must be a string, got {type(path).__name__}", "bad kernel model")
+    if env is not None and (not isinstance(env, dict)
+                            or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+        raise BadRequest("'env' must be an object of string values", "bad kernel model")
+    model = await _kernels(request).start_kernel(name or None, path=path, env=env)
+    return web.json_response(model, status=201,
+                             headers={"Location": _url(request, f"/api/kernels/{quote(model['id'])}")})
+
+
+async def get_kernel(request: web.Request) -> web.Response:
+    return web.json_response(await _kernels(request).get_kernel(request.match_info["kernel_id"]))
+
+
+async def delete_kernel(request: web.Request) -> web.Response:
+    await _kernels(request).shutdown_kernel(request.match_info["kernel_id"])
+    return web.Response(status=204)
+
+
+async def interrupt_kernel(request: web.Request) -> web.Response:
+    await _kernels(request).interrupt_kernel(request.match_info["kernel_id"])
+    return web.Response(status=204)
+
+
+async def restart_kernel(request: web.Request) -> web.Response:
+    return web.json_response(await _kernels(request).restart_kernel(request.match_info["kernel_id"]))
+
+
+# --- the websocket ------------------------------------------------------------------------------
+
+
+async def kernel_channels(request: web.Request) -> web.StreamResponse:
+    """`/api/kernels/{id}/channels?session_id=...`: both wire protocols, every channel."""
+    kernel_id = request.match_info["kernel_id"]
+    kernels = _kernels(request)
+    if not isinstance(kernels, LiveKernels):
+        raise ApiError("the kernel relay is not running", "service unavailable", status=503)
+    await kernels.get_kernel(kernel_id)  # unknown ids are refused before anything is allocated
+    ws = web.WebSocketResponse(protocols=(V1,), compress=False,
+                               max_msg_size=request.app[CONFIG].server.max_body_size)
+    if not ws.can_prepare(request).ok:
+        raise BadRequest("expected a websocket upgrade", "not a websocket")
+    hub = kernels.hub(kernel_id)
+    await ws.prepare(request)
+    protocol = V1 if ws.ws_protocol == V1 else LEGACY
+    transport = request.transport
+    if transport is not None:
+        # never pause the relay on one client: it is disconnected once its backlog passes the cap
+        cap = kernels.config.client_max_backlog_bytes
+        transport.set_write_buffer_limits(high=2 * cap + 1024 * 1024)
+    try:
+        await asyncio.wait_for(hub.wait_ready(), kernels.config.kernel_info_timeout + 10)
+    except asyncio.TimeoutError:
+        hub.failed = hub.failed or "the kernel did not answer"
+    if hub.failed or hub.closing:
+        await ws.close(code=1011, message=(hub.failed or "kernel shut down").encode()[:120])
+        return ws
+    client = hub.attach(ws, protocol, request.query.get("session_id"), transport)
+    try:
+        await client.flush_replay()
+        async for frame in ws:
+            try:
+                if frame.type == WSMsgType.BINARY:
+                    msg = from_v1(frame.data) if protocol == V1 else from_legacy_binary(frame.data)
+                elif frame.type == WSMsgType.TEXT:
+                    msg = from_legacy_text(frame.data)
+                else:
+                    continue
+            except BadRequest as e:
+                log.warning("kernel %s: ignoring a malformed message from a client: %s", kernel_id, e.message)
+                continue
+            try:
+                await hub.send(client, msg)
+            except ChannelsClosed:
+                break
+    finally:
+        hub.detach(client)
+    return ws
+
+
+# --- OpenAPI ------------------------------------------------------------------------------------
+
+
+def openapi() -> dict[str, Any]:
+    from himalia import AUTH_ERRORS, error_response, json_response
+
+    kernel = {"$ref": "#/components/schemas/Kernel"}
+    kernel_id = {"name": "kernel_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    spec_name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    not_found = {"404": error_response("No such kernel")}
+    return {
+        "paths": {
+            "/api/kernelspecs": {"get": {
+                "summary": "Installed kernelspecs and the default one",
+                "responses": {"200": json_response("Kernelspecs", {
+                    "type": "object", "required": ["default", "kernelspecs"],
+                    "properties": {"default": {"type": "string", "nullable": True},
+                                   "kernelspecs": {"type": "object", "additionalProperties":
+                                                   {"$ref": "#/components/schemas/KernelSpec"}}}}),
+                              **AUTH_ERRORS},
+            }},
+            "/api/kernelspecs/{name}": {"get": {
+                "summary": "One kernelspec", "parameters": [spec_name],
+                "responses": {"200": json_response("Kernelspec", {"$ref": "#/components/schemas/KernelSpec"}),
+                              "404": error_response("No such kernelspec (the message lists installed ones)"),
+                              **AUTH_ERRORS},
+            }},
+            "/kernelspecs/{name}/{resource}": {"get": {
+                "summary": "A kernelspec resource file (logo, kernel.js)",
+                "parameters": [spec_name, {"name": "resource", "in": "path", "required": True,
+                                           "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "The file",
+                                      "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+                              "404": error_response("No such kernelspec or resource"), **AUTH_ERRORS},
+            }},
+            "/api/kernels": {
+                "get": {"summary": "Running kernels",
+                        "responses": {"200": json_response("Kernels", {"type": "array", "items": kernel}),
+                                      **AUTH_ERRORS}},
+                "post": {
+                    "summary": "Start a kernel",
+                    "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {
+                            "name": {"type": "string", "description": "Kernelspec; default when absent"},
+                            "path": {"type": "string", "description": "API directory to run in"},
+                            "env": {"type": "object", "additionalProperties": {"type": "string"}}}}}}},
+                    "responses": {"201": {**json_response("The kernel", kernel),
+                                          "headers": {"Location": {"schema": {"type": "string"}}}},
+                                  "400": error_response("Malformed body or path outside the root"),
+                                  "404": error_response("No such kernelspec (the message lists installed ones)"),
+                                  "500": error_response("The kernel failed to start"),
+                                  **AUTH_ERRORS},
+                },
+            },
+            "/api/kernels/{kernel_id}": {
+                "parameters": [kernel_id],
+                "get": {"summary": "One kernel",
+                        "responses": {"200": json_response("The kernel", kernel), **not_found, **AUTH_ERRORS}},
+                "delete": {"summary": "Shut a kernel down",
+                           "responses": {"204": {"description": "Shut down"}, **not_found, **AUTH_ERRORS}},
+            },
+            "/api/kernels/{kernel_id}/interrupt": {
+                "parameters": [kernel_id],
+                "post": {"summary": "Interrupt a kernel (signal or message, per its interrupt_mode)",
+                         "responses": {"204": {"description": "Interrupted"}, **not_found,
+                                       "409": error_response("The kernel is dead"), **AUTH_ERRORS}},
+            },
+            "/api/kernels/{kernel_id}/restart": {
+                "parameters": [kernel_id],
+                "post": {"summary": "Restart a kernel; returns once it answers again",
+                         "responses": {"200": json_response("The kernel", kernel), **not_found,
+                                       "500": error_response("The kernel failed to restart"), **AUTH_ERRORS}},
+            },
+            "/api/kernels/{kernel_id}/channels": {
+                "parameters": [kernel_id, {"name": "session_id", "in": "query", "required": False,
+                                           "schema": {"type": "string"},
+                                           "description": "Client session; reconnecting with it replays "
+                                                          "output buffered while it was away"}],
+                "get": {"summary": "Websocket to the kernel's channels (legacy JSON or the "
+                                   "v1.kernel.websocket.jupyter.org subprotocol)",
+                        "responses": {"101": {"description": "Switching to the websocket protocol"},
+                                      "400": error_response("Not a websocket upgrade"), **not_found,
+                                      **AUTH_ERRORS}},
+            },
+        },
+        "components": {"schemas": {
+            "Kernel": {
+                "type": "object", "required": ["id", "name", "last_activity", "execution_state", "connections"],
+                "properties": {
+                    "id": {"type": "string"}, "name": {"type": "string"},
+                    "last_activity": {"type": "string", "format": "date-time"},
+                    "execution_state": {"type": "string", "description": "starting, idle, busy, restarting, dead"},
+                    "connections": {"type": "integer", "minimum": 0},
+                    "reason": {"type": "string", "description": "Why the kernel last died or restarted"},
+                },
+            },
+            "KernelSpec": {
+                "type": "object", "required": ["name", "spec", "resources"],
+                "properties": {"name": {"type": "string"}, "spec": {"type": "object"},
+                               "resources": {"type": "object", "additionalProperties": {"type": "string"}}},
+            },
+        }},
+    }

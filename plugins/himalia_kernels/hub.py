@@ -1,0 +1,314 @@
+"""The provider-independent relay: one KernelChannels per kernel shared by all its websockets.
+
+A `KernelHub` fans iopub out to every client, routes replies and stdin requests to the client whose
+request they answer, tracks execution_state/last_activity from iopub, and keeps a bounded buffer for
+each disconnected session, replayed when that session reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import OrderedDict, deque
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from aiohttp import WSMsgType, web
+
+from himalia import ChannelsClosed, KernelChannels, KernelManager, KernelMessage, isoformat, utcnow
+
+from .config import KernelsConfig
+from .wire import V1, to_legacy, to_v1
+
+log = logging.getLogger("himalia.kernels")
+
+_OWNERS_MAX = 10000
+_REPLY_CHANNELS = ("shell", "control")
+
+
+def encode(msg: KernelMessage, protocol: str) -> tuple[bytes, bool]:
+    """The websocket frame for `msg` in `protocol`, and whether it is binary."""
+    if protocol == V1:
+        return to_v1(msg), True
+    return to_legacy(msg)
+
+
+def _size(msg: KernelMessage) -> int:
+    return (len(msg.header) + len(msg.parent_header) + len(msg.metadata) + len(msg.content)
+            + sum(len(b) for b in msg.buffers))
+
+
+class Client:
+    """One websocket attached to a hub, under its session key."""
+
+    __slots__ = ("ws", "protocol", "session_key", "buffered", "transport", "max_backlog", "replaying",
+                 "closed", "hub")
+
+    def __init__(self, hub: KernelHub, ws: web.WebSocketResponse, protocol: str, session_key: str,
+                 buffered: bool, transport: Any, max_backlog: int):
+        self.hub = hub
+        self.ws = ws
+        self.protocol = protocol
+        self.session_key = session_key
+        self.buffered = buffered
+        self.transport = transport
+        self.max_backlog = max_backlog
+        self.replaying: deque[KernelMessage] | None = None
+        self.closed = False
+
+    async def deliver(self, msg: KernelMessage, frames: dict[str, tuple[bytes, bool]]) -> None:
+        if self.closed:
+            return
+        if self.replaying is not None:
+            self.replaying.append(msg)
+            return
+        frame = frames.get(self.protocol)
+        if frame is None:
+            frame = frames[self.protocol] = encode(msg, self.protocol)
+        await self._write(frame)
+
+    async def _write(self, frame: tuple[bytes, bool]) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self.hub.detach(self)
+            return
+        if transport.get_write_buffer_size() > self.max_backlog:
+            log.warning("kernel %s: client %s reads too slowly (%d bytes unread); disconnecting it",
+                        self.hub.kernel_id, self.session_key, transport.get_write_buffer_size())
+            self.hub.detach(self)
+            asyncio.ensure_future(self.ws.close(code=1013, message=b"client too slow"))
+            return
+        try:
+            await self.ws.send_frame(frame[0], WSMsgType.BINARY if frame[1] else WSMsgType.TEXT)
+        except (ConnectionError, RuntimeError):
+            self.hub.detach(self)
+
+    async def flush_replay(self) -> None:
+        """Send what was buffered while this session was away, then go live (live messages queue
+        behind the replay until it is done)."""
+        pending = self.replaying
+        while pending and not self.closed:
+            await self._write(encode(pending.popleft(), self.protocol))
+        self.replaying = None
+
+
+class SessionBuffer:
+    """Messages for one disconnected session, bounded in count and bytes; iopub is dropped oldest first
+    (replies never are), and what was dropped is announced on replay."""
+
+    def __init__(self, max_messages: int, max_bytes: int):
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.items: deque[KernelMessage] = deque()
+        self.kept: list[KernelMessage] = []
+        self.bytes = 0
+        self.dropped = 0
+        self.dropped_bytes = 0
+        self.dropped_parent: bytes | None = None
+
+    def add(self, msg: KernelMessage) -> None:
+        self.items.append(msg)
+        self.bytes += _size(msg)
+        while (len(self.items) > self.max_messages or self.bytes > self.max_bytes) and self.items:
+            old = self.items.popleft()
+            size = _size(old)
+            self.bytes -= size
+            if old.channel != "iopub":
+                self.kept.append(old)
+                continue
+            self.dropped += 1
+            self.dropped_bytes += size
+            if self.dropped_parent is None:
+                self.dropped_parent = old.parent_header
+
+    def replay(self) -> deque[KernelMessage]:
+        out: deque[KernelMessage] = deque()
+        if self.dropped:
+            text = (f"[himalia] {self.dropped} output messages ({self.dropped_bytes} bytes) produced while this "
+                    f"client was disconnected were dropped: the server keeps at most {self.max_messages} "
+                    f"messages and {self.max_bytes} bytes per disconnected session "
+                    f"([plugins.kernels] buffer_max_messages, buffer_max_bytes).\n")
+            out.append(_synthetic("stream", {"name": "stderr", "text": text}, self.dropped_parent or b"{}"))
+        out.extend(self.kept)
+        out.extend(self.items)
+        return out
+
+
+def _synthetic(msg_type: str, content: dict[str, Any], parent: bytes = b"{}") -> KernelMessage:
+    header = {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "username": "himalia", "session": "himalia",
+              "date": isoformat(utcnow()), "version": "5.3"}
+    return KernelMessage("iopub", json.dumps(header).encode(), parent, b"{}", json.dumps(content).encode())
+
+
+class KernelHub:
+    """The relay for one kernel: its channels, its clients, its live activity."""
+
+    def __init__(self, kernel_id: str, kernels: KernelManager, config: KernelsConfig,
+                 on_dead: Callable[[KernelHub, str], None]):
+        self.kernel_id = kernel_id
+        self.config = config
+        self.clients: dict[str, Client] = {}
+        self.buffers: OrderedDict[str, SessionBuffer] = OrderedDict()
+        self.owners: dict[str, str] = {}
+        self.execution_state = "starting"
+        self.reason: str | None = None
+        self.last_activity = time.time()
+        self.channels: KernelChannels | None = None
+        self.failed: str | None = None
+        self.closing = False
+        self._kernels = kernels
+        self._on_dead = on_dead
+        self._ready = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"kernel {kernel_id} relay")
+
+    # -- live model fields ------------------------------------------------------------------
+
+    @property
+    def connections(self) -> int:
+        return len(self.clients)
+
+    def live(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "execution_state": self.execution_state,
+            "connections": len(self.clients),
+            "last_activity": isoformat(datetime.fromtimestamp(self.last_activity, timezone.utc)),
+        }
+        if self.reason:
+            fields["reason"] = self.reason
+        return fields
+
+    # -- the relay --------------------------------------------------------------------------
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def _run(self) -> None:
+        try:
+            self.channels = await self._kernels.open_channels(self.kernel_id)
+        except Exception as e:  # reported to every client that connects
+            self.failed = f"cannot open the kernel's channels: {type(e).__name__}: {e}"
+            log.warning("kernel %s: %s", self.kernel_id, self.failed)
+            self._ready.set()
+            return
+        self._ready.set()
+        recv = self.channels.recv
+        while True:
+            try:
+                msg = await recv()
+            except ChannelsClosed:
+                break
+            try:
+                await self._dispatch(msg)
+            except Exception:  # one bad message must not end the relay
+                log.exception("kernel %s: cannot relay a %s message", self.kernel_id, msg.channel)
+        for client in list(self.clients.values()):
+            self.detach(client, buffer=False)
+            await _close(client.ws, 1000, b"kernel shut down")
+
+    async def _dispatch(self, msg: KernelMessage) -> None:
+        if msg.channel == "iopub":
+            self.last_activity = time.time()
+            if msg.msg_type == "status":
+                self._track(json.loads(msg.content))
+            for buffer in self.buffers.values():
+                buffer.add(msg)
+            frames: dict[str, tuple[bytes, bool]] = {}
+            for client in list(self.clients.values()):
+                await client.deliver(msg, frames)
+            return
+        parent = json.loads(msg.parent_header) if msg.parent_header != b"{}" else {}
+        parent_id = parent.get("msg_id")
+        key = self.owners.get(parent_id)
+        if key is not None and msg.channel in _REPLY_CHANNELS and msg.msg_type.endswith("_reply"):
+            del self.owners[parent_id]
+        if key is None:
+            key = parent.get("session")
+        client = self.clients.get(key) if key is not None else None
+        if client is not None:
+            await client.deliver(msg, {})
+        elif key in self.buffers:
+            self.buffers[key].add(msg)
+        else:
+            log.debug("kernel %s: %s %s for no known client dropped", self.kernel_id, msg.channel, msg.msg_type)
+
+    def _track(self, content: dict[str, Any]) -> None:
+        state = content.get("execution_state")
+        if not isinstance(state, str):
+            return
+        self.execution_state = state
+        if state in ("restarting", "dead"):
+            self.reason = content.get("reason") or self.reason or "died"
+            if state == "dead":
+                self._on_dead(self, self.reason)
+
+    async def send(self, client: Client, msg: KernelMessage) -> None:
+        """Relay a client's message to the kernel, remembering whom the replies go to."""
+        if msg.channel in _REPLY_CHANNELS or msg.channel == "stdin":
+            if msg.channel != "stdin":
+                owners = self.owners
+                owners[msg.header_dict["msg_id"]] = client.session_key
+                if len(owners) > _OWNERS_MAX:
+                    del owners[next(iter(owners))]
+            await self.channels.send(msg)  # type: ignore[union-attr]
+        else:
+            log.debug("kernel %s: client sent on %s; ignored", self.kernel_id, msg.channel)
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def attach(self, ws: web.WebSocketResponse, protocol: str, session_key: str | None, transport: Any) -> Client:
+        buffered = bool(session_key)
+        key = session_key or uuid.uuid4().hex
+        old = self.clients.pop(key, None)
+        if old is not None:
+            log.info("kernel %s: session %s reconnected; closing its stale websocket", self.kernel_id, key)
+            old.closed = True
+            asyncio.ensure_future(_close(old.ws, 1000, b"replaced by a new connection"))
+        client = Client(self, ws, protocol, key, buffered, transport, self.config.client_max_backlog_bytes)
+        buffer = self.buffers.pop(key, None)
+        if buffer is not None:
+            client.replaying = buffer.replay()
+        self.clients[key] = client
+        return client
+
+    def detach(self, client: Client, *, buffer: bool = True) -> None:
+        if client.closed:
+            return
+        client.closed = True
+        if self.clients.get(client.session_key) is not client:
+            return
+        del self.clients[client.session_key]
+        if not buffer or not client.buffered or self.closing or self.config.buffer_max_sessions == 0:
+            return
+        buf = SessionBuffer(self.config.buffer_max_messages, self.config.buffer_max_bytes)
+        for msg in client.replaying or ():
+            buf.add(msg)
+        self.buffers[client.session_key] = buf
+        while len(self.buffers) > self.config.buffer_max_sessions:
+            dropped, _ = self.buffers.popitem(last=False)
+            log.info("kernel %s: dropped the reconnect buffer of session %s", self.kernel_id, dropped)
+
+    async def close(self) -> None:
+        """Stop relaying: close the channels and every websocket."""
+        self.closing = True
+        self.buffers.clear()
+        if self.channels is not None:
+            await self.channels.close()
+        else:
+            self._task.cancel()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), 10)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            self._task.cancel()
+        for client in list(self.clients.values()):
+            self.detach(client, buffer=False)
+            await _close(client.ws, 1000, b"kernel shut down")
+
+
+async def _close(ws: web.WebSocketResponse, code: int, message: bytes) -> None:
+    try:
+        await asyncio.wait_for(ws.close(code=code, message=message), 5)
+    except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+        pass

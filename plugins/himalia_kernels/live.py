@@ -1,0 +1,167 @@
+"""The kernel service as clients see it: any provider's KernelManager with each kernel's relay (live
+execution_state, connections, last_activity, reason) merged into its models, the started/stopped
+events, and the idle-kernel culler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timezone
+
+from aiohttp import web
+
+from himalia import CONFIG, HOOKS, SERVICES, Hooks, KernelChannels, KernelManager, Model
+
+from .config import KernelsConfig
+from .hub import KernelHub
+
+log = logging.getLogger("himalia.kernels")
+
+
+class LiveKernels:
+    """A KernelManager decorating the provider's: same Protocol, live models, one hub per kernel."""
+
+    def __init__(self, inner: KernelManager, config: KernelsConfig, hooks: Hooks):
+        self.inner = inner
+        self.config = config
+        self.hooks = hooks
+        self.hubs: dict[str, KernelHub] = {}
+        self._started: set[str] = set()
+        self._stopped: set[str] = set()
+
+    def hub(self, kernel_id: str) -> KernelHub:
+        """The relay of `kernel_id`, created on first use (check the kernel exists first)."""
+        hub = self.hubs.get(kernel_id)
+        if hub is None:
+            hub = self.hubs[kernel_id] = KernelHub(kernel_id, self.inner, self.config, self._died)
+        return hub
+
+    def _merge(self, model: Model) -> Model:
+        hub = self.hubs.get(model.get("id", ""))
+        if hub is not None:
+            model.update(hub.live())
+        return model
+
+    def _stopped_once(self, kernel_id: str, reason: str) -> None:
+        if kernel_id in self._stopped:
+            return
+        self._stopped.add(kernel_id)
+        self._started.discard(kernel_id)
+        self.hooks.kernel_stopped(kernel_id, reason)
+
+    def _died(self, hub: KernelHub, reason: str) -> None:
+        self._stopped_once(hub.kernel_id, reason)
+
+    # -- KernelManager ----------------------------------------------------------------------
+
+    async def list_kernelspecs(self) -> Model:
+        return await self.inner.list_kernelspecs()
+
+    async def get_kernelspec(self, name: str) -> Model:
+        return await self.inner.get_kernelspec(name)
+
+    async def get_kernelspec_resource(self, name: str, resource: str) -> tuple[bytes, str]:
+        return await self.inner.get_kernelspec_resource(name, resource)
+
+    async def start_kernel(self, name: str | None = None, *, path: str | None = None,
+                           env: Mapping[str, str] | None = None) -> Model:
+        model = await self.inner.start_kernel(name, path=path, env=env)
+        kernel_id = model["id"]
+        self._started.add(kernel_id)
+        self.hub(kernel_id)  # start relaying (and tracking activity) now, not at the first websocket
+        self.hooks.kernel_started(kernel_id, model.get("name", name or ""))
+        return self._merge(model)
+
+    async def list_kernels(self) -> list[Model]:
+        return [self._merge(m) for m in await self.inner.list_kernels()]
+
+    async def get_kernel(self, kernel_id: str) -> Model:
+        return self._merge(await self.inner.get_kernel(kernel_id))
+
+    async def shutdown_kernel(self, kernel_id: str, *, now: bool = False) -> None:
+        await self.stop(kernel_id, "shutdown", now=now)
+
+    async def stop(self, kernel_id: str, reason: str, *, now: bool = False) -> None:
+        """Shut a kernel down, saying why in the kernel_stopped event."""
+        await self.inner.shutdown_kernel(kernel_id, now=now)
+        hub = self.hubs.pop(kernel_id, None)
+        if hub is not None:
+            await hub.close()
+        self._stopped_once(kernel_id, reason)
+
+    async def interrupt_kernel(self, kernel_id: str) -> None:
+        await self.inner.interrupt_kernel(kernel_id)
+
+    async def restart_kernel(self, kernel_id: str) -> Model:
+        return self._merge(await self.inner.restart_kernel(kernel_id))
+
+    async def open_channels(self, kernel_id: str) -> KernelChannels:
+        return await self.inner.open_channels(kernel_id)
+
+    # -- server-wide ------------------------------------------------------------------------
+
+    async def shutdown_all(self) -> None:
+        ids = set(self._started) | set(self.hubs)
+        results = await asyncio.gather(*(self.stop(k, "shutdown") for k in ids), return_exceptions=True)
+        for kernel_id, result in zip(ids, results):
+            if isinstance(result, Exception) and kernel_id not in self._stopped:
+                log.warning("kernel %s: error at server shutdown: %s", kernel_id, result)
+        for hub in list(self.hubs.values()):
+            await hub.close()
+        self.hubs.clear()
+
+    async def cull_idle(self) -> list[str]:
+        """Shut down kernels idle longer than cull_idle_timeout (per cull_connected/cull_busy); their ids."""
+        now = datetime.now(timezone.utc)
+        culled = []
+        for model in await self.list_kernels():
+            state = model.get("execution_state")
+            if state == "busy" and not self.config.cull_busy:
+                continue
+            if model.get("connections", 0) and not self.config.cull_connected:
+                continue
+            try:
+                last = datetime.fromisoformat(model["last_activity"].replace("Z", "+00:00"))
+            except (KeyError, ValueError, AttributeError):
+                continue
+            idle = (now - last).total_seconds()
+            if idle > self.config.cull_idle_timeout:
+                log.info("culling kernel %s (%s, idle %.0fs, %s connections)", model["id"], state, idle,
+                         model.get("connections", 0))
+                try:
+                    await self.stop(model["id"], "culled")
+                    culled.append(model["id"])
+                except Exception as e:
+                    log.warning("cannot cull kernel %s: %s", model["id"], e)
+        return culled
+
+
+async def live_kernels(app: web.Application) -> AsyncIterator[None]:
+    """Resource: wrap the chosen kernel service with the relay; cull; shut every kernel down at exit."""
+    services = app[SERVICES]
+    inner = services.kernels
+    if inner is None:
+        yield
+        return
+    config: KernelsConfig = app[CONFIG].section("kernels")
+    live = LiveKernels(inner, config, app[HOOKS])
+    services.kernels = live
+    culler = asyncio.create_task(_cull_forever(live, config)) if config.cull_idle_timeout > 0 else None
+    try:
+        yield
+    finally:
+        if culler is not None:
+            culler.cancel()
+            await asyncio.gather(culler, return_exceptions=True)
+        await live.shutdown_all()
+        services.kernels = inner
+
+
+async def _cull_forever(live: LiveKernels, config: KernelsConfig) -> None:
+    while True:
+        await asyncio.sleep(config.cull_interval)
+        try:
+            await live.cull_idle()
+        except Exception:
+            log.exception("culling idle kernels failed")

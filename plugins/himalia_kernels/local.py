@@ -1,0 +1,496 @@
+"""The `local` kernel provider: kernels as processes on this host, run by jupyter_client's async kernel
+managers (kernelspecs, provisioners, interrupt modes, the restarter), reached over zmq.asyncio sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import mimetypes
+import os
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from himalia import (
+    CONFIG,
+    ApiError,
+    BadRequest,
+    ChannelsClosed,
+    Conflict,
+    KernelMessage,
+    Model,
+    NotFound,
+    isoformat,
+    utcnow,
+)
+
+from .config import KernelsConfig
+
+log = logging.getLogger("himalia.kernels")
+
+DELIMITER = b"<IDS|MSG>"
+_CLOSED = object()
+_INTERNAL_MAX = 256
+
+
+@asynccontextmanager
+async def local_kernels(app: web.Application) -> AsyncIterator[LocalKernels]:
+    """Provider factory: a LocalKernels for the server's root dir; every kernel is shut down on exit."""
+    config = app[CONFIG]
+    service = LocalKernels(config.section("kernels"), config.server.root_dir)
+    try:
+        yield service
+    finally:
+        await service.shutdown_all()
+
+
+@functools.cache
+def _manager_class() -> type:
+    from jupyter_client.ioloop import AsyncIOLoopKernelManager
+
+    class HimaliaKernelManager(AsyncIOLoopKernelManager):
+        """jupyter_client's manager, telling us when each (re)start has finished."""
+
+        on_started: Any = None
+
+        async def _async_post_start_kernel(self, **kw: Any) -> None:
+            await super()._async_post_start_kernel(**kw)
+            if self.on_started is not None:
+                self.on_started()
+
+    return HimaliaKernelManager
+
+
+@dataclass(eq=False)
+class _Kernel:
+    id: str
+    name: str
+    km: Any
+    started: float = field(default_factory=time.time)
+    state: str = "starting"
+    reason: str | None = None
+    channels: set[LocalChannels] = field(default_factory=set)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class LocalKernels:
+    """The KernelManager service for local kernels."""
+
+    def __init__(self, config: KernelsConfig, root_dir: str):
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        self.config = config
+        self.root_dir = os.path.realpath(root_dir)
+        self._ksm = KernelSpecManager()
+        self._kernels: dict[str, _Kernel] = {}
+
+    # -- kernelspecs ------------------------------------------------------------------------
+
+    def _default_name(self, names: Mapping[str, Any]) -> str | None:
+        if self.config.default_kernel_name:
+            return self.config.default_kernel_name
+        if "python3" in names:
+            return "python3"
+        return min(names) if names else None
+
+    def _all_specs(self) -> dict[str, Model]:
+        return {name: _spec_model(name, info["spec"], info["resource_dir"])
+                for name, info in self._ksm.get_all_specs().items()}
+
+    async def list_kernelspecs(self) -> Model:
+        specs = await asyncio.to_thread(self._all_specs)
+        return {"default": self._default_name(specs), "kernelspecs": specs}
+
+    async def _find(self, name: str) -> str:
+        """The resource dir of kernelspec `name`, or NotFound naming the installed specs."""
+        specs = await asyncio.to_thread(self._ksm.find_kernel_specs)
+        if name not in specs:
+            installed = ", ".join(sorted(specs)) or "none"
+            raise NotFound(f"no kernelspec named {name!r}; installed: {installed}", "no such kernelspec")
+        return specs[name]
+
+    async def get_kernelspec(self, name: str) -> Model:
+        await self._find(name)
+
+        def load() -> Model:
+            spec = self._ksm.get_kernel_spec(name)
+            return _spec_model(name, spec.to_dict(), spec.resource_dir)
+
+        return await asyncio.to_thread(load)
+
+    async def get_kernelspec_resource(self, name: str, resource: str) -> tuple[bytes, str]:
+        directory = await self._find(name)
+        if not resource or "/" in resource or "\\" in resource or resource.startswith("."):
+            raise NotFound(f"no resource {resource!r} in kernelspec {name!r}", "no such resource")
+        path = os.path.join(directory, resource)
+        try:
+            data = await asyncio.to_thread(_read_file, path)
+        except OSError:
+            raise NotFound(f"no resource {resource!r} in kernelspec {name!r}", "no such resource") from None
+        return data, mimetypes.guess_type(resource)[0] or "application/octet-stream"
+
+    # -- kernels ----------------------------------------------------------------------------
+
+    def _get(self, kernel_id: str) -> _Kernel:
+        try:
+            return self._kernels[kernel_id]
+        except KeyError:
+            raise NotFound(f"no kernel with id {kernel_id!r}", "no such kernel") from None
+
+    def _cwd(self, path: str | None) -> str:
+        """The directory a kernel for API path `path` runs in: the nearest existing directory."""
+        target = os.path.realpath(os.path.join(self.root_dir, (path or "").strip("/")))
+        if target != self.root_dir and not target.startswith(self.root_dir + os.sep):
+            raise BadRequest(f"kernel path {path!r} is outside the server's root dir", "bad path")
+        while not os.path.isdir(target) and target != self.root_dir:
+            target = os.path.dirname(target)
+        return target
+
+    async def start_kernel(self, name: str | None = None, *, path: str | None = None,
+                           env: Mapping[str, str] | None = None) -> Model:
+        if name is None:
+            specs = await asyncio.to_thread(self._ksm.find_kernel_specs)
+            name = self._default_name(specs)
+            if name is None:
+                raise NotFound("no kernelspecs are installed", "no such kernelspec")
+        await self._find(name)
+        cwd = await asyncio.to_thread(self._cwd, path)
+        from jupyter_core.paths import jupyter_runtime_dir
+        from traitlets.config import Config
+
+        kernel_id = str(uuid.uuid4())
+        runtime = jupyter_runtime_dir()
+        await asyncio.to_thread(os.makedirs, runtime, exist_ok=True)
+        km = _manager_class()(
+            kernel_name=name,
+            kernel_id=kernel_id,
+            kernel_spec_manager=self._ksm,
+            connection_file=os.path.join(runtime, f"kernel-{kernel_id}.json"),
+            shutdown_wait_time=self.config.shutdown_wait_time,
+            autorestart=self.config.autorestart,
+            config=Config({"KernelRestarter": {"time_to_dead": self.config.restart_check_interval,
+                                               "restart_limit": self.config.restart_limit}}),
+        )
+        kernel = _Kernel(kernel_id, name, km)
+        km.on_started = functools.partial(self._on_started, kernel)
+        try:
+            await km.start_kernel(cwd=cwd, env={**os.environ, **(env or {})})
+        except Exception as e:
+            log.warning("kernel %r failed to start: %s", name, e)
+            try:
+                await km.cleanup_resources()
+            except Exception:  # best effort: nothing was running
+                pass
+            raise ApiError(f"kernel {name!r} failed to start: {type(e).__name__}: {e}",
+                           "kernel failed to start") from None
+        km.add_restart_callback(functools.partial(self._on_died, kernel, "restarting"), "restart")
+        km.add_restart_callback(functools.partial(self._on_died, kernel, "dead"), "dead")
+        self._kernels[kernel_id] = kernel
+        log.info("started kernel %s (%s) in %s", kernel_id, name, cwd)
+        return self._model(kernel)
+
+    def _model(self, kernel: _Kernel) -> Model:
+        model = {"id": kernel.id, "name": kernel.name,
+                 "last_activity": isoformat(datetime.fromtimestamp(kernel.started, timezone.utc)),
+                 "execution_state": kernel.state, "connections": 0}
+        if kernel.reason:
+            model["reason"] = kernel.reason
+        return model
+
+    async def list_kernels(self) -> list[Model]:
+        return [self._model(k) for k in self._kernels.values()]
+
+    async def get_kernel(self, kernel_id: str) -> Model:
+        return self._model(self._get(kernel_id))
+
+    async def interrupt_kernel(self, kernel_id: str) -> None:
+        kernel = self._get(kernel_id)
+        if kernel.state == "dead":
+            raise Conflict(f"kernel {kernel_id} is dead ({kernel.reason}); restart it first", "kernel dead")
+        try:
+            await kernel.km.interrupt_kernel()
+        except RuntimeError as e:
+            raise Conflict(f"cannot interrupt kernel {kernel_id}: {e}", "kernel not running") from None
+
+    async def restart_kernel(self, kernel_id: str) -> Model:
+        kernel = self._get(kernel_id)
+        async with kernel.lock:
+            if kernel.id not in self._kernels:
+                raise NotFound(f"no kernel with id {kernel_id!r}", "no such kernel")
+            kernel.state, kernel.reason = "restarting", "restart requested"
+            for ch in kernel.channels:
+                ch.inject_status("restarting", kernel.reason)
+            try:
+                await kernel.km.restart_kernel(now=False)
+            except Exception as e:
+                kernel.state, kernel.reason = "dead", f"restart failed: {type(e).__name__}: {e}"
+                for ch in kernel.channels:
+                    ch.inject_status("dead", kernel.reason)
+                raise ApiError(f"kernel {kernel_id} failed to restart: {e}", "kernel failed to restart") from None
+            await asyncio.gather(*(ch.wait_ready() for ch in list(kernel.channels)))
+        return self._model(kernel)
+
+    async def shutdown_kernel(self, kernel_id: str, *, now: bool = False) -> None:
+        kernel = self._get(kernel_id)
+        async with kernel.lock:
+            if self._kernels.pop(kernel_id, None) is None:
+                return
+            pgid = getattr(kernel.km.provisioner, "pgid", None)
+            for ch in list(kernel.channels):
+                await ch.close()
+            try:
+                await kernel.km.shutdown_kernel(now=now)
+            except Exception:
+                log.exception("error shutting kernel %s down; killing its process group", kernel_id)
+            _kill_group(pgid)
+            log.info("shut down kernel %s", kernel_id)
+
+    async def shutdown_all(self) -> None:
+        await asyncio.gather(*(self.shutdown_kernel(k) for k in list(self._kernels)), return_exceptions=True)
+
+    async def open_channels(self, kernel_id: str) -> LocalChannels:
+        kernel = self._get(kernel_id)
+        channels = LocalChannels(kernel, self.config.kernel_info_timeout)
+        kernel.channels.add(channels)
+        channels.connect()
+        await channels.wait_ready()
+        return channels
+
+    # -- restarter events -------------------------------------------------------------------
+
+    def _on_died(self, kernel: _Kernel, state: str) -> None:
+        process = getattr(kernel.km.provisioner, "process", None)
+        code = process.poll() if process is not None else None
+        kernel.reason = _death_reason(code)
+        kernel.state = state
+        log.warning("kernel %s %s; %s", kernel.id, kernel.reason, "restarting" if state == "restarting" else "dead")
+        for ch in kernel.channels:
+            ch.inject_status(state, kernel.reason)
+
+    def _on_started(self, kernel: _Kernel) -> None:
+        if kernel.state == "restarting":
+            kernel.state = "starting"
+        for ch in kernel.channels:
+            ch.reconnect()
+
+
+class LocalChannels:
+    """A kernel's shell, control, stdin (one shared zmq identity) and iopub sockets; see KernelChannels."""
+
+    def __init__(self, kernel: _Kernel, ready_timeout: float):
+        self._kernel = kernel
+        self._km = kernel.km
+        self._timeout = ready_timeout
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._sockets: dict[str, Any] = {}
+        self._ports: tuple[Any, ...] = ()
+        self._readers: list[asyncio.Task[None]] = []
+        self._internal: dict[str, None] = {}
+        self._iopub_seen = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._nudge_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._session_id = str(uuid.uuid4())
+
+    # -- sockets ----------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        from jupyter_client.connect import ConnectionFileMixin as Connect
+
+        # the mixin's own methods: the IOLoop manager wraps them into tornado ZMQStreams, we want
+        # plain zmq.asyncio sockets (the manager's context is a zmq.asyncio one)
+        km = self._km
+        identity = uuid.uuid4().hex.encode()
+        self._ports = self._port_key()
+        self._sockets = {"shell": Connect.connect_shell(km, identity=identity),
+                         "control": Connect.connect_control(km),
+                         "stdin": Connect.connect_stdin(km, identity=identity),
+                         "iopub": Connect.connect_iopub(km)}
+        for sock in self._sockets.values():
+            sock.linger = 0
+        self._readers = [asyncio.create_task(self._read(name, sock), name=f"kernel {self._kernel.id} {name}")
+                         for name, sock in self._sockets.items()]
+        self._start_nudge()
+
+    def _port_key(self) -> tuple[Any, ...]:
+        info = self._km.get_connection_info()
+        return tuple(info.get(k) for k in ("transport", "ip", "shell_port", "iopub_port", "stdin_port",
+                                           "control_port"))
+
+    def _disconnect(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        for sock in self._sockets.values():
+            sock.close(linger=0)
+        self._readers, self._sockets = [], {}
+
+    def reconnect(self) -> None:
+        """After a (re)start: new sockets if the ports moved, then wait for iopub to flow again."""
+        if self._closed:
+            return
+        if self._port_key() != self._ports:
+            self._disconnect()
+            self.connect()
+        else:
+            self._start_nudge()
+
+    async def _read(self, channel: str, sock: Any) -> None:
+        import zmq
+
+        put = self._queue.put_nowait
+        try:
+            while True:
+                frames = await sock.recv_multipart()
+                try:
+                    i = frames.index(DELIMITER)
+                except ValueError:
+                    log.warning("kernel %s: message without delimiter on %s dropped", self._kernel.id, channel)
+                    continue
+                if len(frames) < i + 6:
+                    continue
+                msg = KernelMessage(channel, frames[i + 2], frames[i + 3], frames[i + 4], frames[i + 5],
+                                    frames[i + 6:])
+                if channel == "iopub":
+                    self._iopub_seen.set()
+                elif self._internal:
+                    parent = json.loads(msg.parent_header).get("msg_id")
+                    if parent in self._internal:
+                        del self._internal[parent]
+                        continue
+                put(msg)
+        except asyncio.CancelledError:
+            raise
+        except zmq.ZMQError as e:
+            if not self._closed:
+                log.warning("kernel %s: %s socket failed: %s", self._kernel.id, channel, e)
+
+    # -- readiness --------------------------------------------------------------------------
+
+    def _start_nudge(self) -> None:
+        self._ready.clear()
+        if self._nudge_task is not None:
+            self._nudge_task.cancel()
+        self._nudge_task = asyncio.create_task(self._nudge(), name=f"kernel {self._kernel.id} nudge")
+
+    async def _nudge(self) -> None:
+        """Ask for kernel_info (on shell and control) until an iopub message shows our SUB is connected."""
+        deadline = asyncio.get_running_loop().time() + self._timeout
+        delay = 0.05
+        while not self._closed:
+            self._iopub_seen.clear()
+            for channel in ("control", "shell"):
+                msg = self._km.session.msg("kernel_info_request")
+                self._internal[msg["header"]["msg_id"]] = None
+                while len(self._internal) > _INTERNAL_MAX:
+                    del self._internal[next(iter(self._internal))]
+                await self._send_dict(channel, msg)
+            try:
+                await asyncio.wait_for(self._iopub_seen.wait(), delay)
+                self._ready.set()
+                return
+            except asyncio.TimeoutError:
+                if asyncio.get_running_loop().time() > deadline:
+                    log.warning("kernel %s did not answer within %ss", self._kernel.id, self._timeout)
+                    self._ready.set()
+                    return
+                delay = min(delay * 2, 1.0)
+
+    async def wait_ready(self) -> None:
+        await asyncio.wait_for(self._ready.wait(), self._timeout + 5)
+
+    async def _send_dict(self, channel: str, msg: dict[str, Any]) -> None:
+        pack = self._km.session.pack
+        parts = [pack(msg["header"]), pack(msg["parent_header"]), pack(msg["metadata"]), pack(msg["content"])]
+        sock = self._sockets.get(channel)
+        if sock is not None:
+            await sock.send_multipart([DELIMITER, self._km.session.sign(parts), *parts])
+
+    # -- KernelChannels ---------------------------------------------------------------------
+
+    def inject_status(self, state: str, reason: str | None) -> None:
+        """Tell clients about a state only the manager knows (restarting, dead), as jupyter_server does."""
+        header = {"msg_id": uuid.uuid4().hex, "msg_type": "status", "username": "himalia",
+                  "session": self._session_id, "date": isoformat(utcnow()), "version": "5.3"}
+        content = {"execution_state": state}
+        if reason:
+            content["reason"] = reason
+        self._queue.put_nowait(KernelMessage("iopub", json.dumps(header).encode(), b"{}", b"{}",
+                                             json.dumps(content).encode()))
+
+    async def send(self, msg: KernelMessage) -> None:
+        if self._closed:
+            raise ChannelsClosed(self._kernel.id)
+        sock = self._sockets.get(msg.channel)
+        if sock is None or msg.channel == "iopub":
+            if msg.channel in ("shell", "control", "stdin"):
+                return  # between sockets during a reconnect: the kernel is restarting anyway
+            raise ValueError(f"cannot send on channel {msg.channel!r}")
+        parts = [msg.header, msg.parent_header, msg.metadata, msg.content]
+        await sock.send_multipart([DELIMITER, self._km.session.sign(parts), *parts, *msg.buffers])
+
+    async def recv(self) -> KernelMessage:
+        if self._closed and self._queue.empty():
+            raise ChannelsClosed(self._kernel.id)
+        item = await self._queue.get()
+        if item is _CLOSED:
+            self._queue.put_nowait(_CLOSED)
+            raise ChannelsClosed(self._kernel.id)
+        return item
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._nudge_task is not None:
+            self._nudge_task.cancel()
+        self._disconnect()
+        self._ready.set()
+        self._kernel.channels.discard(self)
+        self._queue.put_nowait(_CLOSED)
+
+
+def _spec_model(name: str, spec: Model, resource_dir: str) -> Model:
+    resources = {}
+    try:
+        files = sorted(os.listdir(resource_dir))
+    except OSError:
+        files = []
+    for f in files:
+        if f in ("kernel.js", "kernel.css") or f.startswith("logo-"):
+            resources[f.rsplit(".", 1)[0] if f.startswith("logo-") else f] = f
+    return {"name": name, "spec": spec, "resources": resources}
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _death_reason(code: int | None) -> str:
+    if code is None:
+        return "died"
+    if code < 0:
+        try:
+            return f"died: signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"died: signal {-code}"
+    return f"died: exit code {code}"
+
+
+def _kill_group(pgid: int | None) -> None:
+    """SIGKILL whatever is left of a kernel's process group (children that outlived the kernel)."""
+    if not pgid or not hasattr(os, "killpg") or pgid == os.getpgid(0):
+        return
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

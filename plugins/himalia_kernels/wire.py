@@ -1,0 +1,127 @@
+"""The two websocket wire protocols for kernel messages, both ways, without re-serialising content.
+
+`v1.kernel.websocket.jupyter.org` (JupyterLab's default): one binary frame per message,
+`[n: u64 LE][n offsets: u64 LE][channel][header][parent][metadata][content][buffers...]`.
+Legacy: a JSON text frame holding the whole message (plus `channel`), or, when it has buffers,
+a binary frame `[k: u32 BE][k offsets: u32 BE][json][buffers...]`.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+from himalia import BadRequest, KernelMessage
+
+V1 = "v1.kernel.websocket.jupyter.org"
+LEGACY = ""
+
+_CHANNELS = {"shell", "control", "stdin", "iopub"}
+
+
+# --- v1 ----------------------------------------------------------------------------------------
+
+
+def to_v1(msg: KernelMessage) -> bytes:
+    channel = msg.channel.encode()
+    parts = [channel, msg.header, msg.parent_header, msg.metadata, msg.content, *msg.buffers]
+    n = len(parts) + 1
+    offsets = [8 * (n + 1)]
+    for p in parts:
+        offsets.append(offsets[-1] + len(p))
+    return b"".join([struct.pack(f"<{n + 1}Q", n, *offsets), *parts])
+
+
+def from_v1(data: bytes) -> KernelMessage:
+    try:
+        (n,) = struct.unpack_from("<Q", data)
+        if not 6 <= n <= 1 + (len(data) - 8) // 8:
+            raise ValueError(f"{n} offsets")
+        offsets = struct.unpack_from(f"<{n}Q", data, 8)
+        if list(offsets) != sorted(offsets) or offsets[-1] > len(data):
+            raise ValueError("offsets out of order or past the end")
+        parts = [data[offsets[i]:offsets[i + 1]] for i in range(n - 1)]
+        channel = parts[0].decode()
+    except (struct.error, ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(f"malformed v1 kernel message: {e}", "malformed message") from None
+    return _checked(KernelMessage(channel, parts[1], parts[2], parts[3], parts[4], parts[5:]))
+
+
+# --- legacy JSON ----------------------------------------------------------------------------------
+
+
+def to_legacy(msg: KernelMessage) -> tuple[bytes, bool]:
+    """The frame and whether it is binary (only when the message carries buffers)."""
+    hdr = msg.header_dict
+    tail = json.dumps({"channel": msg.channel, "msg_id": hdr.get("msg_id"), "msg_type": hdr.get("msg_type")})
+    body = b"".join([b'{"header":', msg.header, b',"parent_header":', msg.parent_header,
+                     b',"metadata":', msg.metadata, b',"content":', msg.content, b",", tail[1:].encode()])
+    if not msg.buffers:
+        return body, False
+    parts = [body, *msg.buffers]
+    offsets = [4 * (len(parts) + 1)]
+    for p in parts[:-1]:
+        offsets.append(offsets[-1] + len(p))
+    return b"".join([struct.pack(f"!{len(parts) + 1}I", len(parts), *offsets), *parts]), True
+
+
+def from_legacy_text(text: str | bytes) -> KernelMessage:
+    return _from_dict(_load(text), [])
+
+
+def from_legacy_binary(data: bytes) -> KernelMessage:
+    try:
+        (k,) = struct.unpack_from("!I", data)
+        if not 1 <= k <= (len(data) - 4) // 4:
+            raise ValueError(f"{k} parts")
+        offsets = [*struct.unpack_from(f"!{k}I", data, 4), len(data)]
+        if offsets != sorted(offsets):
+            raise ValueError("offsets out of order or past the end")
+        parts = [data[offsets[i]:offsets[i + 1]] for i in range(k)]
+    except (struct.error, ValueError) as e:
+        raise BadRequest(f"malformed binary kernel message: {e}", "malformed message") from None
+    return _from_dict(_load(parts[0]), parts[1:])
+
+
+def _load(raw: str | bytes) -> dict[str, Any]:
+    try:
+        msg = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(f"kernel message is not valid JSON: {e}", "malformed message") from None
+    if not isinstance(msg, dict):
+        raise BadRequest("kernel message must be a JSON object", "malformed message")
+    return msg
+
+
+def _from_dict(msg: dict[str, Any], buffers: list[bytes]) -> KernelMessage:
+    def part(key: str) -> bytes:
+        value = msg.get(key, {})
+        if not isinstance(value, dict):
+            raise BadRequest(f"kernel message '{key}' must be an object", "malformed message")
+        return json.dumps(value).encode()
+
+    header = msg.get("header")
+    if not isinstance(header, dict):
+        raise BadRequest("kernel message has no header object", "malformed message")
+    channel = msg.get("channel")
+    if not isinstance(channel, str):
+        raise BadRequest("kernel message has no channel", "malformed message")
+    km = KernelMessage(channel, part("header"), part("parent_header"), part("metadata"), part("content"),
+                       list(buffers))
+    km._header = header
+    return _checked(km)
+
+
+def _checked(msg: KernelMessage) -> KernelMessage:
+    if msg.channel not in _CHANNELS:
+        raise BadRequest(f"unknown channel {msg.channel!r}; expected shell, control, stdin or iopub",
+                         "malformed message")
+    try:
+        header = msg.header_dict
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(f"kernel message header is not valid JSON: {e}", "malformed message") from None
+    if not isinstance(header, dict) or not isinstance(header.get("msg_id"), str) \
+            or not isinstance(header.get("msg_type"), str):
+        raise BadRequest("kernel message header needs string 'msg_id' and 'msg_type'", "malformed message")
+    return msg

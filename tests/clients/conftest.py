@@ -1,0 +1,158 @@
+"""Fixtures for the client tests: the npm packages (installed from the lockfile when missing) and a
+real `himalia serve` with isolated Jupyter dirs.
+
+Node.js and npm come from the machine. When `node` is missing, or (for the browser test) when
+/usr/bin/chromium is missing, the tests skip with the reason; with HIMALIA_REQUIRE_BROWSER=1 (CI sets
+it) they fail instead, so a machine without them can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from himalia.testing import ServerProcess, serve_process
+
+HERE = Path(__file__).parent
+NODE_MODULES = HERE / "node_modules"
+LOCK_STAMP = NODE_MODULES / ".himalia-lock-sha256"
+NPM_TIMEOUT = 300
+REQUIRE = os.environ.get("HIMALIA_REQUIRE_BROWSER") == "1"
+
+
+def missing(what: str) -> None:
+    """Skip, or fail when HIMALIA_REQUIRE_BROWSER=1."""
+    if REQUIRE:
+        pytest.fail(f"{what} (HIMALIA_REQUIRE_BROWSER=1 requires it)", pytrace=False)
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    path = shutil.which("node")
+    if path is None:
+        missing("node (Node.js >= 20) is not on PATH")
+    return path
+
+
+@pytest.fixture(scope="session")
+def node_modules(node: str) -> Path:
+    """tests/clients/node_modules as package-lock.json pins it: `npm ci` when absent or out of date."""
+    lock = (HERE / "package-lock.json").read_bytes()
+    digest = hashlib.sha256(lock).hexdigest()
+    if LOCK_STAMP.exists() and LOCK_STAMP.read_text() == digest:
+        return NODE_MODULES
+    npm = shutil.which("npm")
+    if npm is None:
+        missing("npm is not on PATH")
+    env = {**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"}  # playwright-core never downloads one
+    done = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=HERE, env=env,
+                          capture_output=True, text=True, timeout=NPM_TIMEOUT)
+    if done.returncode != 0:
+        pytest.fail(f"npm ci failed with status {done.returncode}:\n{done.stdout}\n{done.stderr}", pytrace=False)
+    LOCK_STAMP.write_text(digest)
+    return NODE_MODULES
+
+
+def isolated_env(base: Path, **extra: str) -> dict[str, str]:
+    """This environment with its own Jupyter dirs and no JUPYTER_TOKEN (for module-scoped servers,
+    which the function-scoped autouse isolation in tests/conftest.py does not reach)."""
+    env = {k: v for k, v in os.environ.items() if k != "JUPYTER_TOKEN"}
+    for name in ("runtime", "data", "config"):
+        (base / name).mkdir(parents=True, exist_ok=True)
+    env.update(JUPYTER_RUNTIME_DIR=str(base / "runtime"), JUPYTER_DATA_DIR=str(base / "data"),
+               JUPYTER_CONFIG_DIR=str(base / "config"), JUPYTER_PLATFORM_DIRS="1", **extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def kernel_marker() -> str:
+    """A value only `himalia serve`'s kernels see (as $HIMALIA_MARKER): output that contains it was
+    computed by a kernel Himalia started."""
+    return secrets.token_hex(6)
+
+
+@pytest.fixture(scope="module")
+def himalia(tmp_path_factory: pytest.TempPathFactory, kernel_marker: str) -> Iterator[ServerProcess]:
+    """A real `himalia serve` on 127.0.0.1 with a known token, serving a fresh root dir."""
+    base = tmp_path_factory.mktemp("himalia")
+    root = base / "root"
+    (root / "notebooks").mkdir(parents=True)  # where the sessions steps put their notebook
+    token = secrets.token_hex(16)
+    env = isolated_env(base, HIMALIA_MARKER=kernel_marker)
+    with serve_process("--root-dir", str(root), "--token", token, env=env, cwd=base) as server:
+        assert server.token == token
+        yield server
+
+
+@dataclass(repr=False)
+class NodeRun:
+    """One run of a client script: its exit status, its summary and its output."""
+
+    returncode: int
+    summary: dict[str, Any]
+    stdout: str
+    stderr: str
+
+    def __repr__(self) -> str:
+        passed = sum(1 for s in self.summary.get("steps", []) if s["ok"])
+        return f"<NodeRun status {self.returncode}, {passed}/{len(self.summary.get('steps', []))} steps passed>"
+
+    def step(self, name: str) -> dict[str, Any]:
+        for step in self.summary.get("steps", []):
+            if step["name"] == name:
+                return step
+        raise AssertionError(f"the script ran no step {name!r}; it ran {self.step_names()}\n{self.tail()}")
+
+    def step_names(self) -> list[str]:
+        return [s["name"] for s in self.summary.get("steps", [])]
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join([*self.stdout.splitlines()[-lines:], "--- stderr ---", *self.stderr.splitlines()[-lines:]])
+
+    def assert_step(self, name: str) -> Any:
+        """The step passed in the client; returns what it saw."""
+        step = self.step(name)
+        assert step["ok"], f"{name}: {step.get('error')}"
+        return step.get("saw")
+
+
+@pytest.fixture(scope="session")
+def run_node(node: str, node_modules: Path) -> Callable[..., NodeRun]:
+    """`run_node(script, env, timeout)`: run `node SCRIPT` in tests/clients and parse its
+    `SUMMARY {json}` line; a script that runs over `timeout` seconds is killed."""
+
+    def run(script: str, env: dict[str, str], timeout: float) -> NodeRun:
+        # Its own process group, so that a hung script and everything it started (Chromium) can be
+        # killed together.
+        process = subprocess.Popen([node, script], cwd=HERE, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            out, err = process.communicate()
+            return NodeRun(-1, {"steps": [], "error": f"node ran over {timeout}s and was killed"}, out, err)
+        finally:
+            try:  # whatever the script left behind
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        summary: dict[str, Any] = {"steps": [], "error": "the script printed no SUMMARY line"}
+        for line in out.splitlines():
+            if line.startswith("SUMMARY "):
+                summary = json.loads(line[len("SUMMARY "):])
+        return NodeRun(process.returncode, summary, out, err)
+
+    return run

@@ -1,0 +1,84 @@
+"""The official @jupyterlab/services client (what JupyterLab and VS Code's Jupyter extension use),
+pinned by package-lock.json, against a real `himalia serve`.
+
+services_client.mjs runs every step once (module-scoped) and asserts what the client saw; each test
+here checks one step of its summary, so a failure names the step and shows the client's error.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from himalia.testing import ServerProcess
+
+KERNEL_STEPS = [
+    "start and connect",
+    "stream output",
+    "display_data and execute_result",
+    "error output",
+    "input() answered on stdin",
+    "comm with binary buffers",
+    "interrupt",
+    "restart",
+    "shutdown",
+    "restart was not reported as an auto-restart",
+]
+
+STEPS = [
+    "kernelspecs: list",
+    "kernelspecs: logo resource",
+    "contents: new directory",
+    "contents: new notebook",
+    "contents: save notebook",
+    "contents: get notebook",
+    "contents: rename",
+    "contents: copy",
+    "contents: checkpoints create and list",
+    "contents: checkpoints restore",
+    "contents: checkpoints delete",
+    "contents: upload binary file",
+    "contents: chunked upload",
+    "contents: download url",
+    "contents: delete",
+    "sessions: start for a notebook path",
+    "sessions: list",
+    "sessions: rename",
+    "sessions: change kernel",
+    "sessions: shutdown",
+    *(f"kernel (legacy): {step}" for step in KERNEL_STEPS),
+    *(f"kernel (v1): {step}" for step in KERNEL_STEPS),
+]
+
+V1 = "v1.kernel.websocket.jupyter.org"
+
+
+@pytest.fixture(scope="module")
+def client_run(run_node, himalia: ServerProcess):
+    env = {**os.environ, "JUPYTER_URL": himalia.url, "JUPYTER_TOKEN": himalia.token or "", "STEP_TIMEOUT_MS": "60000"}
+    return run_node("services_client.mjs", env, timeout=240)
+
+
+def test_every_step_ran(client_run):
+    assert client_run.step_names() == STEPS, client_run.tail()
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_step(client_run, step: str):
+    client_run.assert_step(step)
+
+
+def test_exit_status(client_run):
+    failed = [s["name"] for s in client_run.summary["steps"] if not s["ok"]]
+    assert client_run.returncode == (1 if failed else 0), client_run.tail()
+
+
+@pytest.mark.parametrize("protocol", ["legacy", "v1"])
+def test_websocket_protocol(client_run, protocol: str):
+    """The client offered the v1 subprotocol (or none) and the server answered accordingly."""
+    saw = client_run.assert_step(f"kernel ({protocol}): start and connect")
+    if protocol == "v1":
+        assert (saw["offered"], saw["selected"]) == ([V1], V1)
+    else:
+        assert (saw["offered"], saw["selected"]) == ([], "")
