@@ -13,7 +13,7 @@ import zmq
 import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 
-from .figures_kernel import KERNEL_TIMEOUT, execute_stats, iopub_code, iopub_stats
+from .figures_kernel import KERNEL_TIMEOUT, execute_samples, execute_stats, iopub_code, iopub_stats
 from .kernelws import Msg, execute_content
 
 DELIM = b"<IDS|MSG>"
@@ -131,15 +131,7 @@ async def execute(s: Settings) -> dict[str, Any]:
     kernel = DirectKernel()
     try:
         await kernel.start()
-        for _ in range(20):
-            await kernel.run_to_idle("pass", 10)
-        samples: list[float] = []
-        deadline = time.perf_counter() + s.pick(12.0, 2.0)
-        while len(samples) < s.pick(1000, 100) and time.perf_counter() < deadline:
-            result = await kernel.run_to_idle("pass", 10)
-            if not (result["idle"] and result["replied"]):
-                raise RuntimeError("a direct execute of `pass` got no reply or idle within 10 s")
-            samples.append(result["elapsed"] * 1000)
+        samples = await execute_samples(kernel.run_to_idle, s)
     finally:
         await kernel.stop()
     return execute_stats(samples)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -122,9 +123,7 @@ async def execute(server: Server, s: Settings) -> dict[str, Any]:
         try:
             await ks.kernel_info(KERNEL_TIMEOUT)
             await ks.drain(0.2)
-            for _ in range(20):
-                await run_to_idle(ks, "pass", 10)
-            samples = await _execute_loop(ks, s)
+            samples = await execute_samples(lambda code, timeout: run_to_idle(ks, code, timeout), s)
         finally:
             await ks.close()
     finally:
@@ -132,11 +131,14 @@ async def execute(server: Server, s: Settings) -> dict[str, Any]:
     return execute_stats(samples)
 
 
-async def _execute_loop(ks: KernelSocket, s: Settings) -> list[float]:
+async def execute_samples(run: Callable[[str, float], Awaitable[dict[str, Any]]], s: Settings) -> list[float]:
+    """20 warm-up executes of `pass`, then round trips in ms, bounded in count and time."""
+    for _ in range(20):
+        await run("pass", 10)
     samples: list[float] = []
-    deadline = time.perf_counter() + s.pick(12.0, 2.0)
+    deadline = time.perf_counter() + s.pick(8.0, 2.0)
     while len(samples) < s.pick(1000, 100) and time.perf_counter() < deadline:
-        result = await run_to_idle(ks, "pass", 10)
+        result = await run("pass", 10)
         if not (result["idle"] and result["replied"]):
             raise RuntimeError("an execute of `pass` got no reply or idle within 10 s")
         samples.append(result["elapsed"] * 1000)
@@ -157,12 +159,14 @@ async def iopub(server: Server, s: Settings) -> dict[str, Any]:
             await ks.kernel_info(KERNEL_TIMEOUT)
             await ks.drain(0.2)
             await run_to_idle(ks, "pass", 10)
+            cpu0 = server.cpu_s()
             result = await run_to_idle(ks, iopub_code(lines), s.pick(120.0, 30.0))
+            cpu = server.cpu_s() - cpu0
         finally:
             await ks.close()
     finally:
         await delete_kernel(server, kernel_id)
-    return iopub_stats(result, lines)
+    return {**iopub_stats(result, lines), "server_cpu_ms_per_1k": 1e6 * cpu / max(1, result["stream_msgs"])}
 
 
 def iopub_stats(result: dict[str, Any], lines: int) -> dict[str, Any]:
@@ -196,8 +200,8 @@ async def kernels8(server: Server, s: Settings) -> dict[str, Any]:
 
 async def fanout(server: Server, s: Settings) -> dict[str, Any]:
     """100 websockets on one kernel; one runs a print loop; stdout messages delivered per second to all."""
-    clients = s.pick(100, 20)
-    lines = s.pick(1000, 200)
+    clients = s.pick(100, 100)
+    lines = s.pick(1000, 100)
     kernel_id = await start_kernel(server)
     connector = aiohttp.TCPConnector(limit=0)
     sockets: list[KernelSocket] = []
@@ -212,7 +216,9 @@ async def fanout(server: Server, s: Settings) -> dict[str, Any]:
                                                    for _ in range(min(10, clients - len(sockets)))))
                     sockets.extend(batch)
                 await asyncio.gather(*(ks.drain(0.3) for ks in sockets))
+                cpu0 = server.cpu_s()
                 result = await _fanout_run(sockets, lines, s.pick(120.0, 30.0))
+                result["server_cpu_ms_per_1k"] = 1e6 * (server.cpu_s() - cpu0) / max(1, result["delivered"])
             finally:
                 await asyncio.gather(*(ks.close() for ks in sockets), return_exceptions=True)
     finally:

@@ -11,6 +11,7 @@ Results = dict[str, dict[str, list[dict[str, Any]]]]  # variant → figure → o
 
 JS = "jupyter_server"
 TUNED = "jupyter_server_tuned"
+EXT = "jupyter_server_ext"
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,11 @@ def _iopub(r: float | None, _d: float | None, x: dict[str, Any]) -> bool:
 ROWS = [
     Row("start", "cold start: spawn → first 200 on /api/status (s)", "start", "cold_s", JS, ".2f",
         target="≤ 0.25×", check=_le(0.25)),
+    Row("start", "  same, js with this environment's extensions (jupyterlab, ...)", "start", "cold_s", EXT,
+        ".2f"),
     Row("memory", "server RSS idle after start (MB)", "start", "rss_idle_mb", JS, ".0f",
         target="≤ 0.6×", check=_le(0.6)),
+    Row("memory", "  same, js with this environment's extensions", "start", "rss_idle_mb", EXT, ".0f"),
     Row("memory", "server RSS with 8 kernels running (MB)", "kernels8", "rss_mb", JS, ".0f",
         target="≤ 0.6×", check=_le(0.6)),
     Row("status", "GET /api/status, requests/s, 16 connections", "status", "rps", JS, ".0f",
@@ -70,20 +74,24 @@ ROWS = [
     Row("execute", "execute `pass` round trip p99 (ms)", "execute", "p99_ms", JS, ".2f", ws=True,
         target="≤ 1.3× direct", check=_direct_le(1.3), direct=True),
     Row("execute", "  same, js with TCP_NODELAY forced", "execute", "p99_ms", TUNED, ".2f", ws=True, direct=True),
-    Row("iopub", "iopub: 20 000 flushed lines, stdout messages/s (js default rate limits)", "iopub",
+    Row("iopub", "iopub: kernel prints 20 000 flushed lines, stdout messages/s (js default rate limits)", "iopub",
         "msgs_per_s", JS, ".0f", ws=True, direct=True),
     Row("iopub", "  same, js with rate limits off (+ TCP_NODELAY)", "iopub", "msgs_per_s", TUNED, ".0f",
         ws=True, target="≥ 1.2×, all lines, final idle", check=_iopub, direct=True),
     Row("iopub", "  lines delivered (js default rate limits)", "iopub", "lines", JS, ".0f", ws=True, direct=True),
     Row("iopub", "  lines delivered (js rate limits off)", "iopub", "lines", TUNED, ".0f", ws=True, direct=True),
+    Row("iopub", "  server CPU per 1 000 messages (ms; js rate limits off)", "iopub", "server_cpu_ms_per_1k",
+        TUNED, ".0f", ws=True),
     Row("kernels8", "8 kernels started at once until all answer kernel_info (s)", "kernels8", "s", JS, ".2f",
         ws=True, target="≤ 0.8×", check=_le(0.8), direct=True),
-    Row("fanout", "100 websockets on one kernel: stdout messages/s delivered (js as shipped)", "fanout",
+    Row("fanout", "100 websockets on one kernel, 1 000 lines: stdout messages/s delivered (js as shipped)", "fanout",
         "msgs_per_s", JS, ".0f", ws=True),
     Row("fanout", "  same, js with TCP_NODELAY + rate limits off", "fanout", "msgs_per_s", TUNED, ".0f", ws=True,
         target="≥ 2×", check=_ge(2)),
     Row("fanout", "  share of messages delivered (js as shipped)", "fanout", "share", JS, ".2f", ws=True),
     Row("fanout", "  share of messages delivered (js tuned)", "fanout", "share", TUNED, ".2f", ws=True),
+    Row("fanout", "  server CPU per 1 000 messages delivered (ms; js tuned)", "fanout", "server_cpu_ms_per_1k",
+        TUNED, ".1f", ws=True),
 ]
 
 
@@ -119,7 +127,9 @@ def build_rows(results: Results, selected: set[str], himalia_variants: list[str]
             needed = ratio_direct if row.target.endswith("direct") else ratio
             verdict = "n/a" if needed is None else "met" if row.check(ratio, ratio_direct, extra) else "MISSED"
         errs = {v: errors_of(results, v, row.source) for v in [*himalia_variants, row.js, "direct"]}
+        ratios = {v: (x / js if x is not None and js else None) for v, x in values.items()}
         rows.append({
+            "ratios": ratios,
             "figure": row.figure, "label": row.label, "metric": f"{row.source}.{row.metric}", "js_variant": row.js,
             "protocol": (("v1" if protocol.startswith("v1") else "legacy JSON") if row.ws else "HTTP"),
             "values": values, "jupyter_server": js, "ratio": ratio, "direct": direct,
@@ -135,13 +145,15 @@ def _f(value: float | None, fmt: str) -> str:
 
 def markdown(rows: list[dict[str, Any]], himalia_variants: list[str]) -> str:
     names = {"himalia": "Himalia", "himalia_uvloop": "Himalia uvloop"}
+    extra = [v for v in himalia_variants if v != "himalia"]
     head = ["figure", "ws protocol", *(names[v] for v in himalia_variants), "jupyter_server", "Himalia/js",
-            "direct ZMQ", "Himalia/direct", "target", "met"]
+            *(f"{names[v]}/js" for v in extra), "direct ZMQ", "Himalia/direct", "target", "met"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["label"].strip() if not r["label"].startswith("  ") else "↳ " + r["label"].strip(),
                  r["protocol"], *(_f(r["values"].get(v), r["fmt"]) for v in himalia_variants),
                  _f(r["jupyter_server"], r["fmt"]), _f(r["ratio"], ".2f") + ("×" if r["ratio"] else ""),
+                 *(_f(r["ratios"][v], ".2f") + ("×" if r["ratios"][v] else "") for v in extra),
                  _f(r["direct"], r["fmt"]), _f(r["ratio_direct"], ".2f") + ("×" if r["ratio_direct"] else ""),
                  r["target"], r["verdict"]]
         lines.append("| " + " | ".join(cells) + " |")

@@ -38,7 +38,7 @@ DirectFigure = Callable[[Settings], Awaitable[dict[str, Any]]]
 
 # figure → (through a server, direct ZMQ or None, jupyter_server variants it runs on)
 FIGURES: dict[str, tuple[ServerFigure | None, DirectFigure | None, tuple[str, ...]]] = {
-    "start": (None, None, ("jupyter_server",)),
+    "start": (None, None, ("jupyter_server", "jupyter_server_ext")),
     "memory": (figures_kernel.kernels8, None, ("jupyter_server",)),
     "status": (figures_http.status, None, ("jupyter_server",)),
     "kernelspecs": (figures_http.kernelspecs, None, ("jupyter_server",)),
@@ -90,7 +90,7 @@ def plan(selected: list[str], himalia_variants: list[str], with_js: bool) -> dic
             procs = out.setdefault(v, [])
             if fig != "start" and proc not in procs:
                 procs.append(proc)
-    order = [*himalia_variants, "jupyter_server", "jupyter_server_tuned", "direct"]
+    order = [*himalia_variants, "jupyter_server", "jupyter_server_ext", "jupyter_server_tuned", "direct"]
     return {v: out[v] for v in order if v in out}
 
 
@@ -164,6 +164,9 @@ async def main_async(ns: argparse.Namespace) -> int:
     himalia_variants = ["himalia", *(["himalia_uvloop"] if ns.uvloop else [])]
     todo = plan(ns.selected, himalia_variants, not ns.no_jupyter_server)
     results: report.Results = {}
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)  # clean up as for Ctrl-C
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.monotonic()
 
@@ -197,14 +200,9 @@ async def main_async(ns: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ns = parse_args(argv)
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
     try:
         return asyncio.run(main_async(ns))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted; every server and kernel started by the bench was stopped", file=sys.stderr)
         return 130
 

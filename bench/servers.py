@@ -32,8 +32,9 @@ STOP_TIMEOUT = 20.0
 VARIANTS = {
     "himalia": "Himalia",
     "himalia_uvloop": "Himalia (uvloop)",
-    "jupyter_server": "jupyter_server as shipped",
-    "jupyter_server_tuned": "jupyter_server, TCP_NODELAY forced + iopub rate limits off",
+    "jupyter_server": "jupyter_server as shipped, without server extensions",
+    "jupyter_server_ext": "jupyter_server as shipped, with the extensions this environment enables",
+    "jupyter_server_tuned": "jupyter_server without extensions, TCP_NODELAY forced + iopub rate limits off",
     "direct": "direct jupyter_client ZMQ, no server",
 }
 
@@ -133,12 +134,32 @@ def command(variant: str, port: int, root: Path, token: str) -> list[str]:
     common = [f"--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
               f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={token}",
               "--ServerApp.open_browser=False", "--ServerApp.allow_root=True"]
-    if variant == "jupyter_server":
+    if variant == "jupyter_server_ext":
         return [py, "-m", "jupyter_server", *common]
+    bare = [f"--ServerApp.jpserver_extensions={name}=False" for name in enabled_server_extensions()]
+    if variant == "jupyter_server":
+        return [py, "-m", "jupyter_server", *common, *bare]
     if variant == "jupyter_server_tuned":
-        return [py, str(BENCH_DIR / "jupyter_nodelay.py"), *common,
+        return [py, str(BENCH_DIR / "jupyter_nodelay.py"), *common, *bare,
                 "--ServerApp.iopub_msg_rate_limit=0", "--ServerApp.iopub_data_rate_limit=0"]
     raise ValueError(f"unknown server variant {variant!r}")
+
+
+def enabled_server_extensions() -> list[str]:
+    """Server extensions the environment's Jupyter config enables (jupyterlab, ...), to switch them off."""
+    from jupyter_core.paths import jupyter_config_path
+
+    names: set[str] = set()
+    for directory in jupyter_config_path():
+        files = [*Path(directory).glob("jupyter_server_config.d/*.json"),
+                 Path(directory) / "jupyter_server_config.json"]
+        for f in files:
+            try:
+                extensions = json.loads(f.read_text()).get("ServerApp", {}).get("jpserver_extensions", {})
+            except (OSError, ValueError, AttributeError):
+                continue
+            names.update(n for n, on in extensions.items() if on)
+    return sorted(names)
 
 
 @dataclass
@@ -168,6 +189,10 @@ class Server:
 
     def rss_mb(self) -> float:
         return psutil.Process(self.proc.pid).memory_info().rss / 2**20
+
+    def cpu_s(self) -> float:
+        t = psutil.Process(self.proc.pid).cpu_times()
+        return t.user + t.system
 
     def log_tail(self, n: int = 15) -> str:
         try:

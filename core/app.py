@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
@@ -21,7 +22,7 @@ from . import openapi
 from ._version import __version__
 from .activity import Activity, isoformat
 from .config import Config, RawConfig, apply_overrides, read_config, validate
-from .errors import ApiError, StartupError, Unauthorized, json_error
+from .errors import ApiError, BadRequest, StartupError, Unauthorized, json_error
 from .hooks import Hooks
 from .keys import ACTIVITY, CONFIG, HOOKS, IDENTITY, PLUGINS, SERVICES
 from .plugins import LoadedPlugins, load_plugins
@@ -162,6 +163,8 @@ def _add_routes(app: web.Application, base_url: str, routes: list[tuple[str, Rou
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one place errors become `{"message": ..., "reason": ...}` responses."""
     try:
+        if not _decodes_as_utf8(request.raw_path):
+            raise BadRequest(f"URL path {request.path!r} is not valid UTF-8 once percent-decoded", "bad path")
         return await handler(request)
     except ApiError as e:
         if e.status >= 500:
@@ -173,13 +176,29 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = _http_messages.get(e.status, e.text or e.reason)
         if callable(message):
             message = message(request)
-        return json_error(e.status, message, e.reason)
+        response = json_error(e.status, message, e.reason)
+        if hdrs.ALLOW in e.headers:  # RFC 9110: a 405 must list the methods the resource has
+            response.headers[hdrs.ALLOW] = e.headers[hdrs.ALLOW]
+        return response
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("unexpected error answering %s %s", request.method, request.path)
         return json_error(500, f"unexpected server error answering {request.method} {request.path}; "
                                "see the server log", "internal error")
+
+
+def _decodes_as_utf8(raw_path: str) -> bool:
+    """False for paths like `/api/contents/%FF`: the router would keep such escapes verbatim, so the
+    name would silently alias the valid URL `/api/contents/%25FF` (jupyter_server answers 400)."""
+    path = raw_path.split("?", 1)[0]
+    if "%" not in path:
+        return True
+    try:
+        unquote_to_bytes(path).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 _http_messages: dict[int, Any] = {

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import errno
+import functools
 import hashlib
 import json
 import itertools
@@ -30,7 +31,7 @@ from himalia import CONFIG, HOOKS, ApiError, BadRequest, Conflict, Forbidden, Ho
 
 from .checkpoints import FileCheckpoints
 from .config import ContentsConfig
-from .notebooks import Notebooks
+from .notebooks import Known, Notebooks
 from .paths import UPLOAD_SUFFIX, Resolved, Resolver
 from .writes import UMASK, timestamp, write_atomically
 
@@ -81,6 +82,21 @@ def os_errors(api_path: str):
         raise ApiError(f"filesystem error on {api_path!r}: {e.strerror}", "filesystem error") from None
 
 
+@functools.lru_cache(maxsize=1024)
+def _mimetype_of_suffixes(suffixes: str) -> str | None:
+    return mimetypes.guess_type("x" + suffixes)[0]
+
+
+def guess_mimetype(path: str) -> str | None:
+    """mimetypes' guess from the name's last two suffixes (enough for "a.tar.gz"), cached for listings."""
+    name = path.rsplit("/", 1)[-1]
+    last = name.rfind(".")
+    if last <= 0:
+        return None
+    before = name.rfind(".", 0, last)
+    return _mimetype_of_suffixes(name[before if before > 0 else last:])
+
+
 def kind_of(api_path: str, st: os.stat_result) -> str:
     if stat.S_ISDIR(st.st_mode):
         return "directory"
@@ -100,6 +116,7 @@ class FileContents:
         self.notebooks = Notebooks(config.trust_notebooks)
         self._uid = os.geteuid() if hasattr(os, "geteuid") else -1
         self._upload_locks: dict[str, threading.Lock] = {}
+        self._known_notebooks: dict[str, tuple[tuple[int, int, int], Known]] = {}
 
     @staticmethod
     async def _run(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -116,7 +133,7 @@ class FileContents:
             "created": timestamp(getattr(st, "st_birthtime", st.st_ctime)),
             "content": None,
             "format": None,
-            "mimetype": mimetypes.guess_type(api_path)[0] if kind == "file" else None,
+            "mimetype": guess_mimetype(api_path) if kind == "file" else None,
             "size": None if kind == "directory" else st.st_size,
             "writable": os.access(os_path, os.W_OK),
             "hash": None,
@@ -167,7 +184,7 @@ class FileContents:
         if not content:
             return model
         if kind == "notebook":
-            nb, message = self.notebooks.read(data, r.api_path)
+            nb, message = self.notebooks.read(data, r.api_path, self._known(r.os_path, st))
             model.update(content=nb, format="json")
             if message:
                 model["message"] = message
@@ -326,7 +343,7 @@ class FileContents:
         if not r.api_path:
             raise BadRequest("cannot save the root directory", "bad path")
         kind = model["type"]
-        message = None
+        known: Known | None = None
         with os_errors(r.api_path):
             if model.get("chunk") is not None:
                 return self._save_chunk(r, model)
@@ -338,9 +355,10 @@ class FileContents:
                 else:
                     os.mkdir(r.os_path)
             elif kind == "notebook":
-                data, message = self.notebooks.dumps(model["content"], r.api_path)
+                data, known = self.notebooks.dumps(model["content"], r.api_path)
                 self._refuse_directory(r)
                 write_atomically(r.os_path, [data])
+                self._remember(r.os_path, known)
                 if not self.checkpoints.list(r.os_path):
                     self.checkpoints.create(r.os_path)
             else:
@@ -348,9 +366,22 @@ class FileContents:
                 self._refuse_directory(r)
                 write_atomically(r.os_path, [data])
             saved = self._get(r.api_path, content=False)
-        if message:
-            saved["message"] = message
+        if known is not None and known.message:
+            saved["message"] = known.message
         return saved
+
+    def _remember(self, os_path: str, known: Known) -> None:
+        """Note what checking the notebook just written found, so reading it back need not check again."""
+        if len(self._known_notebooks) > 1024:
+            self._known_notebooks.clear()
+        st = os.stat(os_path)
+        self._known_notebooks[os_path] = ((st.st_ino, st.st_size, st.st_mtime_ns), known)
+
+    def _known(self, os_path: str, st: os.stat_result) -> Known | None:
+        entry = self._known_notebooks.get(os_path)
+        if entry is not None and entry[0] == (st.st_ino, st.st_size, st.st_mtime_ns):
+            return entry[1]
+        return None
 
     @staticmethod
     def _refuse_directory(r: Resolved) -> None:
@@ -601,11 +632,10 @@ class FileContents:
     # --- trust ----------------------------------------------------------------------------------
 
     def _trust(self, path: str) -> None:
-        model = self._get(path, type="notebook")
-        notary = self.notebooks.notary()
-        notary.mark_cells(model["content"], True)
-        if notary.check_cells(model["content"]):
-            notary.sign(model["content"])
+        r = self.resolver.resolve(path)
+        self._known_notebooks.pop(r.os_path, None)
+        model = self._get(r.api_path, type="notebook")
+        self.notebooks.trust_content(model["content"])
 
     async def trust_notebook(self, path: str) -> None:
         """Sign the notebook at `path` as trusted (its outputs then render in full)."""

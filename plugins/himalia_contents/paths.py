@@ -8,8 +8,9 @@ refused before any file is opened. Blocking calls (realpath) happen in the calle
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from fnmatch import fnmatch
+import re
+from dataclasses import dataclass, field
+from fnmatch import translate
 
 from himalia import BadRequest, Forbidden, NotFound
 
@@ -54,6 +55,11 @@ class Resolver:
     allow_hidden: bool = False
     follow_outside: bool = False
     hide_globs: tuple[str, ...] = ()
+    _hidden_pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        pattern = re.compile("|".join(translate(g) for g in self.hide_globs)) if self.hide_globs else None
+        object.__setattr__(self, "_hidden_pattern", pattern)
 
     def resolve(self, path: str, *, write: bool = False) -> Resolved:
         """Map `path` to the filesystem, or raise.
@@ -102,7 +108,7 @@ class Resolver:
             return False
         if not self.allow_hidden and is_hidden_name(name):
             return False
-        return not any(fnmatch(name, g) for g in self.hide_globs)
+        return self._hidden_pattern is None or self._hidden_pattern.match(name) is None
 
     def to_api_path(self, os_path: str) -> str | None:
         """The API path of a filesystem path under the root, or None when it is outside."""

@@ -33,10 +33,20 @@ UMASK = _read_umask()
 _EPOCH = "1970-01-01T00:00:00.000000Z"
 
 
+_SECONDS: dict[int, str] = {}
+
+
 def timestamp(seconds: float) -> str:
-    """A file time as jupyter_server-style ISO 8601 UTC; the epoch for times the OS cannot convert."""
+    """A file time as ISO 8601 UTC with microseconds (`himalia.isoformat`'s form); the epoch for times
+    the OS cannot convert. Listings format thousands of these, so the part up to the second is cached."""
     try:
-        return isoformat(datetime.fromtimestamp(seconds, timezone.utc))
+        whole = int(seconds // 1)
+        prefix = _SECONDS.get(whole)
+        if prefix is None:
+            if len(_SECONDS) > 4096:
+                _SECONDS.clear()
+            prefix = _SECONDS[whole] = isoformat(datetime.fromtimestamp(whole, timezone.utc))[:-8]
+        return f"{prefix}.{int((seconds - whole) * 1_000_000):06d}Z"
     except (ValueError, OverflowError, OSError):
         return _EPOCH
 

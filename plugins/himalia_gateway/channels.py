@@ -51,6 +51,8 @@ class GatewayChannels:
         self._incoming: asyncio.Queue[Any] = asyncio.Queue()
         self._ready = asyncio.Event()
         """Set while connected, and for good once finished; cleared while reconnecting."""
+        self._dropped = asyncio.Event()
+        """Set once the current connection is known to be gone; a new one comes with a new event."""
         self._finished: str | None = None
         self._reader: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -73,9 +75,9 @@ class GatewayChannels:
     # -- KernelChannels --------------------------------------------------------------------------
 
     async def send(self, msg: KernelMessage) -> None:
-        for _ in range(2):  # a send racing a drop is retried once on the new connection
+        for _ in range(2):  # a send that meets a broken connection is retried once on the next one
             await self._ready.wait()  # bounded: the reconnect loop ends after retry_max attempts
-            ws = self._ws
+            ws, dropped = self._ws, self._dropped
             if self._finished is not None or ws is None:
                 raise ChannelsClosed(self._finished or "closed")
             try:
@@ -86,8 +88,8 @@ class GatewayChannels:
                     await (ws.send_bytes(frame) if binary else ws.send_str(frame.decode()))
                 return
             except (ConnectionError, aiohttp.ClientError, RuntimeError):
-                if ws is self._ws:
-                    self._ready.clear()  # the reader will notice the drop and reconnect
+                await ws.close()  # so the reader surely notices, and reconnects
+                await dropped.wait()  # it has (and cleared _ready until it is reconnected)
         raise ChannelsClosed(f"could not send to kernel {self.kernel_id} on the gateway")
 
     async def recv(self) -> KernelMessage:
@@ -145,6 +147,8 @@ class GatewayChannels:
                 if self._finished is not None:
                     return
                 self._ready.clear()
+                self._dropped.set()
+                self._dropped = asyncio.Event()
                 log.warning("kernel %s: upstream websocket to the gateway dropped (%s); reconnecting",
                             self.kernel_id, ws.close_code)
                 self._ws = await self._reconnect()
@@ -228,6 +232,7 @@ class GatewayChannels:
             self._finished = reason
             self._incoming.put_nowait(_CLOSED)
         self._ready.set()
+        self._dropped.set()
 
 
 def dead_status(reason: str) -> KernelMessage:

@@ -78,11 +78,21 @@ class GatewayClient:
                     data = await resp.read()
                     status, ctype = resp.status, resp.content_type
                 break
+            except aiohttp.ConnectionTimeoutError:
+                message = (f"the gateway at {self.config.url} did not accept a connection ({what}) within "
+                           f"{self.config.connect_timeout:g}s")
+                self.health.failed(message)
+                raise GatewayTimeout(message, "gateway timeout") from None
             except asyncio.TimeoutError:
                 message = (f"the gateway at {self.config.url} did not answer {what} within "
                            f"{self.config.request_timeout:g}s")
                 self.health.failed(message, reachable=True)
                 raise GatewayTimeout(message, "gateway timeout") from None
+            except aiohttp.ClientSSLError as e:
+                message = (f"TLS with the gateway at {self.config.url} failed ({what}): {describe(e)}; check "
+                           "[plugins.gateway] ca_certs, validate_cert, client_cert and client_key")
+                self.health.failed(message)
+                raise BadGateway(message, "gateway tls error") from None
             except (aiohttp.ClientConnectionError, OSError) as e:
                 if method in RETRIED_METHODS and attempt < RETRIES:
                     await asyncio.sleep(RETRY_BACKOFF * 2 ** attempt)  # backoff between retries, not a sync wait
@@ -145,10 +155,14 @@ def ssl_context(config: GatewayConfig) -> ssl.SSLContext | bool:
     """The TLS settings for the gateway (blocking: reads certificate files; run in a thread)."""
     if not config.url.startswith("https") and not config.ws_url.startswith("wss"):
         return True
-    ctx = ssl.create_default_context(cafile=config.ca_certs or None)
-    if not config.validate_cert:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if config.client_cert:
-        ctx.load_cert_chain(config.client_cert, config.client_key or None)
+    try:
+        ctx = ssl.create_default_context(cafile=config.ca_certs or None)
+        if not config.validate_cert:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if config.client_cert:
+            ctx.load_cert_chain(config.client_cert, config.client_key or None)
+    except (OSError, ssl.SSLError) as e:
+        raise RuntimeError(f"[plugins.gateway] cannot load the TLS files (ca_certs, client_cert, client_key): "
+                           f"{e}") from None
     return ctx

@@ -337,6 +337,7 @@ class LocalChannels:
         """After a (re)start: new sockets if the ports moved, then wait for iopub to flow again."""
         if self._closed:
             return
+        log.debug("kernel %s (re)started; ports %s, were %s", self._kernel.id, self._port_key(), self._ports)
         if self._port_key() != self._ports:
             self._disconnect()
             self.connect()
@@ -395,6 +396,7 @@ class LocalChannels:
                 await self._send_dict(channel, msg)
             try:
                 await asyncio.wait_for(self._iopub_seen.wait(), delay)
+                log.debug("kernel %s answers on iopub", self._kernel.id)
                 self._ready.set()
                 return
             except asyncio.TimeoutError:

@@ -213,11 +213,15 @@ class SessionManager:
         return record
 
     async def _live_model(self, record: SessionRecord) -> Model | None:
-        """The session's model with its kernel's live model; None (and the row dropped) if the kernel is gone."""
+        """The session's model with its kernel's live model; None (and the row dropped) if the kernel
+        is gone or dead."""
         try:
             kernel = await self.kernels.get_kernel(record.kernel_id)
         except NotFound:
             await self._drop(record, "its kernel is gone")
+            return None
+        if kernel.get("execution_state") == "dead":  # died for good (the provider gave up restarting it)
+            await self._drop(record, f"its kernel is dead ({kernel.get('reason', 'no reason given')})")
             return None
         return session_model(record, kernel)
 

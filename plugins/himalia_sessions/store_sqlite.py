@@ -155,10 +155,13 @@ class SqliteSessionStore:
 async def open_sqlite_store(database: str | Path | None = None) -> AsyncIterator[SqliteSessionStore]:
     """A store on `database` (a file, created with its schema when missing), or in memory when None/""."""
     path = str(database) if database else ":memory:"
-    if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
     store = SqliteSessionStore(path)
-    await store.open()
+    try:
+        if path != ":memory:":
+            await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+        await store.open()
+    except (OSError, sqlite3.Error) as e:
+        raise RuntimeError(f"cannot open the session database {path}: {e}") from e
     try:
         yield store
     finally:

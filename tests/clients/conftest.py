@@ -3,7 +3,7 @@ real `himalia serve` with isolated Jupyter dirs.
 
 Node.js and npm come from the machine. When `node` is missing, or (for the browser test) when
 /usr/bin/chromium is missing, the tests skip with the reason; with HIMALIA_REQUIRE_BROWSER=1 (CI sets
-it) they fail instead, so a machine without them can never pass by skipping.
+it) they fail instead, so a machine without them never passes by skipping.
 """
 
 from __future__ import annotations
@@ -44,6 +44,24 @@ def node() -> str:
     if path is None:
         missing("node (Node.js >= 20) is not on PATH")
     return path
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium (`apt-get install chromium`), which playwright-core drives."""
+    path = Path("/usr/bin/chromium")
+    if not path.exists():
+        missing("/usr/bin/chromium is missing (apt-get install -y chromium)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def jupyterlab() -> None:
+    """JupyterLab on jupyter_server (the `test` extra installs it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("jupyterlab") is None:
+        missing("jupyterlab is not installed (pip install -e '.[test]')")
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +122,8 @@ class NodeRun:
     summary: dict[str, Any]
     stdout: str
     stderr: str
+    artifacts: Path | None = None
+    """Where the script left files worth a look (screenshots)."""
 
     def __repr__(self) -> str:
         passed = sum(1 for s in self.summary.get("steps", []) if s["ok"])

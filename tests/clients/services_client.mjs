@@ -17,7 +17,7 @@ import {
   SessionManager,
 } from '@jupyterlab/services';
 import WebSocket from 'ws';
-import { STEP_TIMEOUT_MS, currentStep, finish, group, withTimeout } from './steps.mjs';
+import { WAIT_TIMEOUT_MS, currentStep, finish, group, withTimeout } from './steps.mjs';
 
 const BASE_URL = process.env.JUPYTER_URL;
 const TOKEN = process.env.JUPYTER_TOKEN ?? '';
@@ -35,7 +35,7 @@ function nextSignal(signal, predicate, what) {
     const timer = setTimeout(() => {
       signal.disconnect(slot);
       reject(new Error(`timed out waiting for ${what}`));
-    }, STEP_TIMEOUT_MS);
+    }, WAIT_TIMEOUT_MS);
     function slot(sender, value) {
       if (predicate(value)) {
         clearTimeout(timer);
@@ -320,7 +320,7 @@ async function kernelSteps(protocol) {
     [`${tag}: start and connect`, async () => {
       const before = sockets.length;
       kernel = await kernels.startNew({ name: 'python3' });
-      const info = await withTimeout(kernel.info, STEP_TIMEOUT_MS, 'kernel_info_reply');
+      const info = await withTimeout(kernel.info, WAIT_TIMEOUT_MS, 'kernel_info_reply');
       assert.equal(info.language_info.name, 'python');
       assert.equal(kernel.connectionStatus, 'connected');
       const socket = sockets[before];
@@ -380,7 +380,7 @@ async function kernelSteps(protocol) {
       });
       await comm.open({}).done;
       comm.send({ ping: 1 }, undefined, [new Uint8Array([1, 2, 3, 4])]);
-      const msg = await withTimeout(echoed, STEP_TIMEOUT_MS, 'the echoed comm message');
+      const msg = await withTimeout(echoed, WAIT_TIMEOUT_MS, 'the echoed comm message');
       assert.deepEqual(msg.content.data, { echo: { ping: 1 } });
       assert.equal(msg.buffers.length, 1);
       const buffer = msg.buffers[0];
@@ -400,7 +400,7 @@ async function kernelSteps(protocol) {
           if (msg.header.msg_type === 'execute_input') resolve();
         };
       });
-      await withTimeout(started, STEP_TIMEOUT_MS, 'execute_input of the sleeping cell');
+      await withTimeout(started, WAIT_TIMEOUT_MS, 'execute_input of the sleeping cell');
       await kernel.interrupt();
       const reply = await future.done;
       assert.equal(reply.content.status, 'error');
@@ -473,7 +473,7 @@ async function sessionSteps() {
       assert.equal(session.type, 'notebook');
       assert.equal(session.name, 'session.ipynb');
       assert.equal(session.kernel.name, 'python3');
-      const info = await withTimeout(session.kernel.info, STEP_TIMEOUT_MS, 'kernel_info_reply');
+      const info = await withTimeout(session.kernel.info, WAIT_TIMEOUT_MS, 'kernel_info_reply');
       assert.equal(info.language_info.name, 'python');
       // The kernel runs in the notebook's directory.
       const { reply, seen } = await execute(session.kernel, 'import os\nprint(os.path.basename(os.getcwd()))');
@@ -509,7 +509,7 @@ async function sessionSteps() {
       assert.ok(kernel, 'changeKernel returned no kernel');
       assert.notEqual(kernel.id, firstKernelId);
       assert.equal(session.kernel.id, kernel.id);
-      await withTimeout(kernel.info, STEP_TIMEOUT_MS, 'kernel_info_reply of the new kernel');
+      await withTimeout(kernel.info, WAIT_TIMEOUT_MS, 'kernel_info_reply of the new kernel');
       const { seen } = await execute(kernel, 'print(6 * 7)');
       assert.equal(streams(seen, 'stdout'), '42\n');
       await sessions.refreshRunning();

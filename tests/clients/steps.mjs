@@ -2,6 +2,8 @@
 // `SUMMARY {json}` line on stdout that the pytest wrappers read.
 
 export const STEP_TIMEOUT_MS = Number(process.env.STEP_TIMEOUT_MS ?? 60000);
+/** For one wait inside a step: shorter than the step's bound, so the error names what was awaited. */
+export const WAIT_TIMEOUT_MS = STEP_TIMEOUT_MS / 2;
 
 export const results = [];
 let current = null;

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from himalia import KernelMessage
 
 TOKEN = "gateway-test-token"
 STARTUP_TIMEOUT = 60.0
-WAIT = 30.0
+WAIT = 60.0
 """Bound on every wait for a kernel's answer."""
 
 
@@ -73,9 +74,15 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def run_gateway(tmp: Path, *args: str, token: str = TOKEN, port: int | None = None) -> Iterator[Gateway]:
-    """Start `jupyter kernelgateway` on 127.0.0.1; yield once `/api` answers; stop it (and its kernels)."""
+def run_gateway(tmp: Path, *args: str, token: str = TOKEN, port: int | None = None,
+                tls: tuple[Path, Path] | None = None) -> Iterator[Gateway]:
+    """Start `jupyter kernelgateway` on 127.0.0.1 (over TLS with `tls=(certfile, keyfile)`); yield once
+    `/api` answers; stop it (and its kernels)."""
     port = port or free_port()
+    scheme, context = "http", None
+    if tls is not None:
+        args = (*args, f"--KernelGatewayApp.certfile={tls[0]}", f"--KernelGatewayApp.keyfile={tls[1]}")
+        scheme, context = "https", ssl.create_default_context(cafile=str(tls[0]))
     tmp.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"), "JUPYTER_DATA_DIR": str(tmp / "data"),
            "JUPYTER_CONFIG_DIR": str(tmp / "config"), "JUPYTER_PLATFORM_DIRS": "1", "PYTHONUNBUFFERED": "1"}
@@ -87,14 +94,14 @@ def run_gateway(tmp: Path, *args: str, token: str = TOKEN, port: int | None = No
              f"--KernelGatewayApp.port={port}", f"--KernelGatewayApp.auth_token={token}",
              "--KernelGatewayApp.port_retries=0", *args],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp)
-    gateway = Gateway(f"http://127.0.0.1:{port}", token, port, process, log)
+    gateway = Gateway(f"{scheme}://127.0.0.1:{port}", token, port, process, log)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:  # bounded readiness poll: the gateway has no readiness signal but its port
             if process.poll() is not None:
                 raise RuntimeError(f"kernel gateway exited with {process.returncode}:\n{log.read_text()}")
             try:
-                with urllib.request.urlopen(gateway.url + "/api", timeout=2):
+                with urllib.request.urlopen(gateway.url + "/api", timeout=2, context=context):
                     break
             except urllib.error.HTTPError:
                 break  # 401: up, and asking for the token
@@ -107,6 +114,15 @@ def run_gateway(tmp: Path, *args: str, token: str = TOKEN, port: int | None = No
         stop_process(process)
 
 
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made with the openssl command line."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
 
 
 # --- a TCP proxy the tests can cut, to drop upstream websockets without stopping the gateway ------
@@ -287,3 +303,23 @@ async def ws_execute(ws: Any, code: str, session: str = "e2e") -> tuple[str, dic
             elif kind == "status" and got["content"]["execution_state"] == "idle":
                 idle = True
     return "".join(out), reply
+
+
+async def ws_wait_ready(ws: Any, session: str = "e2e") -> None:
+    """Ask kernel_info until the kernel answers, as JupyterLab does after a restart (bounded by WAIT)."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            msg = client_message("", session)
+            msg["header"]["msg_type"] = "kernel_info_request"
+            msg["content"] = {}
+            await (ws.send_bytes(encode_v1(msg)) if ws.protocol == V1 else ws.send_str(json.dumps(msg)))
+            try:
+                async with asyncio.timeout(2):  # one attempt; a request sent mid-restart may be lost
+                    while True:
+                        frame = await ws.receive()
+                        got = decode_v1(frame.data) if frame.type.name == "BINARY" else json.loads(frame.data)
+                        if got["parent_header"].get("msg_id") == msg["header"]["msg_id"] \
+                                and got["header"]["msg_type"] == "kernel_info_reply":
+                            return
+            except TimeoutError:
+                continue

@@ -190,3 +190,25 @@ async def test_token_from_the_environment(gateway, monkeypatch):
     monkeypatch.setenv("JUPYTER_GATEWAY_AUTH_TOKEN", TOKEN)
     async with gateway_manager(gateway.url, token="") as manager:
         assert "python3" in (await manager.list_kernelspecs())["kernelspecs"]
+
+
+async def test_tls_gateway(own_gateway, tmp_path):
+    from gateway_kit import run_code, self_signed_certificate
+
+    cert, key = await asyncio.to_thread(self_signed_certificate, tmp_path)
+    with own_gateway(tls=(cert, key)) as gw:
+        assert gw.url.startswith("https://")
+        async with gateway_manager(gw.url) as manager:  # the system's CAs do not know our certificate
+            with pytest.raises(BadGateway, match="TLS with the gateway at .* failed .*check \\[plugins.gateway\\] "
+                                                 "ca_certs") as e:
+                await manager.list_kernelspecs()
+            assert e.value.reason == "gateway tls error"
+        async with gateway_manager(gw.url, validate_cert=False) as manager:
+            assert "python3" in (await manager.list_kernelspecs())["kernelspecs"]
+        async with gateway_manager(gw.url, ca_certs=str(cert)) as manager:
+            kid = (await manager.start_kernel())["id"]
+            channels = await manager.open_channels(kid)  # wss:// with the same TLS settings
+            try:
+                assert (await run_code(channels, "print('over tls')"))[0] == "over tls\n"
+            finally:
+                await channels.close()

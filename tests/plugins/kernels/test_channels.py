@@ -55,8 +55,10 @@ async def test_execute_output_buffers_errors_and_stdin(himalia_server, protocol)
 async def test_interrupt_sleep_gives_keyboard_interrupt(himalia_server, protocol):
     async with himalia_server() as server, running_kernel(server) as kernel, \
             connect(server, kernel["id"], protocol) as ws:
-        msg_id = await ws.send("shell", "execute_request", {"code": "import time; time.sleep(30)", "silent": False})
-        await ws.wait_for(lambda m: m["header"]["msg_type"] == "execute_input")
+        code = "import time; print('sleeping', flush=True); time.sleep(30)"
+        msg_id = await ws.send("shell", "execute_request", {"code": code, "silent": False})
+        # interrupt once the cell runs: a SIGINT before that is the kernel's, not the cell's
+        await ws.wait_for(lambda m: m["header"]["msg_type"] == "stream")
         r = await server.post(f"/api/kernels/{kernel['id']}/interrupt")
         assert r.status == 204
         ex = await ws.collect(msg_id, timeout=20)

@@ -97,3 +97,10 @@ async def test_closed_store_refuses_work():
         pass
     with pytest.raises(RuntimeError):
         await store.list()
+
+
+async def test_unusable_database_path_names_the_file(tmp_path):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(RuntimeError, match=f"cannot open the session database {tmp_path / 'taken'}"):
+        async with open_sqlite_store(tmp_path / "taken"):
+            pass

@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from himalia import SERVICES, Provider, SessionRecord, hookimpl
 from himalia_sessions.store_sqlite import open_sqlite_store
 
@@ -76,17 +78,21 @@ async def test_create_and_delete_workflows(serve, events):
         assert r.status == 404
 
 
-async def kernel_info(ws) -> dict:
-    """Send kernel_info_request on the shell channel (legacy JSON frames); the reply's header."""
+async def kernel_info(ws) -> None:
+    """Send kernel_info_request on the shell channel (legacy JSON frames); return once the reply
+    and the kernel's idle status after it have arrived, so the kernel is quiet."""
     msg_id = uuid.uuid4().hex
     await ws.send_json({"channel": "shell", "header": {
         "msg_id": msg_id, "msg_type": "kernel_info_request", "session": "sessions-test", "username": "test",
         "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"}, "parent_header": {}, "metadata": {},
         "content": {}})
-    while True:
+    replied = idle = False
+    while not (replied and idle):
         frame = await ws.receive_json()
-        if frame.get("parent_header", {}).get("msg_id") == msg_id and frame["msg_type"] == "kernel_info_reply":
-            return frame["header"]
+        if frame.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        replied = replied or frame["msg_type"] == "kernel_info_reply"
+        idle = idle or (frame["msg_type"] == "status" and frame["content"]["execution_state"] == "idle")
 
 
 async def test_session_kernel_model_is_live(serve):
@@ -103,7 +109,7 @@ async def test_session_kernel_model_is_live(serve):
             assert via_session == direct
             assert via_session["connections"] == 1
             assert via_session["last_activity"] > before
-            assert via_session["execution_state"] in ("idle", "busy")
+            assert via_session["execution_state"] == "idle"
 
 
 async def test_second_post_for_a_path_returns_its_session(serve, events):
@@ -241,10 +247,14 @@ async def test_kernel_killed_outside_the_server_drops_its_session(serve, events)
     async with serve(config=config) as server:
         keep = await create(server, path="keep.ipynb")
         doomed = await create(server, path="doomed.ipynb")
-        os.kill(kernel_pid(doomed["kernel"]["id"]), signal.SIGKILL)
+        doomed_kernel = doomed["kernel"]["id"]
+        # a kernel that answered once is fully up (and watched); then it dies under the server's feet
+        async with server.ws_connect(f"/api/kernels/{doomed_kernel}/channels?session_id=sessions-test") as ws:
+            await asyncio.wait_for(kernel_info(ws), 60)
+        os.kill(kernel_pid(doomed_kernel), signal.SIGKILL)
 
         await events.wait_until(lambda: doomed["id"] in events.deleted)
-        assert [k for k, _ in events.stopped] == [doomed["kernel"]["id"]]
+        assert [k for k, _ in events.stopped] == [doomed_kernel]
         r = await server.get("/api/sessions")
         assert [s["id"] for s in await r.json()] == [keep["id"]]
         assert await server.app[SERVICES].session_store.get(doomed["id"]) is None
@@ -344,3 +354,86 @@ async def test_another_session_store_plugin_can_replace_sqlite(serve):
         r = await server.delete(f"/api/sessions/{session['id']}")
         assert r.status == 204 and store.rows == {}
         assert await kernel_ids(server) == set()
+
+
+async def test_console_session_for_a_path_that_is_no_file_runs_in_its_directory(serve):
+    async with serve() as server:
+        (server.root_dir / "work").mkdir()
+        session = await create(server, path="work/console-1-5f3a", type="console", name="Console 1")
+        assert "notebook" not in session
+        pid = kernel_pid(session["kernel"]["id"])
+        assert os.readlink(f"/proc/{pid}/cwd") == str((server.root_dir / "work").resolve())
+
+
+async def test_session_path_outside_the_root_is_refused(serve):
+    async with serve() as server:
+        r = await server.post("/api/sessions", json={**NB, "path": "../outside.ipynb"})
+        assert 400 <= r.status < 500
+        assert set(await r.json()) == {"message", "reason"}
+        assert await server.app[SERVICES].session_store.list() == []
+        assert await kernel_ids(server) == set()
+
+
+async def test_without_a_contents_service_the_kernel_runs_in_the_documents_directory(serve):
+    async with serve(disable=["contents"]) as server:
+        assert server.app[SERVICES].contents is None
+        (server.root_dir / "work").mkdir()
+        session = await create(server)
+        pid = kernel_pid(session["kernel"]["id"])
+        assert os.readlink(f"/proc/{pid}/cwd") == str((server.root_dir / "work").resolve())
+
+
+def json_schema(schema, components):
+    """An OpenAPI 3.0 schema as JSON Schema: `$ref`s inlined, `nullable` as a "null" type."""
+    if isinstance(schema, list):
+        return [json_schema(s, components) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if "$ref" in schema:
+        return json_schema(components[schema["$ref"].rsplit("/", 1)[1]], components)
+    out = {k: json_schema(v, components) for k, v in schema.items() if k != "nullable"}
+    if schema.get("nullable"):
+        out["type"] = [schema["type"], "null"]
+    return out
+
+
+async def test_responses_match_the_published_schemas(serve):
+    import jsonschema
+
+    async with serve() as server:
+        spec = json.loads(await (await server.get("/api/spec.yaml")).text())
+        components = spec["components"]["schemas"]
+        paths = spec["paths"]
+
+        def check(path, method, status, body):
+            response = paths[path][method]["responses"][str(status)]
+            schema = response["content"]["application/json"]["schema"]
+            jsonschema.validate(body, json_schema(schema, components))
+
+        r = await server.post("/api/sessions", json=NB)
+        check("/api/sessions", "post", r.status, session := await r.json())
+        r = await server.post("/api/sessions", json={**NB, "path": "c", "type": "console", "name": None})
+        check("/api/sessions", "post", r.status, await r.json())
+        r = await server.get("/api/sessions")
+        check("/api/sessions", "get", r.status, listed := await r.json())
+        assert len(listed) == 2
+        r = await server.patch(f"/api/sessions/{session['id']}", json={"name": None})
+        check("/api/sessions/{session_id}", "patch", r.status, await r.json())
+        r = await server.get("/api/sessions/nope")
+        check("/api/sessions/{session_id}", "get", r.status, await r.json())
+        r = await server.post("/api/sessions", json={**NB, "kernel": {"name": "nope"}})
+        check("/api/sessions", "post", r.status, await r.json())
+        r = await server.post("/api/sessions", data="{")
+        check("/api/sessions", "post", r.status, await r.json())
+        with pytest.raises(jsonschema.ValidationError):  # the check can fail
+            check("/api/sessions", "post", 201, {**session, "kernel": {"id": 5}})
+
+
+async def test_location_includes_the_base_url(serve):
+    async with serve(config={"server": {"base_url": "/hub/user/ada/"}}) as server:
+        r = await server.post("/api/sessions", json=NB)
+        assert r.status == 201
+        session = await r.json()
+        assert r.headers["Location"] == f"/hub/user/ada/api/sessions/{session['id']}"
+        r = await server.get(r.headers["Location"].removeprefix("/hub/user/ada"))
+        assert (await r.json())["id"] == session["id"]

@@ -1,0 +1,86 @@
+"""GET /files/{path} (raw bytes, streamed), /api/resolvePath, and the OpenAPI fragment."""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+async def test_files_serves_raw_bytes_with_jupyter_servers_types(contents_server, root):
+    (root / "d").mkdir()
+    (root / "d" / "notes.txt").write_text("plain")
+    (root / "d" / "page.html").write_text("<p>x</p>")
+    (root / "d" / "nb.ipynb").write_text("{}")
+    (root / "d" / "blob").write_bytes(b"\xff\xfe\x00binary")
+    (root / "d" / "README").write_text("text without extension")
+    (root / "d" / "a.tar.gz").write_bytes(b"\x1f\x8b")
+    (root / "d" / "name with space.txt").write_text("spaced")
+    async with contents_server() as server:
+        expected = {"notes.txt": "text/plain; charset=UTF-8", "page.html": "text/html",
+                    "nb.ipynb": "application/x-ipynb+json", "blob": "application/octet-stream",
+                    "README": "text/plain; charset=UTF-8", "a.tar.gz": "application/gzip"}
+        for name, content_type in expected.items():
+            r = await server.get(f"/files/d/{name}")
+            assert r.status == 200, name
+            assert r.headers["Content-Type"].replace(" ", "").lower() == content_type.replace(" ", "").lower(), name
+            assert await r.read() == (root / "d" / name).read_bytes()
+            assert "Content-Disposition" not in r.headers
+        r = await server.get("/files/d/name%20with%20space.txt", params={"download": "1"})
+        assert r.headers["Content-Disposition"] == "attachment; filename*=utf-8''name%20with%20space.txt"
+        assert await r.read() == b"spaced"
+        r = await server.request("HEAD", "/files/d/notes.txt")
+        assert r.status == 200 and r.headers["Content-Length"] == "5"
+        r = await server.get("/files/d")
+        assert r.status == 400 and "d is a directory" in (await r.json())["message"]
+        r = await server.get("/files/d/missing.txt")
+        assert r.status == 404 and "d/missing.txt" in (await r.json())["message"]
+
+
+async def test_files_streams_a_large_file(contents_server, root):
+    data = os.urandom(8 * 1024 * 1024)
+    (root / "big.bin").write_bytes(data)
+    async with contents_server() as server:
+        async with server.client.get(server.url_for("/files/big.bin")) as r:
+            assert r.status == 200 and r.headers["Content-Length"] == str(len(data))
+            received = bytearray()
+            async for piece in r.content.iter_chunked(1 << 16):
+                received += piece
+        assert bytes(received) == data
+
+
+async def test_resolve_path(contents_server, root):
+    (root / "d").mkdir()
+    (root / "d" / "f.txt").write_text("x")
+    (root / ".h").write_text("x")
+    async with contents_server() as server:
+        body = await (await server.get("/api/resolvePath", params={"path": "d/f.txt"})).json()
+        assert body == {"resolved": [{"scope": "server", "path": "d/f.txt"}]}
+        body = await (await server.get("/api/resolvePath", params={"path": str(root / "d" / "f.txt")})).json()
+        assert body == {"resolved": [{"scope": "server", "path": "d/f.txt"}]}
+        for missing in ("d/none.txt", "/etc/passwd", "../root/d/f.txt", ".h"):
+            body = await (await server.get("/api/resolvePath", params={"path": missing})).json()
+            assert body == {"resolved": []}, missing
+        r = await server.get("/api/resolvePath")
+        assert r.status == 400
+        body = await (await server.get("/api/resolvePath", params={"path": "d", "kernel": "no-such"})).json()
+        assert body["resolved"] == [{"scope": "server", "path": "d"}]
+        assert body["unresolved"][0]["scope"] == "kernel"
+
+
+async def test_openapi_fragment_describes_every_route(contents_server):
+    async with contents_server() as server:
+        spec = json.loads(await (await server.get("/api/spec.yaml")).text())
+        paths = spec["paths"]
+        for path, methods in {
+            "/api/contents/{path}": {"get", "put", "post", "patch", "delete"},
+            "/api/contents/{path}/checkpoints": {"get", "post"},
+            "/api/contents/{path}/checkpoints/{checkpoint_id}": {"post", "delete"},
+            "/api/contents/{path}/trust": {"post"},
+            "/files/{path}": {"get"},
+            "/api/resolvePath": {"get"},
+        }.items():
+            assert methods <= set(paths[path]), path
+        assert "Contents" in spec["components"]["schemas"] and "Checkpoint" in spec["components"]["schemas"]
+        # every response the handlers give for a model has the schema's required fields
+        model = await (await server.get("/api/contents")).json()
+        assert set(spec["components"]["schemas"]["Contents"]["required"]) <= set(model)
