@@ -98,11 +98,14 @@ async def run_variant(env: BenchEnvironment, variant: str, procs: list[str], s: 
                       results: report.Results, log: Callable[[str], None]) -> None:
     def record(fig: str, value: dict[str, Any]) -> None:
         results.setdefault(variant, {}).setdefault(fig, []).append(value)
+        if "error" in value:
+            log(f"  {variant}: {fig} failed: {value['error']}")
 
     if variant == "direct":
         for proc in procs:
-            log(f"  direct: {proc}")
+            t = time.monotonic()
             record(proc, await _guarded(FIGURES[proc][1](s)))  # type: ignore[misc]
+            log(f"  direct: {proc} ({time.monotonic() - t:.1f} s)")
         return
     log(f"  {variant}: starting")
     try:
@@ -116,8 +119,9 @@ async def run_variant(env: BenchEnvironment, variant: str, procs: list[str], s: 
         record("start", {"cold_s": server.cold_start_s, "rss_idle_mb": server.rss_mb()})
         log(f"  {variant}: cold start {server.cold_start_s:.2f} s, RSS {server.rss_mb():.0f} MB")
         for proc in procs:
-            log(f"  {variant}: {proc}")
+            t = time.monotonic()
             record(proc, await _guarded(FIGURES[proc][0](server, s)))  # type: ignore[misc]
+            log(f"  {variant}: {proc} ({time.monotonic() - t:.1f} s)")
     finally:
         await servers.stop(server)
 

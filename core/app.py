@@ -167,6 +167,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise BadRequest(f"URL path {request.path!r} is not valid UTF-8 once percent-decoded", "bad path")
         return await handler(request)
     except ApiError as e:
+        if request.writer.output_size > 0:
+            raise  # a websocket or stream already began: no JSON error can follow; aiohttp closes it
         if e.status >= 500:
             log.warning("%s %s: %s", request.method, request.path, e.message)
         return json_error(e.status, e.message, e.reason)
@@ -183,6 +185,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
+        if request.writer.output_size > 0:
+            raise  # as above: writing an HTTP response into an upgraded connection would corrupt it
         log.exception("unexpected error answering %s %s", request.method, request.path)
         return json_error(500, f"unexpected server error answering {request.method} {request.path}; "
                                "see the server log", "internal error")

@@ -120,6 +120,8 @@ async def read_json(request: web.Request, *, required: bool = True) -> dict[str,
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as e:
         raise BadRequest(f"request body is not valid JSON: {e}", "malformed json") from None
+    except RecursionError:  # `[[[[...` a few thousand deep: the decoder gives up, the server must not
+        raise BadRequest("request body is not valid JSON: nested too deeply", "malformed json") from None
     if not isinstance(body, dict):
         raise BadRequest(
             f"request body must be a JSON object, got {type(body).__name__}", "malformed json"

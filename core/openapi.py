@@ -96,6 +96,15 @@ def build(app: web.Application) -> dict[str, Any]:
             doc["paths"].setdefault(path, {}).update(ops)
         for kind, items in fragment.get("components", {}).items():
             doc["components"].setdefault(kind, {}).update(items)
+    # answers the core gives for any route, whichever plugin registered it (see app.error_middleware)
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            if method == "parameters" or "responses" not in op:
+                continue
+            if "requestBody" in op:
+                op["responses"].setdefault("413", error_response("Body larger than [server] max_body_size"))
+            if "{" in path:
+                op["responses"].setdefault("400", error_response("URL path not valid UTF-8"))
     return doc
 
 

@@ -135,6 +135,16 @@ class KernelChannels(Protocol):
     Opened by `KernelManager.open_channels`; one per relay, shared by every client of the kernel.
     `send` signs and routes a client's message to its channel; `recv` yields the next message from
     any channel (iopub included). Both raise ChannelsClosed after `close()` or when the kernel is gone.
+
+    Contract with the relay (the kernels plugin's hub, which serves every provider):
+    - `open_channels` returns once iopub is flowing (a message sent right after is not lost), and the
+      channels survive restarts (reconnecting inside if the kernel's ports moved).
+    - Replies, stdin requests and iopub keep the kernel's `parent_header`, so the relay can route a
+      reply to the client whose request it answers (by parent msg_id, else parent session).
+    - States only the manager knows arrive as iopub `status` messages it makes itself:
+      `{"execution_state": "restarting" | "dead", "reason": "died: signal 9 (SIGKILL)"}` when the
+      kernel died (restarting) or cannot be brought back (dead), as jupyter_server tells clients.
+    - The relay calls `recv` in one loop, continuously, and `send` from each client's handler.
     """
 
     async def send(self, msg: KernelMessage) -> None: ...
@@ -154,7 +164,12 @@ class KernelManager(Protocol):
     """
 
     async def list_kernelspecs(self) -> Model:
-        """`{"default": name, "kernelspecs": {name: {"name", "spec", "resources"}}}`."""
+        """`{"default": name, "kernelspecs": {name: {"name", "spec", "resources"}}}`.
+
+        `resources` maps a resource key to a file name served by `get_kernelspec_resource`
+        (`{"logo-64x64": "logo-64x64.png", "kernel.js": "kernel.js"}`); the routes turn names into
+        URLs on this server. A value containing "/" is taken as a URL already.
+        """
         ...
 
     async def get_kernelspec(self, name: str) -> Model: ...
@@ -177,9 +192,13 @@ class KernelManager(Protocol):
 
     async def interrupt_kernel(self, kernel_id: str) -> None: ...
 
-    async def restart_kernel(self, kernel_id: str) -> Model: ...
+    async def restart_kernel(self, kernel_id: str) -> Model:
+        """Restart and return once the kernel answers again (its open channels keep working)."""
+        ...
 
-    async def open_channels(self, kernel_id: str) -> KernelChannels: ...
+    async def open_channels(self, kernel_id: str) -> KernelChannels:
+        """A new KernelChannels to the kernel (see its contract); NotFound for unknown ids."""
+        ...
 
 
 # --- sessions -----------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from himalia import ConfigSection, Provider, Route, hookimpl
 
 from .config import ContentsConfig
 
-CONTENTS = "/api/contents{path:.*}"
+CONTENTS = "/api/contents/{path:.*}"
+ROOT = "/api/contents"
 
 
 @hookimpl
@@ -36,13 +37,10 @@ def himalia_routes(config):
         Route("POST", CONTENTS + r"/checkpoints/{checkpoint_id:[\w-]+}", h.restore_checkpoint),
         Route("DELETE", CONTENTS + r"/checkpoints/{checkpoint_id:[\w-]+}", h.delete_checkpoint),
         Route("POST", CONTENTS + "/trust", h.trust_notebook),
-        Route("GET", CONTENTS, h.get_contents),
-        Route("PUT", CONTENTS, h.put_contents),
-        Route("POST", CONTENTS, h.post_contents),
-        Route("PATCH", CONTENTS, h.patch_contents),
-        Route("DELETE", CONTENTS, h.delete_contents),
+        *[Route(method, pattern, handler) for pattern in (ROOT, CONTENTS) for method, handler in (
+            ("GET", h.get_contents), ("PUT", h.put_contents), ("POST", h.post_contents),
+            ("PATCH", h.patch_contents), ("DELETE", h.delete_contents))],
         Route("GET", "/files/{path:.*}", h.get_file),
-        Route("HEAD", "/files/{path:.*}", h.get_file),
         Route("GET", "/api/resolvePath", h.resolve_path),
     ]
 

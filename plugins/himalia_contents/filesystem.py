@@ -10,30 +10,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import errno
-import functools
 import hashlib
-import json
 import itertools
-import mimetypes
+import json
 import os
 import re
 import shutil
 import stat
 import threading
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from himalia import CONFIG, HOOKS, ApiError, BadRequest, Conflict, Forbidden, Hooks, Model, NotFound
+from himalia import CONFIG, HOOKS, BadRequest, Conflict, Forbidden, Hooks, Model, NotFound
 
 from .checkpoints import FileCheckpoints
 from .config import ContentsConfig
+from .models import base_model, kind_of, new_notebook_bytes, os_errors
 from .notebooks import Known, Notebooks
 from .paths import UPLOAD_SUFFIX, Resolved, Resolver
-from .writes import UMASK, timestamp, write_atomically
+from .writes import UMASK, write_atomically
 
 T = TypeVar("T")
 COPY_PATTERN = re.compile(r"-Copy\d*\.")
@@ -51,58 +49,6 @@ async def filesystem_contents(app: web.Application) -> AsyncIterator[FileContent
     yield FileContents(section, root, app[HOOKS])
 
 
-def new_notebook_bytes() -> bytes:
-    """An empty nbformat 4.5 notebook, as nbformat writes one (without importing nbformat)."""
-    return b'{\n "cells": [],\n "metadata": {},\n "nbformat": 4,\n "nbformat_minor": 5\n}\n'
-
-
-@contextmanager
-def os_errors(api_path: str):
-    """Turn filesystem errors into API errors naming the path."""
-    try:
-        yield
-    except FileNotFoundError:
-        raise NotFound(f"file or directory does not exist: {api_path!r}") from None
-    except PermissionError:
-        raise Forbidden(f"permission denied: {api_path!r}", "permission denied") from None
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise BadRequest(f"no space left to write {api_path!r}; the previous content is unchanged",
-                             "disk full") from None
-        if e.errno == errno.ENOTDIR:
-            raise NotFound(f"file or directory does not exist: {api_path!r}") from None
-        if e.errno == errno.ENAMETOOLONG:
-            raise BadRequest(f"name too long: {api_path!r}", "bad path") from None
-        if e.errno == errno.ELOOP:
-            raise BadRequest(f"too many levels of symbolic links: {api_path!r}", "bad path") from None
-        if e.errno == errno.EEXIST:
-            raise Conflict(f"already exists: {api_path!r}", "already exists") from None
-        if e.errno in (errno.EISDIR, errno.EINVAL, errno.EXDEV, errno.ENOTEMPTY):
-            raise BadRequest(f"cannot do that with {api_path!r}: {e.strerror}", "bad request") from None
-        raise ApiError(f"filesystem error on {api_path!r}: {e.strerror}", "filesystem error") from None
-
-
-@functools.lru_cache(maxsize=1024)
-def _mimetype_of_suffixes(suffixes: str) -> str | None:
-    return mimetypes.guess_type("x" + suffixes)[0]
-
-
-def guess_mimetype(path: str) -> str | None:
-    """mimetypes' guess from the name's last two suffixes (enough for "a.tar.gz"), cached for listings."""
-    name = path.rsplit("/", 1)[-1]
-    last = name.rfind(".")
-    if last <= 0:
-        return None
-    before = name.rfind(".", 0, last)
-    return _mimetype_of_suffixes(name[before if before > 0 else last:])
-
-
-def kind_of(api_path: str, st: os.stat_result) -> str:
-    if stat.S_ISDIR(st.st_mode):
-        return "directory"
-    return "notebook" if api_path.endswith(".ipynb") else "file"
-
-
 class FileContents:
     """The ContentsManager service (see `himalia.ContentsManager`) over a local directory."""
 
@@ -114,7 +60,6 @@ class FileContents:
                                  tuple(config.hide_globs))
         self.checkpoints = FileCheckpoints(root, config.checkpoint_dir)
         self.notebooks = Notebooks(config.trust_notebooks)
-        self._uid = os.geteuid() if hasattr(os, "geteuid") else -1
         self._upload_locks: dict[str, threading.Lock] = {}
         self._known_notebooks: dict[str, tuple[tuple[int, int, int], Known]] = {}
 
@@ -123,22 +68,6 @@ class FileContents:
         return await asyncio.to_thread(func, *args, **kwargs)
 
     # --- models ---------------------------------------------------------------------------------
-
-    def _base(self, api_path: str, os_path: str, st: os.stat_result, kind: str) -> Model:
-        return {
-            "name": api_path.rsplit("/", 1)[-1],
-            "path": api_path,
-            "type": kind,
-            "last_modified": timestamp(st.st_mtime),
-            "created": timestamp(getattr(st, "st_birthtime", st.st_ctime)),
-            "content": None,
-            "format": None,
-            "mimetype": guess_mimetype(api_path) if kind == "file" else None,
-            "size": None if kind == "directory" else st.st_size,
-            "writable": os.access(os_path, os.W_OK),
-            "hash": None,
-            "hash_algorithm": None,
-        }
 
     def _hash(self, data: bytes) -> dict[str, str]:
         h = hashlib.new(self.config.hash_algorithm)
@@ -153,15 +82,15 @@ class FileContents:
              hash: bool = False, limit: int | None = None, offset: int = 0) -> Model:
         if type not in (None, *TYPES):
             raise BadRequest(f"type {type!r} is invalid; expected one of {', '.join(TYPES)}", "bad type")
-        if format not in (None, *FORMATS):
-            raise BadRequest(f"format {format!r} is invalid; expected text or base64", "bad format")
+        if format not in (None, "json", *FORMATS):
+            raise BadRequest(f"format {format!r} is invalid; expected text, base64 or json", "bad format")
         r = self.resolver.resolve(path)
         st = self._stat(r)
         kind = kind_of(r.api_path, st)
         if kind == "directory":
             if type not in (None, "directory"):
                 raise BadRequest(f"{r.api_path or '/'} is a directory, not a {type}", "bad type")
-            model = self._base(r.api_path, r.os_path, st, "directory")
+            model = base_model(r.api_path, r.os_path, st, "directory")
             if content:
                 model["content"] = self._list(r, limit, offset)
                 model["format"] = "json"
@@ -170,7 +99,10 @@ class FileContents:
             raise BadRequest(f"{r.api_path} is not a directory", "bad type")
         if type is not None:  # the caller's type wins over the extension, as in jupyter_server
             kind = type
-        model = self._base(r.api_path, r.os_path, st, kind)
+        if format == "json" and kind != "notebook":
+            raise BadRequest(f"format 'json' is for notebooks and directories; {r.api_path} is a file: "
+                             "ask for text or base64", "bad format")
+        model = base_model(r.api_path, r.os_path, st, kind)
         if kind == "notebook":
             model["mimetype"] = None
         if not content and not hash:
@@ -223,7 +155,7 @@ class FileContents:
                 skipped += 1
                 continue
             api_path = prefix + entry.name
-            out.append(self._base(api_path, entry.path, st, kind_of(api_path, st)))
+            out.append(base_model(api_path, entry.path, st, kind_of(api_path, st)))
         return out
 
     # --- reading --------------------------------------------------------------------------------
@@ -423,7 +355,7 @@ class FileContents:
                     os.replace(partial, r.os_path)
                 self._upload_locks.pop(r.os_path, None)
                 return self._get(r.api_path, content=False)
-            model_out = self._base(r.api_path, target, os.stat(target), "file")
+            model_out = base_model(r.api_path, target, os.stat(target), "file")
             return model_out
 
     async def new(self, path: str, model: Model | None = None) -> Model:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import inspect
 import json
 import mimetypes
 from typing import Any
@@ -27,10 +28,7 @@ def contents(request: web.Request) -> ContentsManager:
 
 
 def api_path(request: web.Request) -> str:
-    raw = request.match_info.get("path", "")
-    if raw and not raw.startswith("/"):  # "/api/contentsX" is no contents URL
-        raise NotFound(f"no such URL: {request.path}")
-    return raw.strip("/")
+    return request.match_info.get("path", "").strip("/")
 
 
 def location(request: web.Request, path: str, *extra: str) -> str:
@@ -95,11 +93,6 @@ async def get_contents(request: web.Request) -> web.Response:
     path = api_path(request)
     kind = request.query.get("type") or None
     fmt = request.query.get("format") or None
-    if fmt == "json":  # what notebooks and directories come as; not a way to read plain files
-        fmt = None
-        if kind == "file":
-            raise BadRequest("format 'json' is for notebooks and directories; use text or base64 for files",
-                             "bad format")
     model = await contents(request).get(
         path, content=flag(request, "content", "1"), type=kind, format=fmt, hash=flag(request, "hash", "0"),
         **_paging(request))
@@ -109,7 +102,11 @@ async def get_contents(request: web.Request) -> web.Response:
 def _paging(request: web.Request) -> dict[str, Any]:
     limit, offset = natural(request, "limit"), natural(request, "offset")
     if limit is None and offset is None:
-        return {}  # only the filesystem provider pages; others get the Protocol's arguments
+        return {}
+    # paging is an extension of the filesystem provider; the Protocol's `get` has no such arguments
+    if "limit" not in inspect.signature(contents(request).get).parameters:
+        raise BadRequest("this server's contents provider does not page directory listings; "
+                         "leave out limit and offset", "paging not supported")
     return {"limit": limit, "offset": offset or 0}
 
 

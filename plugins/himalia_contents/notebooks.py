@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from json.encoder import encode_basestring as _encode_string
 import threading
 import warnings
 from dataclasses import dataclass
@@ -128,10 +129,56 @@ class Notebooks:
         strip_transient(content)
         split_lines(content)
         try:
-            text = json.dumps(content, sort_keys=True, indent=1, separators=(",", ": "), ensure_ascii=False)
+            text = dumps_indented(content)
         except (TypeError, ValueError) as e:
             raise BadRequest(f"cannot save {api_path!r}: malformed notebook: {e}", "bad model") from None
         return (text + "\n").encode("utf-8", "surrogatepass"), Known(message, signed)
+
+
+def dumps_indented(obj: Any) -> str:
+    """`json.dumps(obj, sort_keys=True, indent=1, separators=(",", ": "), ensure_ascii=False)`, the
+    layout nbformat writes, ~30% faster: the stdlib's indenting encoder is its slow pure-Python one."""
+    out: list[str] = []
+    _dump(obj, out, "\n")
+    return "".join(out)
+
+
+def _dump(obj: Any, out: list[str], newline: str) -> None:
+    kind = type(obj)
+    if kind is str:
+        out.append(_encode_string(obj))
+    elif kind is dict:
+        if not obj:
+            out.append("{}")
+            return
+        inner = newline + " "
+        separator = "{" + inner
+        for key in sorted(obj):
+            if type(key) is not str:
+                raise TypeError(f"notebook keys must be strings, got {key!r}")
+            out.append(separator + _encode_string(key) + ": ")
+            _dump(obj[key], out, inner)
+            separator = "," + inner
+        out.append(newline + "}")
+    elif kind is list:
+        if not obj:
+            out.append("[]")
+            return
+        inner = newline + " "
+        separator = "[" + inner
+        for value in obj:
+            out.append(separator)
+            _dump(value, out, inner)
+            separator = "," + inner
+        out.append(newline + "]")
+    elif obj is None:
+        out.append("null")
+    elif obj is True:
+        out.append("true")
+    elif obj is False:
+        out.append("false")
+    else:  # numbers, and whatever else json itself accepts or refuses
+        out.append(json.dumps(obj, ensure_ascii=False))
 
 
 @dataclass(frozen=True)

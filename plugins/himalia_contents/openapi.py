@@ -68,7 +68,7 @@ CONTENTS_OPS = {
 
 OPENAPI: dict[str, Any] = {
     "paths": {
-        "/api/contents": {op: dict(spec) for op, spec in CONTENTS_OPS.items() if op in ("get", "post")},
+        "/api/contents": {op: dict(spec) for op, spec in CONTENTS_OPS.items()},
         "/api/contents/{path}": {op: {**spec, "parameters": [PATH, *spec.get("parameters", [])]}
                                  for op, spec in CONTENTS_OPS.items()},
         "/api/contents/{path}/checkpoints": {

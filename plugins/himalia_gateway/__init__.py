@@ -45,7 +45,8 @@ def himalia_resources(config):
     from .health import GatewayProbe
 
     gateway = config.section("gateway").effective()
-    return [GatewayProbe(gateway)] if gateway.url else []
+    in_use = gateway.url and config.server.kernel_provider in ("", "gateway")
+    return [GatewayProbe(gateway)] if in_use else []
 
 
 @hookimpl

@@ -21,7 +21,7 @@ import aiohttp
 
 from himalia import ApiError, BadGateway, ChannelsClosed, GatewayTimeout, KernelMessage, NotFound, isoformat, utcnow
 
-from .client import GatewayClient, describe, quoted
+from .client import GatewayClient, UpstreamError, describe, quoted
 
 log = logging.getLogger("himalia.gateway")
 
@@ -53,6 +53,8 @@ class GatewayChannels:
         """Set while connected, and for good once finished; cleared while reconnecting."""
         self._dropped = asyncio.Event()
         """Set once the current connection is known to be gone; a new one comes with a new event."""
+        self._refresh_now = False
+        """The next reconnection is deliberate: no backoff before its first attempt."""
         self._finished: str | None = None
         self._reader: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -98,6 +100,17 @@ class GatewayChannels:
             self._incoming.put_nowait(_CLOSED)  # every later recv sees the end too
             raise ChannelsClosed(self._finished or "closed")
         return item
+
+    async def refresh(self) -> None:
+        """Reconnect at once, with the same session_id. After a restart the gateway's streams for this
+        websocket may point at the kernel's old ports (jupyter_server restarts may move them), and only a
+        new connection is wired to the new ones; the gateway replays what we missed meanwhile."""
+        ws, dropped = self._ws, self._dropped
+        if self._finished is not None or ws is None:
+            return
+        self._refresh_now = True
+        await ws.close()
+        await dropped.wait()  # the reader has let go of it; sends now wait for the new connection
 
     async def close(self) -> None:
         self._finish("closed")
@@ -147,10 +160,14 @@ class GatewayChannels:
                 if self._finished is not None:
                     return
                 self._ready.clear()
+                await ws.close()  # a no-op unless the pump stopped for a refresh
                 self._dropped.set()
                 self._dropped = asyncio.Event()
-                log.warning("kernel %s: upstream websocket to the gateway dropped (%s); reconnecting",
-                            self.kernel_id, ws.close_code)
+                if self._refresh_now:
+                    log.debug("kernel %s: reconnecting to the gateway after a restart", self.kernel_id)
+                else:
+                    log.warning("kernel %s: upstream websocket to the gateway dropped (%s); reconnecting",
+                                self.kernel_id, ws.close_code)
                 self._ws = await self._reconnect()
                 if self._ws is None:
                     return
@@ -174,6 +191,9 @@ class GatewayChannels:
                 log.warning("kernel %s: dropped a malformed message from the gateway: %s", self.kernel_id, e)
                 continue
             self._incoming.put_nowait(msg)
+            if msg.channel == "iopub" and msg.msg_type == "status" and b'"restarting"' in msg.content:
+                self._refresh_now = True  # the gateway restarted the kernel by itself: see refresh()
+                return
 
     async def _watch(self) -> None:
         """Ask the gateway about the kernel every ping_interval: a gateway built on jupyter_server keeps
@@ -184,7 +204,7 @@ class GatewayChannels:
             try:
                 await self.client.request("GET", path)
             except ApiError as e:
-                if getattr(e, "upstream_status", None) == 404:
+                if isinstance(e, UpstreamError) and e.upstream_status == 404:
                     self._gone(GONE)
                     if self._ws is not None:
                         await self._ws.close()  # ends the reader's pump
@@ -207,6 +227,8 @@ class GatewayChannels:
     async def _reconnect(self) -> aiohttp.ClientWebSocketResponse | None:
         for attempt in range(self.config.retry_max):
             delay = min(self.config.retry_interval * 2 ** attempt, self.config.retry_interval_max)
+            if self._refresh_now:
+                delay, self._refresh_now = 0.0, False
             await asyncio.sleep(delay)  # the configured backoff between attempts
             if self._finished is not None:
                 return None

@@ -104,9 +104,7 @@ class GatewayClient:
         if status < 400:
             self.health.succeeded()
             return status, data, ctype
-        error = self._error(what, status, data)
-        error.upstream_status = status  # type: ignore[attr-defined]  # what the gateway itself answered
-        raise error
+        raise self._error(what, status, data)
 
     async def request_json(self, method: str, path: str, *, body: Any = None,
                            params: dict[str, str] | None = None) -> Any:
@@ -119,20 +117,33 @@ class GatewayClient:
             raise BadGateway(f"the gateway at {self.config.url} answered {method} {path} with a body that is "
                              "not JSON", "bad gateway response") from None
 
-    def _error(self, what: str, status: int, data: bytes) -> ApiError:
+    def _error(self, what: str, status: int, data: bytes) -> UpstreamError:
         remote_message, remote_reason = remote_error(data)
         detail = remote_message or remote_reason or f"HTTP {status}"
-        if status == 401:
+        if status == 401:  # our configuration's fault, not the client's: a 401 would make it log in again
             message = (f"the gateway at {self.config.url} refused our credentials ({what}: {detail}); "
                        "check [plugins.gateway] auth_token")
             self.health.failed(message, reachable=True)
-            return BadGateway(message, "gateway unauthorized")
+            return UpstreamBadGateway(message, "gateway unauthorized", upstream_status=status)
         if status >= 500:
             message = f"the gateway at {self.config.url} failed {what} with HTTP {status}: {detail}"
             self.health.failed(message, reachable=True)
-            return BadGateway(message, "gateway error")
+            return UpstreamBadGateway(message, "gateway error", upstream_status=status)
         self.health.succeeded()
-        return ApiError(f"gateway: {detail}", remote_reason or "gateway error", status=status)
+        return UpstreamError(f"gateway: {detail}", remote_reason or "gateway error", status=status,
+                             upstream_status=status)
+
+
+class UpstreamError(ApiError):
+    """The gateway answered with an error; `upstream_status` is the status it answered."""
+
+    def __init__(self, message: str, reason: str, *, upstream_status: int, status: int | None = None):
+        super().__init__(message, reason, status=status)
+        self.upstream_status = upstream_status
+
+
+class UpstreamBadGateway(UpstreamError, BadGateway):
+    """The gateway's answer is ours to fix or its own failure (401, 5xx): 502 to the client."""
 
 
 def remote_error(data: bytes) -> tuple[str, str]:

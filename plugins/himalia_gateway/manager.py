@@ -22,7 +22,7 @@ from aiohttp import web
 from himalia import CONFIG, ApiError, Model, NotFound
 
 from .channels import GatewayChannels
-from .client import GatewayClient, quoted
+from .client import GatewayClient, UpstreamError, quoted
 from .config import GatewayConfig
 from .health import GatewayProbe, Health
 
@@ -58,7 +58,7 @@ class GatewayKernelManager:
         try:
             spec = await self.client.request_json("GET", f"/api/kernelspecs/{quoted(name)}")
         except ApiError as e:
-            if e.status == 404:
+            if upstream_status(e) == 404:
                 raise await self._no_such_spec(name) from None
             raise
         return self._local_resources(spec)
@@ -68,7 +68,7 @@ class GatewayKernelManager:
         try:
             _, data, ctype = await self.client.request("GET", path)
         except ApiError as e:
-            if e.status == 404:
+            if upstream_status(e) == 404:
                 raise NotFound(f"kernelspec {name} has no resource {resource} on the gateway") from None
             raise
         return data, ctype or "application/octet-stream"
@@ -139,7 +139,7 @@ class GatewayKernelManager:
         try:
             remote = await self.client.request_json("GET", "/api/kernels")
         except ApiError as e:
-            if e.status != 403:  # Kernel Gateway forbids listing unless list_kernels is on
+            if upstream_status(e) != 403:  # Kernel Gateway forbids listing unless list_kernels is on
                 raise
             remote = None
         listed = {m["id"]: m for m in remote or [] if isinstance(m, dict) and m.get("id") in self._kernels}
@@ -162,7 +162,7 @@ class GatewayKernelManager:
         try:
             await self.client.request("DELETE", f"/api/kernels/{quoted(kernel_id)}")
         except ApiError as e:
-            if e.status != 404:
+            if upstream_status(e) != 404:
                 raise
         await self._forget(kernel_id, "shutdown")
 
@@ -171,6 +171,8 @@ class GatewayKernelManager:
 
     async def restart_kernel(self, kernel_id: str) -> Model:
         model = await self._post(kernel_id, "restart")
+        for channels in list(self._channels.get(kernel_id, ())):
+            await channels.refresh()  # the restarted kernel may listen on new ports
         return model if isinstance(model, dict) and "id" in model else await self.get_kernel(kernel_id)
 
     async def open_channels(self, kernel_id: str, *, session_id: str | None = None) -> GatewayChannels:
@@ -203,7 +205,7 @@ class GatewayKernelManager:
         try:
             return await self.client.request_json("GET", f"/api/kernels/{quoted(kernel_id)}")
         except ApiError as e:
-            if e.status != 404:
+            if upstream_status(e) != 404:
                 raise
         await self._forget(kernel_id, "gone from the gateway")
         return None
@@ -213,7 +215,7 @@ class GatewayKernelManager:
         try:
             return await self.client.request_json("POST", f"/api/kernels/{quoted(kernel_id)}/{action}", body={})
         except ApiError as e:
-            if e.status != 404:
+            if upstream_status(e) != 404:
                 raise
         await self._forget(kernel_id, "gone from the gateway")
         raise NotFound(f"kernel {kernel_id} is gone from the gateway", "kernel gone")
@@ -238,7 +240,7 @@ class GatewayKernelManager:
 
 def upstream_status(error: ApiError) -> int | None:
     """The HTTP status the gateway answered (before we mapped it), when it answered at all."""
-    return getattr(error, "upstream_status", None)
+    return error.upstream_status if isinstance(error, UpstreamError) else None
 
 
 @asynccontextmanager

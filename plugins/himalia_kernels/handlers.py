@@ -123,15 +123,15 @@ async def kernel_channels(request: web.Request) -> web.StreamResponse:
         # never pause the relay on one client: it is disconnected once its backlog passes the cap
         cap = kernels.config.client_max_backlog_bytes
         transport.set_write_buffer_limits(high=2 * cap + 1024 * 1024)
-    try:
-        await asyncio.wait_for(hub.wait_ready(), kernels.config.kernel_info_timeout + 10)
-    except asyncio.TimeoutError:
-        hub.failed = hub.failed or "the kernel did not answer"
-    if hub.failed or hub.closing:
-        await ws.close(code=1011, message=(hub.failed or "kernel shut down").encode()[:120])
-        return ws
     client = hub.attach(ws, protocol, request.query.get("session_id"), transport)
     try:
+        try:
+            await asyncio.wait_for(hub.wait_ready(), kernels.config.kernel_info_timeout + 10)
+        except asyncio.TimeoutError:
+            hub.failed = hub.failed or "the kernel did not answer"
+        if hub.failed or hub.closing:
+            await ws.close(code=1011, message=(hub.failed or "kernel shut down").encode()[:120])
+            return ws
         await client.flush_replay()
         async for frame in ws:
             try:

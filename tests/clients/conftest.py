@@ -1,5 +1,6 @@
-"""Fixtures for the client tests: the npm packages (installed from the lockfile when missing) and a
-real `himalia serve` with isolated Jupyter dirs.
+"""Fixtures for the client tests: the npm packages (installed from the lockfile when missing), a real
+`himalia serve`, a real jupyter_server (the reference, or JupyterLab's host), each with isolated
+Jupyter dirs, and `run_node` for the client scripts.
 
 Node.js and npm come from the machine. When `node` is missing, or (for the browser test) when
 /usr/bin/chromium is missing, the tests skip with the reason; with HIMALIA_REQUIRE_BROWSER=1 (CI sets
@@ -11,11 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
+import re
 import secrets
 import shutil
 import signal
 import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +90,12 @@ def node_modules(node: str) -> Path:
     return NODE_MODULES
 
 
+@pytest.fixture(scope="session")
+def jupyter_env() -> Callable[..., dict[str, str]]:
+    """`jupyter_env(base, **extra)`: see isolated_env."""
+    return isolated_env
+
+
 def isolated_env(base: Path, **extra: str) -> dict[str, str]:
     """This environment with its own Jupyter dirs and no JUPYTER_TOKEN (for module-scoped servers,
     which the function-scoped autouse isolation in tests/conftest.py does not reach)."""
@@ -92,6 +105,72 @@ def isolated_env(base: Path, **extra: str) -> dict[str, str]:
     env.update(JUPYTER_RUNTIME_DIR=str(base / "runtime"), JUPYTER_DATA_DIR=str(base / "data"),
                JUPYTER_CONFIG_DIR=str(base / "config"), JUPYTER_PLATFORM_DIRS="1", **extra)
     return env
+
+
+@dataclass
+class JupyterServer:
+    """A running jupyter_server (with its extensions, e.g. JupyterLab)."""
+
+    url: str
+    """Base URL, ending in "/"."""
+    token: str
+    output: list[str]
+
+
+@contextmanager
+def run_jupyter_server(module: str, root: Path, env: dict[str, str], *args: str,
+                       timeout: float = 90.0) -> Iterator[JupyterServer]:
+    """`python -m MODULE` (jupyter_server or jupyterlab) on 127.0.0.1:<free port> with a fresh token,
+    serving `root`; stopped with SIGTERM (then killed) on exit."""
+    token = secrets.token_hex(16)
+    cmd = [sys.executable, "-m", module, "--no-browser", "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0",
+           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *args]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    process = subprocess.Popen(cmd, cwd=root.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+    output: list[str] = []
+
+    def pump() -> None:  # jupyter_server logs to stderr; a thread, so that every wait has a deadline
+        for line in process.stderr:  # type: ignore[union-attr]
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        deadline = time.monotonic() + timeout
+        url = None
+        while url is None:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"{module} announced no URL within {timeout}s:\n" + "\n".join(output)) from None
+            if line is None:
+                raise RuntimeError(f"{module} exited with status {process.wait(10)}:\n" + "\n".join(output))
+            output.append(line)
+            found = re.search(r"(http://127\.0\.0\.1:\d+/)\S*\?token=", line)
+            url = found and found.group(1)
+
+        def drain() -> None:
+            while (more := lines.get()) is not None:
+                output.append(more)
+
+        threading.Thread(target=drain, daemon=True).start()
+        yield JupyterServer(url, token, output)
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(30)
+
+
+@pytest.fixture(scope="session")
+def jupyter_server_process() -> Callable[..., AbstractContextManager[JupyterServer]]:
+    """`with jupyter_server_process(module, root, env, *args) as server:` (see run_jupyter_server)."""
+    return run_jupyter_server
 
 
 @pytest.fixture(scope="module")

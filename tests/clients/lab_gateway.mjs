@@ -58,16 +58,26 @@ const cell = n => page.locator('.jp-NotebookPanel .jp-Cell').nth(n);
 const idle = () => page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]')
   .waitFor({ timeout: WAIT_TIMEOUT_MS });
 
-async function runCell(n) {
+/** Click into cell `n` and run it in place (Ctrl+Enter), as a user would. */
+async function startCell(n) {
   await cell(n).locator('.jp-InputArea-editor').click();
-  await page.keyboard.press('Shift+Enter');
+  await page.keyboard.press('Control+Enter');
+}
+
+async function runCell(n) {
+  await startCell(n);
   const output = cell(n).locator('.jp-OutputArea-output');
   await output.first().waitFor({ timeout: WAIT_TIMEOUT_MS });
-  await page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status="idle"]').waitFor({ timeout: WAIT_TIMEOUT_MS });
+  await idle();
   return {
     output: (await output.allInnerTexts()).join(''),
     prompt: (await cell(n).locator('.jp-InputArea-prompt').innerText()).trim(),
   };
+}
+
+async function kernelMenu(label) {
+  await page.locator('.lm-MenuBar-item', { hasText: /^Kernel$/ }).click();
+  await page.locator('.lm-Menu-item:not(.lm-mod-hidden) .lm-Menu-itemLabel').getByText(label, { exact: true }).click();
 }
 
 let kernelId;
@@ -81,7 +91,7 @@ async function labSteps() {
       await page.waitForFunction(() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel?.status === 'idle',
         null, { timeout: WAIT_TIMEOUT_MS });
       await idle();
-      assert.equal(await page.locator('.jp-NotebookPanel .jp-Cell').count(), 2);
+      assert.equal(await page.locator('.jp-NotebookPanel .jp-Cell').count(), 3);
       const main = page.getByRole('main', { name: 'Main Content' });
       const tab = await main.locator('.lm-TabBar-tab.lm-mod-current .lm-TabBar-tabLabel').innerText();
       assert.equal(tab, NOTEBOOK);
@@ -99,6 +109,16 @@ async function labSteps() {
       assert.equal(prompt, '[1]:');
       return { output, prompt };
     }],
+    ['lab: interrupt a running cell from the Kernel menu', async () => {
+      await startCell(2);
+      const output = cell(2).locator('.jp-OutputArea-output');
+      await output.filter({ hasText: 'sleeping' }).waitFor({ timeout: WAIT_TIMEOUT_MS });
+      assert.equal(await page.locator('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator').getAttribute('data-status'), 'busy');
+      await kernelMenu('Interrupt Kernel');
+      await output.filter({ hasText: 'KeyboardInterrupt' }).waitFor({ timeout: WAIT_TIMEOUT_MS });
+      await idle();
+      return { output: (await output.allInnerTexts()).join('').split('\n').filter(line => line.includes('KeyboardInterrupt')) };
+    }],
     ['lab: restart the kernel from the Kernel menu', async () => {
       // Record what the notebook's session context reports from here on.
       await page.evaluate(() => {
@@ -107,8 +127,7 @@ async function labSteps() {
           window.himaliaStatuses.push(status);
         });
       });
-      await page.locator('.lm-MenuBar-item', { hasText: /^Kernel$/ }).click();
-      await page.locator('.lm-Menu-item:not(.lm-mod-hidden) .lm-Menu-itemLabel', { hasText: /^Restart Kernel…$/ }).click();
+      await kernelMenu('Restart Kernel…');
       const confirm = page.locator('.jp-Dialog', { hasText: 'Restart Kernel?' });
       await confirm.waitFor({ timeout: WAIT_TIMEOUT_MS });
       await confirm.locator('button.jp-mod-accept').click();

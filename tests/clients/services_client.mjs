@@ -29,7 +29,7 @@ if (!BASE_URL) {
 
 // --- helpers ------------------------------------------------------------------------------------
 
-/** Resolve when `signal` emits a value for which `predicate` is true (bounded by the step timeout). */
+/** Resolve when `signal` emits a value for which `predicate` is true, within WAIT_TIMEOUT_MS. */
 function nextSignal(signal, predicate, what) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -290,10 +290,11 @@ function collectIOPub(future) {
   return seen;
 }
 
-async function execute(kernel, code, options = {}) {
-  const future = kernel.requestExecute({ code, ...options });
+/** Execute `code`; resolves with the execute_reply and the iopub messages of that request. */
+async function execute(kernel, code, { onStdin } = {}) {
+  const future = kernel.requestExecute({ code });
   const seen = collectIOPub(future);
-  if (options.onStdin) future.onStdin = msg => options.onStdin(msg);
+  if (onStdin) future.onStdin = onStdin;
   const reply = await future.done;
   return { reply, seen, outputs: seen.filter(m => m.header.msg_type !== 'status') };
 }
@@ -390,6 +391,41 @@ async function kernelSteps(protocol) {
       assert.deepEqual([...bytes], [4, 3, 2, 1]);
       comm.close();
       return { echoed: [...bytes] };
+    }],
+    [`${tag}: complete, inspect, is_complete and history`, async () => {
+      const complete = await kernel.requestComplete({ code: 'import o', cursor_pos: 8 });
+      assert.equal(complete.content.status, 'ok');
+      assert.ok(complete.content.matches.includes('os'), `matches: ${complete.content.matches.slice(0, 10)}`);
+      const inspect = await kernel.requestInspect({ code: 'len', cursor_pos: 3, detail_level: 0 });
+      assert.equal(inspect.content.status, 'ok');
+      assert.equal(inspect.content.found, true);
+      assert.match(inspect.content.data['text/plain'], /Return the number of items/);
+      const incomplete = await kernel.requestIsComplete({ code: 'for i in range(3):' });
+      assert.equal(incomplete.content.status, 'incomplete');
+      const history = await kernel.requestHistory({ output: false, raw: true, hist_access_type: 'tail', n: 3 });
+      assert.equal(history.content.status, 'ok');
+      assert.ok(history.content.history.some(entry => entry[2] === '1 / 0'), JSON.stringify(history.content.history));
+      return { completions: complete.content.matches.length, incomplete: incomplete.content.status };
+    }],
+    [`${tag}: a second connection sees the same outputs`, async () => {
+      // JupyterLab opens one connection per notebook or console, all on one kernel's websocket API.
+      const other = kernels.connectTo({ model: { id: kernel.id, name: kernel.name } });
+      try {
+        await withTimeout(other.info, WAIT_TIMEOUT_MS, 'kernel_info_reply on the second connection');
+        const seen = new Promise(resolve => {
+          other.iopubMessage.connect((_, msg) => {
+            if (msg.header.msg_type === 'stream' && msg.content.text.includes('broadcast')) resolve(msg);
+          });
+        });
+        const { reply } = await execute(kernel, 'print("broadcast")');
+        assert.equal(reply.content.status, 'ok');
+        const msg = await withTimeout(seen, WAIT_TIMEOUT_MS, 'the stream output on the second connection');
+        assert.equal(msg.content.text, 'broadcast\n');
+        assert.equal(msg.parent_header.session, kernel.clientId, 'the output is attributed to the first client');
+        return { second_client: other.clientId };
+      } finally {
+        other.dispose();
+      }
     }],
     [`${tag}: interrupt`, async () => {
       const future = kernel.requestExecute({ code: 'import time\ntime.sleep(120)' });
@@ -531,6 +567,22 @@ async function sessionSteps() {
     }],
   ]);
   if (session && !session.isDisposed) await session.shutdown().catch(() => {});
+
+  // VS Code names sessions after the notebook on the user's machine, whose directory need not
+  // exist on the server: jupyter_server then starts the kernel in the nearest existing parent.
+  let elsewhere;
+  await group([
+    ['sessions: start for a path whose directory does not exist', async () => {
+      elsewhere = await sessions.startNew({ path: 'no/such/dir/remote.ipynb', type: 'notebook', name: 'remote.ipynb', kernel: { name: 'python3' } });
+      assert.equal(elsewhere.path, 'no/such/dir/remote.ipynb');
+      const { reply, seen } = await execute(elsewhere.kernel, 'import os\nprint(os.path.isdir("notebooks"))');
+      assert.equal(reply.content.status, 'ok');
+      assert.equal(streams(seen, 'stdout'), 'True\n', 'the kernel should run in the root directory');
+      await elsewhere.shutdown();
+      return null;
+    }],
+  ]);
+  if (elsewhere && !elsewhere.isDisposed) await elsewhere.shutdown().catch(() => {});
 }
 
 // --- main -----------------------------------------------------------------------------------------

@@ -13,6 +13,9 @@ import pytest
 
 from himalia.testing import ServerProcess
 
+# Servers and script share one bound (pytest-timeout counts fixture set-up in).
+pytestmark = pytest.mark.timeout(480)
+
 KERNEL_STEPS = [
     "start and connect",
     "stream output",
@@ -20,6 +23,8 @@ KERNEL_STEPS = [
     "error output",
     "input() answered on stdin",
     "comm with binary buffers",
+    "complete, inspect, is_complete and history",
+    "a second connection sees the same outputs",
     "interrupt",
     "restart",
     "shutdown",
@@ -47,6 +52,7 @@ STEPS = [
     "sessions: rename",
     "sessions: change kernel",
     "sessions: shutdown",
+    "sessions: start for a path whose directory does not exist",
     *(f"kernel (legacy): {step}" for step in KERNEL_STEPS),
     *(f"kernel (v1): {step}" for step in KERNEL_STEPS),
 ]
@@ -54,10 +60,31 @@ STEPS = [
 V1 = "v1.kernel.websocket.jupyter.org"
 
 
+def client_env(url: str, token: str) -> dict[str, str]:
+    return {**os.environ, "JUPYTER_URL": url, "JUPYTER_TOKEN": token, "STEP_TIMEOUT_MS": "60000"}
+
+
 @pytest.fixture(scope="module")
 def client_run(run_node, himalia: ServerProcess):
-    env = {**os.environ, "JUPYTER_URL": himalia.url, "JUPYTER_TOKEN": himalia.token or "", "STEP_TIMEOUT_MS": "60000"}
-    return run_node("services_client.mjs", env, timeout=240)
+    return run_node("services_client.mjs", client_env(himalia.url, himalia.token or ""), timeout=240)
+
+
+@pytest.fixture(scope="module")
+def reference_run(run_node, jupyter_server_process, jupyter_env, tmp_path_factory: pytest.TempPathFactory):
+    """The same script against jupyter_server itself."""
+    base = tmp_path_factory.mktemp("jupyter_server")
+    root = base / "root"
+    (root / "notebooks").mkdir(parents=True)
+    with jupyter_server_process("jupyter_server", root, jupyter_env(base)) as server:
+        return run_node("services_client.mjs", client_env(server.url, server.token), timeout=240)
+
+
+def test_jupyter_server_passes_every_step(reference_run):
+    """Every expectation of the script is jupyter_server's behaviour: a step that fails against
+    Himalia only is a difference between the two."""
+    failed = {s["name"]: s.get("error") for s in reference_run.summary["steps"] if not s["ok"]}
+    assert not failed and reference_run.returncode == 0, (failed, reference_run.tail())
+    assert reference_run.step_names() == STEPS
 
 
 def test_every_step_ran(client_run):

@@ -6,8 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
+import re
 import struct
+import subprocess
+import sys
+import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -120,6 +128,41 @@ def kernel_pids(kernel_id: str) -> list[int]:
         if kernel_id.encode() in cmdline:
             pids.append(int(proc.name))
     return pids
+
+
+@contextmanager
+def launch(*args: str, env: dict[str, str], preexec_fn: Callable[[], None] | None = None,
+           timeout: float = WAIT) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`himalia serve --port 0 ARGS` with `preexec_fn` run in the child before it starts (what
+    `himalia.testing.serve_process` cannot do); yields (process, base URL) once the URL is printed.
+    Killed on exit if still running."""
+    cmd = [sys.executable, "-m", "himalia.cli", "serve", "--port", "0", *args]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                               preexec_fn=preexec_fn, bufsize=1)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in process.stdout:  # type: ignore[union-attr]
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        output: list[str] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            if line is None:
+                raise RuntimeError("himalia serve exited:\n" + "\n".join(output))
+            output.append(line)
+            found = re.match(r"^\s+(http://\S+?)(?:\?token=\S+)?$", line)
+            if found:
+                break
+        yield process, found.group(1)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout)
 
 
 def isolated_env(base: Path) -> dict[str, str]:

@@ -59,10 +59,10 @@ async def test_hash_and_content_flags(contents_server, root):
         model = await (await server.get("/api/contents/a.txt", params={"hash": "1", "content": "0"})).json()
         assert model["content"] is None and model["format"] is None
         assert model["hash"] == hashlib.sha256(b"some bytes").hexdigest() and model["hash_algorithm"] == "sha256"
-        model = await (await server.get("/api/contents/n.ipynb", params={"hash": "1"})).json()
+        model = await (await server.get("/api/contents/n.ipynb", params={"hash": "1", "format": "json"})).json()
         assert model["hash"] == hashlib.sha256((root / "n.ipynb").read_bytes()).hexdigest()
         for query in ({"hash": "2"}, {"content": "yes"}, {"format": "xml"}, {"type": "socket"},
-                      {"limit": "-1"}, {"offset": "x"}):
+                      {"limit": "-1"}, {"offset": "x"}, {"format": "json"}):
             r = await server.get("/api/contents/a.txt", params=query)
             assert r.status == 400, query
             assert (await r.json())["message"]

@@ -304,3 +304,16 @@ async def test_put_directory_and_empty_put(contents_server, root):
         assert r.status == 400 and "directory" in (await r.json())["message"]
         r = await server.put("/api/contents/missing/dir/f.txt", json={"type": "file", "format": "text", "content": "x"})
         assert r.status == 404 and "missing/dir/f.txt" in (await r.json())["message"]
+
+
+def test_the_notebook_encoder_matches_the_stdlib_layout():
+    from himalia_contents.notebooks import dumps_indented
+
+    value = {"b": [1, 2.5, -0.0, 1e300, True, False, None, "é\n\"\\\u2028"], "a": {}, "c": [],
+             "d": {"z": {"y": [[]]}, "ünï": "ç"}, "e": 10**20}
+    assert dumps_indented(value) == json.dumps(value, sort_keys=True, indent=1, separators=(",", ": "),
+                                               ensure_ascii=False)
+    with pytest.raises(TypeError):
+        dumps_indented({1: "x"})
+    with pytest.raises(TypeError):
+        dumps_indented({"x": object()})

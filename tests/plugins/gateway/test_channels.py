@@ -86,6 +86,21 @@ async def test_the_upstream_drops_and_comes_back(gateway, proxy):
             await channels.close()
 
 
+async def test_a_restart_rewires_the_upstream(gateway):
+    """A restart may move the kernel to new ports, which only a new gateway websocket follows."""
+    async with gateway_manager(gateway.url) as manager:
+        kid = (await manager.start_kernel())["id"]
+        channels = await manager.open_channels(kid)
+        try:
+            assert (await run_code(channels, "import os; print(os.getpid())"))[1]["status"] == "ok"
+            await manager.restart_kernel(kid)
+            assert channels.reconnects == 1 and not channels.closed
+            out, reply = await run_code(channels, "print('after restart')")  # at once, no kernel_info dance
+            assert out == "after restart\n" and reply["status"] == "ok"
+        finally:
+            await channels.close()
+
+
 async def test_output_produced_while_disconnected_is_replayed(gateway, proxy, tmp_path):
     """The stable session_id lets the gateway buffer what the kernel said while we were away."""
     flag = tmp_path / "go"

@@ -121,6 +121,8 @@ async def test_status_shows_the_gateway(himalia_server, gateway):
         assert body["gateway"]["reachable"] is True and body["gateway"]["error"] is None
     async with himalia_server() as server:
         assert "gateway" not in await (await server.get("/api/status")).json()
+    async with himalia_server(config={**gateway_config(gateway.url), "server": {"kernel_provider": "local"}}) as server:
+        assert "gateway" not in await (await server.get("/api/status")).json()  # configured, but not in use
 
 
 async def test_a_wrong_token_is_a_clear_error(himalia_server, gateway):

@@ -58,6 +58,12 @@ def decode_legacy_binary(data: bytes) -> dict[str, Any]:
     return msg
 
 
+def execute_content(code: str, *, allow_stdin: bool = False) -> dict[str, Any]:
+    """An execute_request's content as JupyterLab sends it."""
+    return {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+            "allow_stdin": allow_stdin, "stop_on_error": True}
+
+
 @dataclass
 class Execution:
     msg_id: str
@@ -152,9 +158,7 @@ class KernelWS:
         return result
 
     async def execute(self, code: str, *, answer: str | None = None, timeout: float = TIMEOUT) -> Execution:
-        msg_id = await self.send("shell", "execute_request", {
-            "code": code, "silent": False, "store_history": True, "user_expressions": {},
-            "allow_stdin": answer is not None, "stop_on_error": True})
+        msg_id = await self.send("shell", "execute_request", execute_content(code, allow_stdin=answer is not None))
         return await self.collect(msg_id, answer=answer, timeout=timeout)
 
     async def close(self) -> None:

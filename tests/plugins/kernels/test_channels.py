@@ -7,7 +7,7 @@ import os
 import signal
 
 import pytest
-from kernel_ws import PROTOCOLS, connect, kernel_processes, running_kernel
+from kernel_ws import PROTOCOLS, connect, execute_content, kernel_processes, running_kernel
 
 pytestmark = pytest.mark.parametrize("protocol", PROTOCOLS)
 
@@ -55,9 +55,10 @@ async def test_execute_output_buffers_errors_and_stdin(himalia_server, protocol)
 async def test_interrupt_sleep_gives_keyboard_interrupt(himalia_server, protocol):
     async with himalia_server() as server, running_kernel(server) as kernel, \
             connect(server, kernel["id"], protocol) as ws:
-        code = "import time; print('sleeping', flush=True); time.sleep(30)"
-        msg_id = await ws.send("shell", "execute_request", {"code": code, "silent": False})
-        # interrupt once the cell runs: a SIGINT before that is the kernel's, not the cell's
+        code = "import time; print('sleeping'); time.sleep(30)"
+        msg_id = await ws.send("shell", "execute_request", execute_content(code, allow_stdin=True))
+        # interrupt once the cell sleeps (no flush: its io thread sends the line while the cell sleeps;
+        # a SIGINT inside ipykernel's own flush or before the cell runs is not the cell's)
         await ws.wait_for(lambda m: m["header"]["msg_type"] == "stream")
         r = await server.post(f"/api/kernels/{kernel['id']}/interrupt")
         assert r.status == 204
@@ -110,7 +111,7 @@ async def test_reconnect_with_same_session_replays_output(himalia_server, protoc
         async with connect(server, kernel["id"], protocol) as watcher:
             async with connect(server, kernel["id"], protocol) as ws:
                 session = ws.session_id
-                msg_id = await ws.send("shell", "execute_request", {"code": code, "silent": False})
+                msg_id = await ws.send("shell", "execute_request", execute_content(code))
                 await ws.wait_for(lambda m: m["header"]["msg_type"] == "execute_input")
             flag.write_text("go")
             # the other client sees the cell finish while the first one is away
@@ -126,9 +127,9 @@ async def test_reconnect_with_same_session_replays_output(himalia_server, protoc
 async def test_two_clients_share_iopub(himalia_server, protocol):
     async with himalia_server() as server, running_kernel(server) as kernel, \
             connect(server, kernel["id"], protocol) as a, connect(server, kernel["id"], protocol) as b:
+        ex = await a.execute("print('to everyone')")
         model = await (await server.get(f"/api/kernels/{kernel['id']}")).json()
         assert model["connections"] == 2
-        ex = await a.execute("print('to everyone')")
         assert ex.stdout == "to everyone\n"
         seen = await b.wait_for(lambda m: m["header"]["msg_type"] == "stream")
         assert seen["parent_header"]["msg_id"] == ex.msg_id and seen["content"]["text"] == "to everyone\n"

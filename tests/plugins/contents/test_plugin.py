@@ -1,0 +1,37 @@
+"""The plugin's wiring: config, provider, start-up cost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from himalia import SERVICES, ContentsManager
+
+
+def test_importing_the_plugin_does_not_import_nbformat():
+    code = ("import sys, himalia_contents, himalia_contents.handlers, himalia_contents.filesystem; "
+            "print('nbformat' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+async def test_root_dir_setting_overrides_the_servers(contents_server, root, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "there.txt").write_text("here")
+    (root / "server_root.txt").write_text("x")
+    async with contents_server(root_dir=str(elsewhere)) as server:
+        assert isinstance(server.app[SERVICES].contents, ContentsManager)
+        listing = await (await server.get("/api/contents")).json()
+        assert [c["name"] for c in listing["content"]] == ["there.txt"]
+
+
+async def test_custom_hide_globs_and_checkpoint_dir(contents_server, root):
+    (root / "keep.txt").write_text("x")
+    (root / "drop.log").write_text("x")
+    async with contents_server(hide_globs=["*.log"], checkpoint_dir=".my_checkpoints") as server:
+        listing = await (await server.get("/api/contents")).json()
+        assert [c["name"] for c in listing["content"]] == ["keep.txt"]
+        assert (await server.post("/api/contents/keep.txt/checkpoints")).status == 201
+        assert (root / ".my_checkpoints" / "keep-checkpoint.txt").read_text() == "x"
