@@ -61,6 +61,8 @@ class FileContents:
         self.checkpoints = FileCheckpoints(root, config.checkpoint_dir)
         self.notebooks = Notebooks(config.trust_notebooks)
         self._upload_locks: dict[str, threading.Lock] = {}
+        self._uploads: dict[str, bool] = {}
+        """Chunked uploads in progress: target → whether its chunks are written in place."""
         self._known_notebooks: dict[str, tuple[tuple[int, int, int], Known]] = {}
 
     @staticmethod
@@ -333,18 +335,22 @@ class FileContents:
         partial = os.path.join(parent, f".{name}{UPLOAD_SUFFIX}")
         lock = self._upload_locks.setdefault(r.os_path, threading.Lock())
         with lock:
-            in_place = not os.access(parent, os.W_OK) and os.access(r.os_path, os.W_OK)
+            if chunk == 1:
+                in_place = not os.access(parent, os.W_OK) and os.access(r.os_path, os.W_OK)
+                self._uploads[r.os_path] = in_place
+            else:
+                in_place = self._uploads.get(r.os_path)
+                if in_place is None:  # no chunk 1 seen (or the server restarted): nothing to continue
+                    if chunk != -1:
+                        raise BadRequest(f"chunk {chunk} of {r.api_path!r} arrived before chunk 1", "bad chunk")
+                    write_atomically(r.os_path, [data])  # a one-chunk upload
+                    return self._get(r.api_path, content=False)
             target = r.os_path if in_place else partial
             if chunk == 1:
                 mode = os.stat(r.os_path).st_mode & 0o7777 if os.path.exists(r.os_path) else 0o666 & ~UMASK
                 with open(target, "wb") as f:
                     f.write(data)
                 os.chmod(target, mode)
-            elif not os.path.exists(target):
-                if chunk != -1:
-                    raise BadRequest(f"chunk {chunk} of {r.api_path!r} arrived before chunk 1", "bad chunk")
-                write_atomically(r.os_path, [data])  # a one-chunk upload
-                return self._get(r.api_path, content=False)
             else:
                 with open(target, "ab") as f:
                     f.write(data)
@@ -353,6 +359,7 @@ class FileContents:
                     with open(partial, "rb+") as f:
                         os.fsync(f.fileno())
                     os.replace(partial, r.os_path)
+                self._uploads.pop(r.os_path, None)
                 self._upload_locks.pop(r.os_path, None)
                 return self._get(r.api_path, content=False)
             model_out = base_model(r.api_path, target, os.stat(target), "file")

@@ -110,7 +110,8 @@ class GatewayChannels:
             return
         self._refresh_now = True
         await ws.close()
-        await dropped.wait()  # the reader has let go of it; sends now wait for the new connection
+        await dropped.wait()  # the reader has let go of it (and cleared _ready)
+        await self._ready.wait()  # reconnected, or given up: bounded by retry_max
 
     async def close(self) -> None:
         self._finish("closed")

@@ -11,11 +11,14 @@ import logging
 import struct
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
 import psutil
 import pytest
 from yarl import URL
+
+from himalia import Route, hookimpl
 
 from helpers import encode_v1, header, kernel_pids, open_kernel_socket
 
@@ -286,6 +289,14 @@ async def test_no_route_reaches_outside_the_root(himalia_server, tree):
                         await send(server, "DELETE", f"/api/sessions/{answer['id']}")
                     else:
                         await send(server, "DELETE", f"/api/kernels/{kernel_id}")
+        for path in ("/kernelspecs/python3/..%2f..%2f..%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+                     "/kernelspecs/python3/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+                     "/kernelspecs/..%2f..%2f..%2f..%2f..%2f..%2f..%2f..%2fetc/passwd",
+                     f"/kernelspecs/python3/{quote(str(outside / 'secret.txt'), safe='')}",
+                     f"/api/kernelspecs/{quote('../' * 8 + 'etc', safe='')}"):
+            status, answer, text = await send(server, "GET", path)
+            assert status == 404, f"GET {path}: {status} {text[:300]}"
+            assert "root:" not in text and "secret outside" not in text
         for escape in escapes(outside):
             status, answer, text = await send(server, "GET", f"/api/resolvePath?path={escape}")
             assert status == 200 and answer["resolved"] == [], f"resolvePath {escape}: {text}"
@@ -520,3 +531,40 @@ async def test_deeply_nested_frames_are_ignored_too(himalia_server):
                 await sock.ws.close()
         finally:
             await server.delete(f"/api/kernels/{kernel_id}")
+
+
+class CrashAfterUpgrade:
+    """A plugin whose websocket handler fails after the upgrade, and whose stream fails mid-body."""
+
+    @hookimpl
+    def himalia_routes(self, config):
+        from aiohttp import web
+
+        async def ws(request):
+            socket = web.WebSocketResponse()
+            await socket.prepare(request)
+            await socket.send_str("hello")
+            raise RuntimeError("a bug after the upgrade")
+
+        async def stream(request):
+            response = web.StreamResponse()
+            await response.prepare(request)
+            await response.write(b"partial")
+            raise RuntimeError("a bug mid-stream")
+
+        return [Route("GET", "/api/crash/ws", ws), Route("GET", "/api/crash/stream", stream)]
+
+
+async def test_a_failure_after_the_response_began_closes_the_connection_cleanly(himalia_server):
+    """The error middleware used to write a JSON 500 *into* the upgraded connection, which the client
+    read as a corrupt websocket frame (fixed in the core: it re-raises and aiohttp closes)."""
+    async with himalia_server(plugins={"crash": CrashAfterUpgrade()}) as server:
+        async with server.ws_connect("/api/crash/ws") as ws:
+            first = await ws.receive(timeout=30)
+            assert first.type == aiohttp.WSMsgType.TEXT and first.data == "hello"
+            last = await ws.receive(timeout=30)
+            assert last.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), last
+            assert not isinstance(last.data, aiohttp.WebSocketError) and last.extra is None, last
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await server.get("/api/crash/stream")
+        assert (await server.get("/api/status")).status == 200

@@ -313,3 +313,21 @@ async def test_request_bodies_cut_off_write_nothing(himalia_server):
         assert (root / "keep.txt").read_text() == "keep me\n"
         assert not (root / "new.txt").exists()
         assert listing(root) == {"keep.txt", "after.txt"}, listing(root)
+
+
+# --- many writers on one file -----------------------------------------------------------------
+
+async def test_concurrent_saves_of_one_file_leave_one_whole_version(himalia_server):
+    async with himalia_server() as server:
+        versions = [f"writer {n}\n" * (20_000 + 1000 * n) for n in range(16)]
+
+        async def save(text: str) -> int:
+            r = await server.put("/api/contents/shared.txt", json={"type": "file", "format": "text",
+                                                                    "content": text})
+            return r.status
+
+        statuses = await asyncio.gather(*(save(v) for v in versions))
+        assert set(statuses) <= {200, 201}, statuses
+        assert (server.root_dir / "shared.txt").read_text() in versions
+        assert leftovers(server.root_dir) == []
+        assert listing(server.root_dir) == {"shared.txt"}

@@ -25,7 +25,7 @@ from himalia.testing import serve_process
 from helpers import isolated_env
 
 TOKEN = "fuzz-token"
-MAX_EXAMPLES = 6
+MAX_EXAMPLES = 8
 RUN_TIMEOUT = 240.0
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
           "response_headers_conformance", "response_schema_conformance")
@@ -139,6 +139,9 @@ def test_every_operation_was_fuzzed_and_sequences_conform(fuzz_run: FuzzRun) -> 
     assert report["operations"]["errored"] == 0
     # schemathesis reads the spec itself: every operation found there is one we enumerate
     assert report["operations"]["tested"] == report["operations"]["selected"] >= len(OPERATIONS) - 1
+    print(f"schemathesis {report['schemathesis_version']}: {report['operations']['tested']} operations, "
+          f"{report['test_cases']['generated']} test cases, {report['test_cases']['unique_failures']} unique "
+          f"failures ({[(f['code'], f['operations']) for f in report['failures']]}) in {report['running_time']:.0f} s")
     others = [f for f in report["failures"] if not set(f["operations"]) & set(OPERATIONS)]
     assert not others, f"{others}\n{fuzz_run.console[-6000:]}"
 

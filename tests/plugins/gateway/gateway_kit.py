@@ -304,22 +304,3 @@ async def ws_execute(ws: Any, code: str, session: str = "e2e") -> tuple[str, dic
                 idle = True
     return "".join(out), reply
 
-
-async def ws_wait_ready(ws: Any, session: str = "e2e") -> None:
-    """Ask kernel_info until the kernel answers, as JupyterLab does after a restart (bounded by WAIT)."""
-    async with asyncio.timeout(WAIT):
-        while True:
-            msg = client_message("", session)
-            msg["header"]["msg_type"] = "kernel_info_request"
-            msg["content"] = {}
-            await (ws.send_bytes(encode_v1(msg)) if ws.protocol == V1 else ws.send_str(json.dumps(msg)))
-            try:
-                async with asyncio.timeout(2):  # one attempt; a request sent mid-restart may be lost
-                    while True:
-                        frame = await ws.receive()
-                        got = decode_v1(frame.data) if frame.type.name == "BINARY" else json.loads(frame.data)
-                        if got["parent_header"].get("msg_id") == msg["header"]["msg_id"] \
-                                and got["header"]["msg_type"] == "kernel_info_reply":
-                            return
-            except TimeoutError:
-                continue

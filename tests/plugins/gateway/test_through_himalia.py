@@ -9,7 +9,7 @@ import time
 
 import aiohttp
 import pytest
-from gateway_kit import TOKEN, V1, WAIT, free_port, ws_execute, ws_wait_ready
+from gateway_kit import TOKEN, V1, WAIT, free_port, ws_execute
 
 from himalia import HOOKS, SERVICES
 
@@ -82,8 +82,7 @@ async def test_execute_interrupt_restart_delete(himalia_server, gateway, protoco
             assert (await server.post(f"/api/kernels/{kid}/interrupt")).status == 204
             r = await server.post(f"/api/kernels/{kid}/restart")
             assert r.status == 200 and (await r.json())["id"] == kid
-            await ws_wait_ready(ws)
-            out, reply = await ws_execute(ws, "import os; print(os.getpid())")
+            out, reply = await ws_execute(ws, "import os; print(os.getpid())")  # at once, as the upstream is rewired
             assert reply["status"] == "ok" and out.strip() != pid  # a new process, same websocket
         r = await server.get("/api/kernels")
         assert [k["id"] for k in await r.json()] == [kid]
