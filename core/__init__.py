@@ -14,6 +14,8 @@ from .activity import isoformat, utcnow
 from .config import Config, ConfigSection, setting
 from .errors import (
     ApiError,
+    ConfigError,
+    StartupError,
     BadGateway,
     BadRequest,
     Conflict,
@@ -51,10 +53,10 @@ hookimpl = pluggy.HookimplMarker("himalia")
 
 __all__ = [
     "ACTIVITY", "AUTH_ERRORS", "ApiError", "Authenticated", "BadGateway", "BadRequest", "CONFIG",
-    "ChannelsClosed", "CliOption", "Config", "ConfigSection", "Conflict", "ContentsManager", "Cookie",
+    "ChannelsClosed", "CliOption", "Config", "ConfigError", "ConfigSection", "Conflict", "ContentsManager", "Cookie",
     "Credentials", "Forbidden", "GatewayTimeout", "HOOKS", "Hooks", "IDENTITY", "Identity",
     "IdentityProvider", "KernelChannels", "KernelManager", "KernelMessage", "Middleware", "Model",
     "NotFound", "PLUGINS", "PayloadTooLarge", "Provider", "Route", "SERVICES", "Services",
-    "SessionRecord", "SessionStore", "Unauthorized", "__version__", "error_response", "hookimpl",
+    "SessionRecord", "SessionStore", "StartupError", "Unauthorized", "__version__", "error_response", "hookimpl",
     "isoformat", "json_response", "read_json", "setting", "utcnow",
 ]

@@ -126,7 +126,13 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
 def _provider_context(role: str, provider: Provider[Any]) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         cm: AbstractAsyncContextManager[Any] = provider.factory(app)
-        service = await cm.__aenter__()
+        try:
+            service = await cm.__aenter__()
+        except StartupError:
+            raise
+        except Exception as e:
+            raise StartupError(f"{role.replace('_', ' ')} provider '{provider.name}' failed to start: "
+                               f"{type(e).__name__}: {e}") from e
         setattr(app[SERVICES], role, service)
         try:
             yield
@@ -237,11 +243,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if not app[CONFIG].server.allow_unauthenticated_access:
             raise Unauthorized("no identity provider is running", "no identity provider")
         request[IDENTITY] = ANONYMOUS
+        _refuse_oversized_body(request)
         return await handler(request)
     result = await identity_service.authenticate(credentials(request))
     request[IDENTITY] = result.identity
     if not request.path.endswith("/api/status"):
         app[ACTIVITY].touch()
+    _refuse_oversized_body(request)
     response = await handler(request)
     if result.set_cookies and not response.prepared:
         path = url_path(app[CONFIG].server.base_url, "/")
@@ -249,6 +257,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             response.set_cookie(c.name, c.value, path=path, httponly=c.httponly, samesite="Lax",
                                 max_age=c.max_age, secure=request.secure or None)
     return response
+
+
+def _refuse_oversized_body(request: web.Request) -> None:
+    """413 as soon as the headers declare too much; otherwise aiohttp would read (and buffer) up to
+    max_body_size bytes before refusing, and a client declaring more would wait that long for it."""
+    limit = request.app[CONFIG].server.max_body_size
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -276,7 +292,11 @@ async def api_status(request: web.Request) -> web.Response:
     app = request.app
     activity = app[ACTIVITY]
     kernels_service = app[SERVICES].kernels
-    kernels = await kernels_service.list_kernels() if kernels_service is not None else []
+    try:
+        kernels = await kernels_service.list_kernels() if kernels_service is not None else []
+    except ApiError as e:  # a remote provider may be unreachable; the status must still answer
+        log.warning("status: cannot list kernels: %s", e.message)
+        kernels = []
     last = isoformat(activity.last_activity)
     for k in kernels:  # ISO 8601 UTC strings of one format compare as times
         if (k.get("last_activity") or "") > last:

@@ -188,9 +188,9 @@ class GatewayKernelManager:
 
     async def shutdown_all(self) -> None:
         """Shut down every kernel we started (at server shutdown); failures are logged, not raised."""
-        results = await asyncio.gather(*(self.shutdown_kernel(kid) for kid in list(self._kernels)),
-                                       return_exceptions=True)
-        for kid, result in zip(list(self._kernels), results):
+        ids = list(self._kernels)
+        results = await asyncio.gather(*(self.shutdown_kernel(kid) for kid in ids), return_exceptions=True)
+        for kid, result in zip(ids, results):
             if isinstance(result, BaseException):
                 log.warning("kernel %s on the gateway was not shut down: %s", kid, result)
 

@@ -67,11 +67,11 @@ const sockets = [];
  * `v1.kernel.websocket.jupyter.org` and takes the legacy JSON protocol when the server selects none;
  * offering nothing is how an older client (or a server without subprotocols) ends up on legacy.
  */
-function webSocketClass(offerSubprotocols) {
+function webSocketClass(offerSubprotocols, headers) {
   return class RecordingWebSocket extends WebSocket {
     constructor(url, protocols) {
       const offered = offerSubprotocols ? protocols ?? [] : [];
-      super(url, offered);
+      super(url, offered, { headers });
       const record = {
         url: String(url).replace(/token=[^&]*/, 'token=…'), step: currentStep(), offered, selected: null, closed: null,
       };
@@ -86,12 +86,16 @@ function webSocketClass(offerSubprotocols) {
   };
 }
 
-function settings(offerSubprotocols) {
+/**
+ * Connection settings. The kernel websocket carries the token in its URL (`appendToken`, what
+ * @jupyterlab/services does outside a browser) or, with `tokenInHeader`, in an Authorization header.
+ */
+function settings(offerSubprotocols, { tokenInHeader = false } = {}) {
   return ServerConnection.makeSettings({
     baseUrl: BASE_URL,
     token: TOKEN,
-    appendToken: true,
-    WebSocket: webSocketClass(offerSubprotocols),
+    appendToken: !tokenInHeader,
+    WebSocket: webSocketClass(offerSubprotocols, tokenInHeader ? { Authorization: `token ${TOKEN}` } : {}),
   });
 }
 
@@ -313,7 +317,8 @@ get_ipython().kernel.comm_manager.register_target("himalia_echo", _himalia_echo)
 
 async function kernelSteps(protocol) {
   const offer = protocol === 'v1';
-  const kernels = manager(new KernelManager({ serverSettings: settings(offer) }));
+  // The legacy connection authenticates with a header, the v1 one with the token in the URL.
+  const kernels = manager(new KernelManager({ serverSettings: settings(offer, { tokenInHeader: !offer }) }));
   const tag = `kernel (${protocol})`;
   let kernel;
   let restart;
@@ -326,7 +331,7 @@ async function kernelSteps(protocol) {
       assert.equal(kernel.connectionStatus, 'connected');
       const socket = sockets[before];
       assert.ok(socket, 'no websocket was opened');
-      assert.match(socket.url, new RegExp(`/api/kernels/${kernel.id}/channels\\?session_id=`));
+      assert.match(socket.url, new RegExp(`/api/kernels/${kernel.id}/channels\\?session_id=[^&]+${offer ? '&token=' : '$'}`));
       assert.equal(socket.selected, offer ? V1 : '', `server selected subprotocol ${JSON.stringify(socket.selected)}`);
       return { id: kernel.id, offered: socket.offered, selected: socket.selected, protocol_version: info.protocol_version };
     }],

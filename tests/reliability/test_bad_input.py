@@ -202,6 +202,42 @@ async def test_bodies_over_max_body_size_are_413_and_change_nothing(himalia_serv
     assert after == before
 
 
+async def raw_exchange(server, head: str, timeout: float = 30.0) -> str:
+    """Send request headers (no body) on a fresh connection; the status line and headers answered."""
+    host, port = server.url.split("//")[1].split("/")[0].split(":")
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+    try:
+        writer.write(head.encode())
+        await writer.drain()
+        return (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)).decode()
+    finally:
+        writer.transport.abort()
+
+
+async def test_a_declared_oversized_body_is_refused_before_it_is_sent(himalia_server, tree):
+    """A client announcing 10 GB used to wait, unanswered, while the server read up to max_body_size
+    (512 MB by default) into memory; now the headers alone get the 413 (fixed in the core)."""
+    async with himalia_server(config={"server": {"max_body_size": LIMIT}}) as server:
+        for auth, expected in ((f"Authorization: token {server.token}\r\n", "413"), ("", "401")):
+            answer = await raw_exchange(server, "PUT /api/contents/huge.txt HTTP/1.1\r\nHost: x\r\n" + auth
+                                        + "Content-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n")
+            assert answer.split()[1] == expected, answer
+        assert (await server.get("/api/status")).status == 200
+    assert not (tree[0] / "huge.txt").exists()
+
+
+async def test_a_compressed_body_counts_by_its_decompressed_size(himalia_server, tree):
+    import gzip
+
+    bomb = gzip.compress(json.dumps({"type": "file", "format": "text", "content": "0" * (64 * LIMIT)}).encode())
+    assert len(bomb) < LIMIT
+    async with himalia_server(config={"server": {"max_body_size": LIMIT}}) as server:
+        status, answer, text = await send(server, "PUT", "/api/contents/bomb.txt", body=bomb,
+                                          headers={"Content-Encoding": "gzip"})
+        assert status == 413, f"{status} {text[:200]}"
+    assert not (tree[0] / "bomb.txt").exists()
+
+
 # --- paths: undecodable, and every way out of the root on every route that takes one ----------
 
 ESCAPES = [

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from gateway_kit import TOKEN, V1, WAIT, free_port, ws_execute
 
-from himalia import HOOKS, SERVICES
+from himalia import HOOKS, SERVICES, hookimpl
 
 pytestmark = pytest.mark.usefixtures("kernels_left")
 
@@ -168,8 +168,6 @@ async def test_the_gateway_stopped_mid_session(himalia_server, own_gateway):
             assert (await server.get("/api")).status == 200
 
 
-@pytest.mark.xfail(strict=True, reason="the core's /api/status fails with the kernel service's error when "
-                                       "list_kernels fails; it should report the rest (asked of the core)")
 async def test_status_still_answers_when_the_gateway_is_down_with_our_kernels(himalia_server, own_gateway):
     with own_gateway() as gw:
         async with himalia_server(config=gateway_config(gw.url)) as server:
@@ -254,3 +252,33 @@ async def test_himalia_serve_with_the_gateway_url_flag(gateway, tmp_path):
                 async with client.get(himalia.url_for("/api/status")) as r:
                     assert (await r.json())["gateway"]["url"] == gateway.url
     assert specs["kernelspecs"]["python3"]["resources"]["logo-64x64"] == "/kernelspecs/python3/logo-64x64.png"
+
+
+async def test_a_kernel_deleted_behind_our_back_is_dead_then_404(himalia_server, gateway):
+    from gateway_kit import decode_v1
+
+    stopped: list[tuple[str, str]] = []
+
+    class Observer:  # a plugin watching the kernel events, as any plugin would
+        @hookimpl
+        def himalia_kernel_stopped(self, kernel_id, reason):
+            stopped.append((kernel_id, reason))
+
+    config = gateway_config(gateway.url, ping_interval=0.1)
+    async with himalia_server(config=config, plugins={"observer": Observer()}) as server:
+        kid = (await (await server.post("/api/kernels", json={})).json())["id"]
+        async with server.ws_connect(f"/api/kernels/{kid}/channels", protocols=(V1,)) as ws:
+            assert (await ws_execute(ws, "print('hi')"))[0] == "hi\n"
+            assert (await gateway.aapi("DELETE", f"/api/kernels/{kid}"))[0] == 204
+            async with asyncio.timeout(WAIT):
+                while True:
+                    frame = await ws.receive()
+                    assert frame.type == aiohttp.WSMsgType.BINARY, frame
+                    msg = decode_v1(frame.data)
+                    if msg["header"]["msg_type"] == "status" and msg["content"]["execution_state"] == "dead":
+                        break
+            assert msg["content"]["reason"] == "gone from the gateway"
+        r = await server.get(f"/api/kernels/{kid}")
+        assert r.status == 404
+        assert await (await server.get("/api/kernels")).json() == []
+        assert stopped == [(kid, "gone from the gateway")]
