@@ -160,7 +160,7 @@ def free_port() -> int:
 
 async def jupyter_server(jupyter: str, n: int, lines: int) -> tuple[list[float], float]:
     port = free_port()
-    proc = subprocess.Popen([jupyter, "server", "--ServerApp.token=bench", f"--port={port}", "--no-browser",
+    proc = subprocess.Popen([jupyter, "server", "--ServerApp.token=bench", f"--port={port}", "--no-browser", "--allow-root",
                              f"--ServerApp.root_dir={tempfile.mkdtemp()}",
                              "--ZMQChannelsWebsocketConnection.iopub_msg_rate_limit=0",
                              "--ZMQChannelsWebsocketConnection.iopub_data_rate_limit=0"],

@@ -12,6 +12,7 @@ import os
 import signal
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -38,7 +39,6 @@ from .config import KernelsConfig
 log = logging.getLogger("himalia.kernels")
 
 DELIMITER = b"<IDS|MSG>"
-_CLOSED = object()
 _INTERNAL_MAX = 256
 
 
@@ -284,41 +284,53 @@ class LocalKernels:
 
 
 class LocalChannels:
-    """A kernel's shell, control, stdin (one shared zmq identity) and iopub sockets; see KernelChannels."""
+    """A kernel's shell, control, stdin (one shared zmq identity) and iopub sockets; see KernelChannels.
+
+    The relay's hot path: no task per socket and no queue hop. `recv` drains every readable socket
+    without blocking and waits on the sockets' file descriptors only when all are empty.
+    """
 
     def __init__(self, kernel: _Kernel, ready_timeout: float):
         self._kernel = kernel
         self._km = kernel.km
         self._timeout = ready_timeout
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._pending: deque[KernelMessage] = deque()
+        self._owned: list[Any] = []
         self._sockets: dict[str, Any] = {}
+        self._fds: list[int] = []
         self._ports: tuple[Any, ...] = ()
-        self._readers: list[asyncio.Task[None]] = []
+        self._waiter: asyncio.Future[None] | None = None
         self._internal: dict[str, None] = {}
         self._iopub_seen = asyncio.Event()
         self._ready = asyncio.Event()
         self._nudge_task: asyncio.Task[None] | None = None
         self._closed = False
         self._session_id = str(uuid.uuid4())
+        self._loop = asyncio.get_running_loop()
 
     # -- sockets ----------------------------------------------------------------------------
 
     def connect(self) -> None:
+        import zmq
         from jupyter_client.connect import ConnectionFileMixin as Connect
 
-        # the mixin's own methods: the IOLoop manager wraps them into tornado ZMQStreams, we want
-        # plain zmq.asyncio sockets (the manager's context is a zmq.asyncio one)
+        # jupyter_client makes and connects the sockets (urls, curve keys); the IOLoop manager would
+        # wrap them into tornado streams, so call the mixin's methods. We use them synchronously
+        # through shadows, driven by their file descriptors.
         km = self._km
         identity = uuid.uuid4().hex.encode()
         self._ports = self._port_key()
-        self._sockets = {"shell": Connect.connect_shell(km, identity=identity),
-                         "control": Connect.connect_control(km),
-                         "stdin": Connect.connect_stdin(km, identity=identity),
-                         "iopub": Connect.connect_iopub(km)}
-        for sock in self._sockets.values():
-            sock.linger = 0
-        self._readers = [asyncio.create_task(self._read(name, sock), name=f"kernel {self._kernel.id} {name}")
-                         for name, sock in self._sockets.items()]
+        self._owned = [Connect.connect_iopub(km), Connect.connect_shell(km, identity=identity),
+                       Connect.connect_stdin(km, identity=identity), Connect.connect_control(km)]
+        self._sockets = {}
+        for name, owned in zip(("iopub", "shell", "stdin", "control"), self._owned):
+            owned.linger = 0
+            sock = zmq.Socket.shadow(owned.underlying)
+            self._sockets[name] = sock
+            fd = sock.getsockopt(zmq.FD)
+            self._fds.append(fd)
+            self._loop.add_reader(fd, self._readable)
+        self._loop.call_soon(self._readable)
         self._start_nudge()
 
     def _port_key(self) -> tuple[Any, ...]:
@@ -327,11 +339,11 @@ class LocalChannels:
                                            "control_port"))
 
     def _disconnect(self) -> None:
-        for task in self._readers:
-            task.cancel()
-        for sock in self._sockets.values():
+        for fd in self._fds:
+            self._loop.remove_reader(fd)
+        for sock in self._owned:
             sock.close(linger=0)
-        self._readers, self._sockets = [], {}
+        self._fds, self._owned, self._sockets = [], [], {}
 
     def reconnect(self) -> None:
         """After a (re)start: new sockets if the ports moved, then wait for iopub to flow again."""
@@ -344,35 +356,48 @@ class LocalChannels:
         else:
             self._start_nudge()
 
-    async def _read(self, channel: str, sock: Any) -> None:
+    def _readable(self) -> None:
+        """A socket's fd fired: read now (this also re-arms zmq's edge-triggered fd)."""
+        if self._closed:
+            return
+        self._drain()
+        if self._pending:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _drain(self) -> None:
+        """Read everything the sockets hold now (zmq's fd is edge-triggered: read until empty)."""
         import zmq
 
-        put = self._queue.put_nowait
-        try:
-            while True:
-                frames = await sock.recv_multipart()
-                try:
-                    i = frames.index(DELIMITER)
-                except ValueError:
-                    log.warning("kernel %s: message without delimiter on %s dropped", self._kernel.id, channel)
-                    continue
-                if len(frames) < i + 6:
-                    continue
-                msg = KernelMessage(channel, frames[i + 2], frames[i + 3], frames[i + 4], frames[i + 5],
-                                    frames[i + 6:])
-                if channel == "iopub":
-                    self._iopub_seen.set()
-                elif self._internal:
-                    parent = json.loads(msg.parent_header).get("msg_id")
-                    if parent in self._internal:
-                        del self._internal[parent]
+        pending = self._pending
+        for channel, sock in self._sockets.items():
+            try:
+                while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                    try:
+                        i = frames.index(DELIMITER)
+                    except ValueError:
+                        log.warning("kernel %s: message without delimiter on %s dropped", self._kernel.id, channel)
                         continue
-                put(msg)
-        except asyncio.CancelledError:
-            raise
-        except zmq.ZMQError as e:
-            if not self._closed:
-                log.warning("kernel %s: %s socket failed: %s", self._kernel.id, channel, e)
+                    if len(frames) < i + 6:
+                        continue
+                    msg = KernelMessage(channel, frames[i + 2], frames[i + 3], frames[i + 4], frames[i + 5],
+                                        frames[i + 6:])
+                    if channel == "iopub":
+                        self._iopub_seen.set()
+                    elif self._internal:
+                        parent = json.loads(msg.parent_header).get("msg_id")
+                        if parent in self._internal:
+                            del self._internal[parent]
+                            continue
+                    pending.append(msg)
+            except zmq.ZMQError as e:
+                if not self._closed:
+                    log.warning("kernel %s: %s socket failed: %s", self._kernel.id, channel, e)
 
     # -- readiness --------------------------------------------------------------------------
 
@@ -384,7 +409,7 @@ class LocalChannels:
 
     async def _nudge(self) -> None:
         """Ask for kernel_info (on shell and control) until an iopub message shows our SUB is connected."""
-        deadline = asyncio.get_running_loop().time() + self._timeout
+        deadline = self._loop.time() + self._timeout
         delay = 0.05
         while not self._closed:
             self._iopub_seen.clear()
@@ -393,14 +418,16 @@ class LocalChannels:
                 self._internal[msg["header"]["msg_id"]] = None
                 while len(self._internal) > _INTERNAL_MAX:
                     del self._internal[next(iter(self._internal))]
-                await self._send_dict(channel, msg)
+                pack = self._km.session.pack
+                self._send(channel, [pack(msg["header"]), pack(msg["parent_header"]), pack(msg["metadata"]),
+                                     pack(msg["content"])], [])
             try:
                 await asyncio.wait_for(self._iopub_seen.wait(), delay)
                 log.debug("kernel %s answers on iopub", self._kernel.id)
                 self._ready.set()
                 return
             except asyncio.TimeoutError:
-                if asyncio.get_running_loop().time() > deadline:
+                if self._loop.time() > deadline:
                     log.warning("kernel %s did not answer within %ss", self._kernel.id, self._timeout)
                     self._ready.set()
                     return
@@ -409,12 +436,19 @@ class LocalChannels:
     async def wait_ready(self) -> None:
         await asyncio.wait_for(self._ready.wait(), self._timeout + 5)
 
-    async def _send_dict(self, channel: str, msg: dict[str, Any]) -> None:
-        pack = self._km.session.pack
-        parts = [pack(msg["header"]), pack(msg["parent_header"]), pack(msg["metadata"]), pack(msg["content"])]
+    def _send(self, channel: str, parts: list[bytes], buffers: list[bytes]) -> None:
+        import zmq
+
         sock = self._sockets.get(channel)
-        if sock is not None:
-            await sock.send_multipart([DELIMITER, self._km.session.sign(parts), *parts])
+        if sock is None:
+            return  # between sockets during a reconnect: the kernel is restarting anyway
+        try:
+            sock.send_multipart([DELIMITER, self._km.session.sign(parts), *parts, *buffers], zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("kernel %s is not reading its %s channel; message dropped", self._kernel.id, channel)
+        # a send can swallow the fd's edge for messages that arrived meanwhile
+        if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._loop.call_soon(self._readable)
 
     # -- KernelChannels ---------------------------------------------------------------------
 
@@ -425,28 +459,32 @@ class LocalChannels:
         content = {"execution_state": state}
         if reason:
             content["reason"] = reason
-        self._queue.put_nowait(KernelMessage("iopub", json.dumps(header).encode(), b"{}", b"{}",
-                                             json.dumps(content).encode()))
+        self._pending.append(KernelMessage("iopub", json.dumps(header).encode(), b"{}", b"{}",
+                                           json.dumps(content).encode()))
+        self._wake()
 
     async def send(self, msg: KernelMessage) -> None:
         if self._closed:
             raise ChannelsClosed(self._kernel.id)
-        sock = self._sockets.get(msg.channel)
-        if sock is None or msg.channel == "iopub":
-            if msg.channel in ("shell", "control", "stdin"):
-                return  # between sockets during a reconnect: the kernel is restarting anyway
+        if msg.channel not in ("shell", "control", "stdin"):
             raise ValueError(f"cannot send on channel {msg.channel!r}")
-        parts = [msg.header, msg.parent_header, msg.metadata, msg.content]
-        await sock.send_multipart([DELIMITER, self._km.session.sign(parts), *parts, *msg.buffers])
+        self._send(msg.channel, [msg.header, msg.parent_header, msg.metadata, msg.content], msg.buffers)
 
     async def recv(self) -> KernelMessage:
-        if self._closed and self._queue.empty():
-            raise ChannelsClosed(self._kernel.id)
-        item = await self._queue.get()
-        if item is _CLOSED:
-            self._queue.put_nowait(_CLOSED)
-            raise ChannelsClosed(self._kernel.id)
-        return item
+        pending = self._pending
+        while True:
+            if self._closed:
+                raise ChannelsClosed(self._kernel.id)
+            if pending:
+                return pending.popleft()
+            self._drain()
+            if pending:
+                return pending.popleft()
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
     async def close(self) -> None:
         if self._closed:
@@ -457,7 +495,7 @@ class LocalChannels:
         self._disconnect()
         self._ready.set()
         self._kernel.channels.discard(self)
-        self._queue.put_nowait(_CLOSED)
+        self._wake()
 
 
 def _spec_model(name: str, spec: Model, resource_dir: str) -> Model:

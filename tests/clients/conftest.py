@@ -109,7 +109,7 @@ def isolated_env(base: Path, **extra: str) -> dict[str, str]:
 
 @dataclass
 class JupyterServer:
-    """A running jupyter_server (with its extensions, e.g. JupyterLab)."""
+    """A running jupyter_server (with its extensions, e.g. JupyterLab) or Kernel Gateway."""
 
     url: str
     """Base URL, ending in "/"."""
@@ -118,46 +118,39 @@ class JupyterServer:
 
 
 @contextmanager
-def run_jupyter_server(module: str, root: Path, env: dict[str, str], *args: str,
-                       timeout: float = 90.0) -> Iterator[JupyterServer]:
-    """`python -m MODULE` (jupyter_server or jupyterlab) on 127.0.0.1:<free port> with a fresh token,
-    serving `root`; stopped with SIGTERM (then killed) on exit."""
-    token = secrets.token_hex(16)
-    cmd = [sys.executable, "-m", module, "--no-browser", "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0",
-           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *args]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
-    process = subprocess.Popen(cmd, cwd=root.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
+def logged_process(cmd: list[str], *, cwd: Path, env: dict[str, str], ready: str,
+                   timeout: float = 90.0) -> Iterator[tuple[re.Match[str], list[str]]]:
+    """Run `cmd` (stderr and stdout merged); yield once a line matches `ready`, with the match and the
+    output so far (kept growing). Stopped with SIGTERM (then killed) on exit."""
+    process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue[str | None] = queue.Queue()
     output: list[str] = []
 
-    def pump() -> None:  # jupyter_server logs to stderr; a thread, so that every wait has a deadline
-        for line in process.stderr:  # type: ignore[union-attr]
+    def pump() -> None:  # a thread, so that every wait on the output has a deadline
+        for line in process.stdout:  # type: ignore[union-attr]
             lines.put(line.rstrip("\n"))
         lines.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
     try:
         deadline = time.monotonic() + timeout
-        url = None
-        while url is None:
+        found = None
+        while found is None:
             try:
                 line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise RuntimeError(f"{module} announced no URL within {timeout}s:\n" + "\n".join(output)) from None
+                raise RuntimeError(f"{cmd[:4]} printed no {ready!r} within {timeout}s:\n" + "\n".join(output)) from None
             if line is None:
-                raise RuntimeError(f"{module} exited with status {process.wait(10)}:\n" + "\n".join(output))
+                raise RuntimeError(f"{cmd[:4]} exited with status {process.wait(10)}:\n" + "\n".join(output))
             output.append(line)
-            found = re.search(r"(http://127\.0\.0\.1:\d+/)\S*\?token=", line)
-            url = found and found.group(1)
+            found = re.search(ready, line)
 
         def drain() -> None:
             while (more := lines.get()) is not None:
                 output.append(more)
 
         threading.Thread(target=drain, daemon=True).start()
-        yield JupyterServer(url, token, output)
+        yield found, output
     finally:
         process.terminate()
         try:
@@ -167,10 +160,46 @@ def run_jupyter_server(module: str, root: Path, env: dict[str, str], *args: str,
             process.wait(30)
 
 
+@contextmanager
+def run_jupyter_server(module: str, root: Path, env: dict[str, str], *args: str) -> Iterator[JupyterServer]:
+    """`python -m MODULE` (jupyter_server or jupyterlab) on 127.0.0.1:<free port> with a fresh token,
+    serving `root`."""
+    token = secrets.token_hex(16)
+    cmd = [sys.executable, "-m", module, "--no-browser", "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0",
+           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *args]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    with logged_process(cmd, cwd=root.parent, env=env, ready=r"(http://127\.0\.0\.1:\d+/)\S*\?token=") as (found, output):
+        yield JupyterServer(found.group(1), token, output)
+
+
+@contextmanager
+def run_kernel_gateway(kernels_dir: Path, env: dict[str, str]) -> Iterator[JupyterServer]:
+    """Jupyter Kernel Gateway on 127.0.0.1:<free port> with a fresh token; its kernels start in
+    `kernels_dir`."""
+    import socket
+
+    with socket.socket() as s:  # it cannot announce the port it got for --port=0
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(16)
+    cmd = [sys.executable, "-m", "jupyter", "kernelgateway", "--KernelGatewayApp.ip=127.0.0.1",
+           f"--KernelGatewayApp.port={port}", "--KernelGatewayApp.port_retries=0",
+           f"--KernelGatewayApp.auth_token={token}", "--JupyterWebsocketPersonality.list_kernels=True"]
+    with logged_process(cmd, cwd=kernels_dir, env=env, ready=r"is available at (http://127\.0\.0\.1:\d+)") as (found, output):
+        yield JupyterServer(found.group(1) + "/", token, output)
+
+
 @pytest.fixture(scope="session")
 def jupyter_server_process() -> Callable[..., AbstractContextManager[JupyterServer]]:
     """`with jupyter_server_process(module, root, env, *args) as server:` (see run_jupyter_server)."""
     return run_jupyter_server
+
+
+@pytest.fixture(scope="session")
+def kernel_gateway_process() -> Callable[..., AbstractContextManager[JupyterServer]]:
+    """`with kernel_gateway_process(kernels_dir, env) as gateway:` (see run_kernel_gateway)."""
+    return run_kernel_gateway
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,8 @@
 //
 //   JUPYTER_URL=http://127.0.0.1:PORT/ JUPYTER_TOKEN=... node services_client.mjs
 //
+// The server's root must hold a directory `notebooks/` (the sessions steps start kernels there).
+//
 // Every step asserts what the client saw. The last line of stdout is `SUMMARY {json}`: one entry per
 // step, {name, ok, error?, saw?}; a step after a failed one in its group is recorded as skipped. The
 // exit status is 0 only when every step passed.
@@ -11,9 +13,11 @@
 import assert from 'node:assert/strict';
 import {
   ContentsManager,
+  KernelAPI,
   KernelManager,
   KernelSpecManager,
   ServerConnection,
+  SessionAPI,
   SessionManager,
 } from '@jupyterlab/services';
 import WebSocket from 'ws';
@@ -21,6 +25,9 @@ import { WAIT_TIMEOUT_MS, currentStep, finish, group, withTimeout } from './step
 
 const BASE_URL = process.env.JUPYTER_URL;
 const TOKEN = process.env.JUPYTER_TOKEN ?? '';
+// Set when the server's kernels come from a kernel gateway: their working directory is the gateway's
+// choice, as with jupyter_server in gateway mode.
+const REMOTE_KERNEL_CWD = process.env.REMOTE_KERNEL_CWD;
 const V1 = 'v1.kernel.websocket.jupyter.org';
 if (!BASE_URL) {
   console.error('JUPYTER_URL is not set');
@@ -299,8 +306,14 @@ async function execute(kernel, code, { onStdin } = {}) {
   const future = kernel.requestExecute({ code });
   const seen = collectIOPub(future);
   if (onStdin) future.onStdin = onStdin;
-  const reply = await future.done;
+  const reply = await withTimeout(future.done, WAIT_TIMEOUT_MS, `the execute_reply to ${JSON.stringify(code)}`);
   return { reply, seen, outputs: seen.filter(m => m.header.msg_type !== 'status') };
+}
+
+async function kernelCwd(kernel) {
+  const { reply, seen } = await execute(kernel, 'import os\nprint(os.getcwd())');
+  assert.equal(reply.content.status, 'ok');
+  return streams(seen, 'stdout').trim();
 }
 
 function streams(seen, name) {
@@ -442,8 +455,8 @@ async function kernelSteps(protocol) {
         };
       });
       await withTimeout(started, WAIT_TIMEOUT_MS, 'execute_input of the sleeping cell');
-      await kernel.interrupt();
-      const reply = await future.done;
+      await withTimeout(kernel.interrupt(), WAIT_TIMEOUT_MS, 'the answer to POST /api/kernels/{id}/interrupt');
+      const reply = await withTimeout(future.done, WAIT_TIMEOUT_MS, 'the execute_reply of the interrupted cell');
       assert.equal(reply.content.status, 'error');
       assert.equal(reply.content.ename, 'KeyboardInterrupt');
       const after = await execute(kernel, 'print("still here")');
@@ -480,8 +493,8 @@ async function kernelSteps(protocol) {
       const id = kernel.id;
       await kernel.shutdown();
       assert.equal(kernel.status, 'dead');
-      await kernels.refreshRunning();
-      assert.ok(![...kernels.running()].some(k => k.id === id), 'the kernel is still listed');
+      const listed = await KernelAPI.listRunning(serverSettings);
+      assert.ok(!listed.some(k => k.id === id), 'the kernel is still listed');
       const response = await authedFetch(`api/kernels/${id}`);
       assert.equal(response.status, 404);
       return null;
@@ -516,16 +529,17 @@ async function sessionSteps() {
       assert.equal(session.kernel.name, 'python3');
       const info = await withTimeout(session.kernel.info, WAIT_TIMEOUT_MS, 'kernel_info_reply');
       assert.equal(info.language_info.name, 'python');
-      // The kernel runs in the notebook's directory.
-      const { reply, seen } = await execute(session.kernel, 'import os\nprint(os.path.basename(os.getcwd()))');
-      assert.equal(reply.content.status, 'ok');
-      assert.equal(streams(seen, 'stdout'), 'notebooks\n');
+      // A local kernel runs in the notebook's directory; a gateway's where the gateway puts it.
+      const cwd = await kernelCwd(session.kernel);
+      if (REMOTE_KERNEL_CWD) assert.equal(cwd, REMOTE_KERNEL_CWD);
+      else assert.match(cwd, /\/notebooks$/);
       firstKernelId = session.kernel.id;
       return { id: session.id, kernel: firstKernelId };
     }],
     ['sessions: list', async () => {
-      await sessions.refreshRunning();
-      const listed = [...sessions.running()];
+      // The REST calls, not the manager's cache: a poll of the manager's that was already under
+      // way could overwrite a fresh list with an older one.
+      const listed = await SessionAPI.listRunning(serverSettings);
       assert.equal(listed.length, 1);
       assert.equal(listed[0].id, session.id);
       assert.equal(listed[0].path, 'notebooks/session.ipynb');
@@ -536,10 +550,11 @@ async function sessionSteps() {
     }],
     ['sessions: rename', async () => {
       await session.setPath('notebooks/moved.ipynb');
+      assert.equal(session.path, 'notebooks/moved.ipynb', 'the PATCH answer');
       await session.setName('moved.ipynb');
-      assert.equal(session.path, 'notebooks/moved.ipynb');
-      await sessions.refreshRunning();
-      const model = [...sessions.running()].find(s => s.id === session.id);
+      assert.equal(session.name, 'moved.ipynb', 'the PATCH answer');
+      assert.equal(session.path, 'notebooks/moved.ipynb', 'renaming changed the path');
+      const model = await SessionAPI.getSessionModel(session.id, serverSettings);
       assert.equal(model.path, 'notebooks/moved.ipynb');
       assert.equal(model.name, 'moved.ipynb');
       assert.equal(model.kernel.id, firstKernelId, 'renaming changed the kernel');
@@ -553,8 +568,7 @@ async function sessionSteps() {
       await withTimeout(kernel.info, WAIT_TIMEOUT_MS, 'kernel_info_reply of the new kernel');
       const { seen } = await execute(kernel, 'print(6 * 7)');
       assert.equal(streams(seen, 'stdout'), '42\n');
-      await sessions.refreshRunning();
-      const model = [...sessions.running()].find(s => s.id === session.id);
+      const model = await SessionAPI.getSessionModel(session.id, serverSettings);
       assert.equal(model.kernel.id, kernel.id);
       // jupyter_server shuts the replaced kernel down.
       const old = await authedFetch(`api/kernels/${firstKernelId}`);
@@ -564,8 +578,7 @@ async function sessionSteps() {
     ['sessions: shutdown', async () => {
       const kernelId = session.kernel.id;
       await session.shutdown();
-      await sessions.refreshRunning();
-      assert.deepEqual([...sessions.running()], []);
+      assert.deepEqual(await SessionAPI.listRunning(serverSettings), []);
       const response = await authedFetch(`api/kernels/${kernelId}`);
       assert.equal(response.status, 404, 'the session\'s kernel is still running');
       return null;
@@ -580,9 +593,13 @@ async function sessionSteps() {
     ['sessions: start for a path whose directory does not exist', async () => {
       elsewhere = await sessions.startNew({ path: 'no/such/dir/remote.ipynb', type: 'notebook', name: 'remote.ipynb', kernel: { name: 'python3' } });
       assert.equal(elsewhere.path, 'no/such/dir/remote.ipynb');
-      const { reply, seen } = await execute(elsewhere.kernel, 'import os\nprint(os.path.isdir("notebooks"))');
-      assert.equal(reply.content.status, 'ok');
-      assert.equal(streams(seen, 'stdout'), 'True\n', 'the kernel should run in the root directory');
+      const cwd = await kernelCwd(elsewhere.kernel);
+      if (REMOTE_KERNEL_CWD) {
+        assert.equal(cwd, REMOTE_KERNEL_CWD);
+      } else {
+        const { seen } = await execute(elsewhere.kernel, 'import os\nprint(os.path.isdir("notebooks"))');
+        assert.equal(streams(seen, 'stdout'), 'True\n', `the kernel should run in the root directory, not ${cwd}`);
+      }
       await elsewhere.shutdown();
       return null;
     }],

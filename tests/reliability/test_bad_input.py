@@ -20,7 +20,7 @@ from yarl import URL
 
 from himalia import Route, hookimpl
 
-from helpers import encode_v1, header, kernel_pids, open_kernel_socket
+from reliability_kit import encode_v1, header, kernel_pids, open_kernel_socket
 
 SECRET = "secret outside the root\n"
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -604,3 +604,46 @@ async def test_a_failure_after_the_response_began_closes_the_connection_cleanly(
         with pytest.raises(aiohttp.ClientPayloadError):
             await server.get("/api/crash/stream")
         assert (await server.get("/api/status")).status == 200
+
+
+# --- a directory into itself ------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="himalia_contents/filesystem.py _copy: shutil.copytree of a directory into "
+                   "its own subdirectory recurses until ENAMETOOLONG, leaving ~1500 nested directories and a 500; "
+                   "refuse when the destination is inside the source (400), and copy via a temp dir so a failed "
+                   "copy leaves nothing")
+async def test_copying_a_directory_into_itself_is_refused_and_writes_nothing(himalia_server, tree):
+    root, _ = tree
+    (root / "dir" / "sub").mkdir()
+    (root / "dir" / "a.txt").write_text("a\n")
+    before = snapshot(root)
+    async with himalia_server() as server:
+        status, answer, text = await send(server, "POST", "/api/contents/dir/sub", json_body={"copy_from": "dir"})
+        assert 400 <= status < 500, f"{status} {text[:200]}"
+        after = snapshot(root)
+    assert after == before, f"{len(after) - len(before)} new entries, e.g. {sorted(set(after) - set(before))[:3]}"
+
+
+@pytest.mark.xfail(strict=True, reason="himalia_contents/filesystem.py _rename: shutil.move raises shutil.Error "
+                   "(an OSError without errno) for a directory moved into itself; os_errors turns it into a 500 "
+                   "\"filesystem error on 'dir': None\"; refuse it first with a 400 naming both paths")
+async def test_moving_a_directory_into_itself_is_a_clear_400(himalia_server, tree):
+    root, _ = tree
+    (root / "dir" / "sub").mkdir()
+    before = snapshot(root)
+    async with himalia_server() as server:
+        status, answer, text = await send(server, "PATCH", "/api/contents/dir", json_body={"path": "dir/sub/dir"})
+        assert status == 400, f"{status} {text[:200]}"
+        assert "None" not in answer["message"] and "dir/sub/dir" in answer["message"], answer
+    assert snapshot(root) == before
+
+
+async def test_deleting_a_directory_never_follows_its_links_out(himalia_server, tree):
+    root, outside = tree
+    (root / "dir" / "escape").symlink_to(outside)
+    (root / "dir" / "file.txt").write_text("x")
+    before = snapshot(outside)
+    async with himalia_server(config={"plugins": {"contents": {"delete_to_trash": False}}}) as server:
+        status, answer, text = await send(server, "DELETE", "/api/contents/dir")
+        assert status in (204, 400), f"{status} {text[:200]}"
+    assert snapshot(outside) == before

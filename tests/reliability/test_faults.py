@@ -21,7 +21,7 @@ import pytest
 
 from himalia.testing import serve_process
 
-from helpers import isolated_env, kernel_pids, launch, open_kernel_socket
+from reliability_kit import isolated_env, kernel_pids, launch, open_kernel_socket
 
 TOKEN = "faults-token"
 AUTH = {"Authorization": f"token {TOKEN}"}
@@ -331,3 +331,53 @@ async def test_concurrent_saves_of_one_file_leave_one_whole_version(himalia_serv
         assert (server.root_dir / "shared.txt").read_text() in versions
         assert leftovers(server.root_dir) == []
         assert listing(server.root_dir) == {"shared.txt"}
+
+
+# --- lifecycle calls racing on one kernel -----------------------------------------------------
+
+async def test_racing_restarts_interrupts_and_a_delete_on_one_kernel(himalia_server):
+    """Clients double-click: restarts, interrupts and a shutdown of one kernel at once. Every answer is
+    a documented one, no 500, and no kernel process is left behind."""
+    async with himalia_server() as server:
+        r = await server.post("/api/kernels", json={})
+        kernel_id = (await r.json())["id"]
+        base = f"/api/kernels/{kernel_id}"
+        try:
+            sock = await open_kernel_socket(server.client, server.url_for(f"{base}/channels"))
+            await sock.kernel_info()
+            await sock.ws.close()
+            calls = [server.post(f"{base}/restart"), server.post(f"{base}/restart"), server.post(f"{base}/interrupt"),
+                     server.post(f"{base}/restart"), server.post(f"{base}/interrupt")]
+            answers = await asyncio.gather(*calls)
+            statuses = [a.status for a in answers]
+            assert set(statuses) <= {200, 204, 409}, [(a.status, await a.text()) for a in answers]
+            r = await server.get(base)
+            assert r.status == 200 and (await r.json())["execution_state"] != "dead"
+            pids = kernel_pids(kernel_id)
+            assert len(pids) == 1, pids
+            answers = await asyncio.gather(server.delete(base), server.post(f"{base}/restart"),
+                                           server.delete(base), server.post(f"{base}/interrupt"))
+            statuses = [a.status for a in answers]
+            assert statuses.count(204) >= 1 and set(statuses) <= {200, 204, 404, 409}, \
+                [(a.status, await a.text()) for a in answers]
+        finally:
+            await server.delete(base)
+        r = await server.get("/api/kernels")
+        assert await r.json() == []
+
+
+async def test_racing_session_creates_for_one_path_leave_no_orphan_kernel(himalia_server):
+    async with himalia_server() as server:
+        body = {"path": "race.ipynb", "type": "notebook", "kernel": {"name": "python3"}}
+        answers = await asyncio.gather(*(server.post("/api/sessions", json=body) for _ in range(5)))
+        assert {a.status for a in answers} == {201}, [await a.text() for a in answers]
+        sessions = await (await server.get("/api/sessions")).json()
+        kernels = await (await server.get("/api/kernels")).json()
+        try:
+            assert len({s["id"] for s in sessions}) == 1, sessions
+            assert {k["id"] for k in kernels} == {s["kernel"]["id"] for s in sessions}, (kernels, sessions)
+        finally:
+            for s in sessions:
+                await server.delete(f"/api/sessions/{s['id']}")
+            for k in kernels:
+                await server.delete(f"/api/kernels/{k['id']}")

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
+import psutil
 import pytest
 
 from himalia.testing import serve_process
 
-from helpers import isolated_env
+from reliability_kit import isolated_env
 
 TOKEN = "fuzz-token"
 MAX_EXAMPLES = 8
@@ -104,12 +105,15 @@ def fuzz_run(tmp_path_factory: pytest.TempPathFactory) -> FuzzRun:
         '[parameters]\n"path.path" = { dictionary = "paths", probability = 0.5 }\n'
         '"query.path" = { dictionary = "paths", probability = 0.5 }\n')
     report_path = work / "report.json"
-    with serve_process("--root-dir", str(root), "--token", TOKEN, env=isolated_env(base)) as server:
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    # a restart waits for the kernel to answer; keep that wait well inside the fuzzer's request timeout
+    with serve_process("--root-dir", str(root), "--token", TOKEN, "--set", "plugins.kernels.kernel_info_timeout=30",
+                       env=isolated_env(base)) as server:
         spec_url = server.url_for("/api/spec.yaml")
         cmd = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run", spec_url,
                "-H", f"Authorization: token {TOKEN}", "--checks", ",".join(CHECKS),
                "--max-examples", str(MAX_EXAMPLES), "--seed", "20261124", "--no-shrink",
-               "--request-timeout", "60", "--workers", "1", "--suppress-health-check", "all",
+               "--request-timeout", "90", "--workers", "1", "--suppress-health-check", "all",
                "--report", "json", "--report-json-path", str(report_path)]
         done = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=RUN_TIMEOUT)
         import urllib.request
@@ -118,6 +122,10 @@ def fuzz_run(tmp_path_factory: pytest.TempPathFactory) -> FuzzRun:
         with urllib.request.urlopen(request, timeout=30) as r:
             spec = json.loads(r.read())
         output = list(server.output)
+        started = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    # the kernels the fuzzer started went with the server
+    _, alive = psutil.wait_procs(started, timeout=15)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], f"outlived the fuzzed server: {alive}"
     if not report_path.exists():
         pytest.fail(f"schemathesis wrote no report (exit {done.returncode}):\n{done.stdout[-4000:]}\n"
                     f"{done.stderr[-4000:]}")
@@ -135,7 +143,8 @@ def test_operation_answers_as_the_spec_says(fuzz_run: FuzzRun, operation: str) -
 def test_every_operation_was_fuzzed_and_sequences_conform(fuzz_run: FuzzRun) -> None:
     report = fuzz_run.report
     assert report["complete"], report["stop_reason"]
-    assert report["errors"] == [], report["errors"]
+    assert report["errors"] == [], (f"{report['errors']}\n{fuzz_run.console[-8000:]}\n--- server:\n"
+                                    + "\n".join(fuzz_run.server_output[-60:]))
     assert report["operations"]["errored"] == 0
     # schemathesis reads the spec itself: every operation found there is one we enumerate
     assert report["operations"]["tested"] == report["operations"]["selected"] >= len(OPERATIONS) - 1

@@ -126,12 +126,17 @@ class KernelWS:
 
     async def wait_for(self, predicate: Any, timeout: float = TIMEOUT) -> dict[str, Any]:
         """The first message matching `predicate`; the others go to `self.other`."""
-        async with asyncio.timeout(timeout):
-            while True:
-                msg = await self.recv(timeout)
-                if predicate(msg):
-                    return msg
-                self.other.append(msg)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    msg = await self.recv(timeout)
+                    if predicate(msg):
+                        return msg
+                    self.other.append(msg)
+        except TimeoutError:
+            seen = [(m["channel"], m["header"]["msg_type"], m["content"].get("execution_state"))
+                    for m in self.other[-12:]]
+            raise AssertionError(f"no matching message within {timeout}s; last seen: {seen}") from None
 
     async def collect(self, msg_id: str, *, answer: str | None = None, timeout: float = TIMEOUT) -> Execution:
         """Everything answering request `msg_id` until both its reply and the idle status arrived;
