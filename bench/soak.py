@@ -363,14 +363,14 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
 def markdown(report: dict[str, Any]) -> str:
     out = [f"`{report['command']}`", "",
            "| round | REST clients | requests | req/s | p50 ms | p99 ms | REST errors | lost saves | "
-           "ws clients | kernels | executions | lines received / expected | ws errors | server RSS MB |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+           "ws clients | kernels | executions | lines received / expected | ws errors | ws s | server RSS MB |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in report["rounds"]:
         rest, ws = r["rest"], r["ws"]
         out.append(f"| {r['round']} | {rest['clients']} | {rest['requests']} | {rest['rps']} | {rest['p50_ms']} | "
                    f"{rest['p99_ms']} | {rest['errors']} | {rest['lost_or_mismatched_saves']} | {ws['clients']} | "
                    f"{ws['kernels']} | {ws['executions']} | {ws['lines_received']} / {ws['lines_expected']} | "
-                   f"{ws['errors']} | {r['rss_mb']} |")
+                   f"{ws['errors']} | {ws['seconds']:.1f} | {r['rss_mb']} |")
     out.append("")
     out.append(f"RSS after start {report.get('rss_mb_after_start')} MB; growth from round 1 to the last: "
                f"{report['rss_growth_mb_after_round_1']} MB. Shutdown: {report['stop']}. "

@@ -169,8 +169,6 @@ def _add_routes(app: web.Application, base_url: str, routes: list[tuple[str, Rou
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one place errors become `{"message": ..., "reason": ...}` responses."""
     try:
-        if not _decodes_as_utf8(request.raw_path):
-            raise BadRequest(f"URL path {request.path!r} is not valid UTF-8 once percent-decoded", "bad path")
         return await handler(request)
     except ApiError as e:
         if request.writer.output_size > 0:
@@ -243,13 +241,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if not app[CONFIG].server.allow_unauthenticated_access:
             raise Unauthorized("no identity provider is running", "no identity provider")
         request[IDENTITY] = ANONYMOUS
-        _refuse_oversized_body(request)
+        _refuse_malformed(request)
         return await handler(request)
     result = await identity_service.authenticate(credentials(request))
     request[IDENTITY] = result.identity
     if not request.path.endswith("/api/status"):
         app[ACTIVITY].touch()
-    _refuse_oversized_body(request)
+    _refuse_malformed(request)
     response = await handler(request)
     if result.set_cookies and not response.prepared:
         path = url_path(app[CONFIG].server.base_url, "/")
@@ -259,9 +257,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
-def _refuse_oversized_body(request: web.Request) -> None:
-    """413 as soon as the headers declare too much; otherwise aiohttp would read (and buffer) up to
-    max_body_size bytes before refusing, and a client declaring more would wait that long for it."""
+def _refuse_malformed(request: web.Request) -> None:
+    """Checks on the request itself, made once it is authenticated (a stranger learns nothing, not even
+    that), before any handler looks anything up.
+
+    A path that is not UTF-8 once percent-decoded is a 400. A body the headers declare too large is a 413
+    straight away; otherwise aiohttp would read and buffer up to max_body_size bytes before refusing,
+    and a client declaring more would wait that long for an answer."""
+    if not _decodes_as_utf8(request.raw_path):
+        raise BadRequest(f"URL path {request.path!r} is not valid UTF-8 once percent-decoded", "bad path")
     limit = request.app[CONFIG].server.max_body_size
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)

@@ -304,6 +304,7 @@ class LocalChannels:
         self._iopub_seen = asyncio.Event()
         self._ready = asyncio.Event()
         self._nudge_task: asyncio.Task[None] | None = None
+        self._nudge_ids: set[str] = set()
         self._closed = False
         self._session_id = str(uuid.uuid4())
         self._loop = asyncio.get_running_loop()
@@ -388,7 +389,11 @@ class LocalChannels:
                     msg = KernelMessage(channel, frames[i + 2], frames[i + 3], frames[i + 4], frames[i + 5],
                                         frames[i + 6:])
                     if channel == "iopub":
-                        self._iopub_seen.set()
+                        # iopub flows once it carries the answer to one of our own requests (an
+                        # earlier message, say the subscription welcome, proves nothing: the
+                        # kernel may have published its answer before our subscription took)
+                        if self._nudge_ids and json.loads(msg.parent_header).get("msg_id") in self._nudge_ids:
+                            self._iopub_seen.set()
                     elif self._internal:
                         parent = json.loads(msg.parent_header).get("msg_id")
                         if parent in self._internal:
@@ -408,7 +413,13 @@ class LocalChannels:
         self._nudge_task = asyncio.create_task(self._nudge(), name=f"kernel {self._kernel.id} nudge")
 
     async def _nudge(self) -> None:
-        """Ask for kernel_info (on shell and control) until an iopub message shows our SUB is connected."""
+        """Ask for kernel_info (on shell and control) until iopub carries an answer to one of them."""
+        try:
+            await self._nudge_until_answered()
+        finally:
+            self._nudge_ids.clear()
+
+    async def _nudge_until_answered(self) -> None:
         deadline = self._loop.time() + self._timeout
         delay = 0.05
         while not self._closed:
@@ -416,6 +427,7 @@ class LocalChannels:
             for channel in ("control", "shell"):
                 msg = self._km.session.msg("kernel_info_request")
                 self._internal[msg["header"]["msg_id"]] = None
+                self._nudge_ids.add(msg["header"]["msg_id"])
                 while len(self._internal) > _INTERNAL_MAX:
                     del self._internal[next(iter(self._internal))]
                 pack = self._km.session.pack

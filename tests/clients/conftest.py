@@ -169,7 +169,8 @@ def run_jupyter_server(module: str, root: Path, env: dict[str, str], *args: str)
            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *args]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
-    with logged_process(cmd, cwd=root.parent, env=env, ready=r"(http://127\.0\.0\.1:\d+/)\S*\?token=") as (found, output):
+    ready = r"(http://127\.0\.0\.1:\d+/)\S*\?token="
+    with logged_process(cmd, cwd=root.parent, env=env, ready=ready) as (found, output):
         yield JupyterServer(found.group(1), token, output)
 
 
@@ -186,7 +187,8 @@ def run_kernel_gateway(kernels_dir: Path, env: dict[str, str]) -> Iterator[Jupyt
     cmd = [sys.executable, "-m", "jupyter", "kernelgateway", "--KernelGatewayApp.ip=127.0.0.1",
            f"--KernelGatewayApp.port={port}", "--KernelGatewayApp.port_retries=0",
            f"--KernelGatewayApp.auth_token={token}", "--JupyterWebsocketPersonality.list_kernels=True"]
-    with logged_process(cmd, cwd=kernels_dir, env=env, ready=r"is available at (http://127\.0\.0\.1:\d+)") as (found, output):
+    ready = r"is available at (http://127\.0\.0\.1:\d+)"
+    with logged_process(cmd, cwd=kernels_dir, env=env, ready=ready) as (found, output):
         yield JupyterServer(found.group(1) + "/", token, output)
 
 

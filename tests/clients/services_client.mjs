@@ -335,10 +335,14 @@ async function kernelSteps(protocol) {
   const tag = `kernel (${protocol})`;
   let kernel;
   let restart;
+  const received = [];
   await group([
     [`${tag}: start and connect`, async () => {
       const before = sockets.length;
       kernel = await kernels.startNew({ name: 'python3' });
+      kernel.anyMessage.connect((_, { msg, direction }) => {
+        if (direction === 'recv') received.push(msg);
+      });
       const info = await withTimeout(kernel.info, WAIT_TIMEOUT_MS, 'kernel_info_reply');
       assert.equal(info.language_info.name, 'python');
       assert.equal(kernel.connectionStatus, 'connected');
@@ -506,7 +510,16 @@ async function kernelSteps(protocol) {
       assert.ok(!restart.statuses.includes('autorestarting'), `statuses: ${restart.statuses}`);
       assert.equal(restart.reconnects, 1, 'the client reconnected more than once');
       return restart;
-    }],
+    }, { check: true }],
+    [`${tag}: every message came with a buffers list`, async () => {
+      // jupyter_server sends "buffers": [] even when there are none; the client hands messages on
+      // as they came, so code reading msg.buffers.length breaks on a message without it.
+      assert.ok(received.length > 0);
+      const without = received.filter(msg => !Array.isArray(msg.buffers));
+      assert.deepEqual([...new Set(without.map(msg => msg.header.msg_type))], [],
+        `${without.length} of ${received.length} messages had no buffers list`);
+      return { messages: received.length };
+    }, { check: true }],
   ]);
   if (kernel && !kernel.isDisposed && kernel.status !== 'dead') {
     await kernel.shutdown().catch(() => {});

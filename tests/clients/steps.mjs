@@ -23,12 +23,13 @@ export function withTimeout(promise, ms, what) {
 
 /**
  * Run the steps of one group in order, each within STEP_TIMEOUT_MS; after a failure the rest of the
- * group is recorded as skipped. A step returns what it saw (JSON), which goes into the summary.
+ * group is recorded as skipped, except after a step marked `{ check: true }` (one that only looks at
+ * what earlier steps saw). A step returns what it saw (JSON), which goes into the summary.
  * `onFailure(name, error)` runs after a failed step (e.g. to take a screenshot).
  */
 export async function group(steps, { onFailure } = {}) {
   let failed = null;
-  for (const [name, fn] of steps) {
+  for (const [name, fn, { check = false } = {}] of steps) {
     if (failed) {
       results.push({ name, ok: false, skipped: true, error: `skipped: '${failed}' failed` });
       continue;
@@ -38,7 +39,7 @@ export async function group(steps, { onFailure } = {}) {
       const saw = await withTimeout(Promise.resolve().then(fn), STEP_TIMEOUT_MS, name);
       results.push({ name, ok: true, saw: saw ?? null });
     } catch (err) {
-      failed = name;
+      if (!check) failed = name;
       const status = err?.response?.status;
       results.push({ name, ok: false, error: `${status ? `HTTP ${status}: ` : ''}${err?.stack ?? err}` });
       if (onFailure) await Promise.resolve(onFailure(name, err)).catch(() => {});

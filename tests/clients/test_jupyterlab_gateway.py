@@ -60,7 +60,8 @@ def lab(chromium: Path, jupyterlab: None, jupyter_server_process, jupyter_env, t
     settings = base / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     # No "get notified about Jupyter news?" toast, and no request for news or updates.
-    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    notification = {"fetchNews": "false", "checkForUpdates": False}
+    (settings / "notification.jupyterlab-settings").write_text(json.dumps(notification))
     env = jupyter_env(base, JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
                       JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"))
     with jupyter_server_process(
@@ -111,7 +112,8 @@ def test_step(browser_run, step: str):
     try:
         browser_run.assert_step(step)
     except AssertionError as e:
-        raise AssertionError(f"{e}\nscreenshots: {browser_run.artifacts}\npage console: {browser_run.summary.get('console')}") from None
+        console = browser_run.summary.get("console")
+        raise AssertionError(f"{e}\nscreenshots: {browser_run.artifacts}\npage console: {console}") from None
 
 
 def test_exit_status(browser_run):

@@ -88,7 +88,8 @@ async def test_reconnect_buffer_is_bounded_and_says_what_it_dropped(himalia_serv
         async with connect(server, kernel["id"]) as ws:
             session = ws.session_id
             msg_id = await ws.send("shell", "execute_request", execute_content(code))
-            await ws.wait_for(lambda m: m["header"]["msg_type"] == "execute_input")
+            await ws.wait_for(lambda m: m["header"]["msg_type"] == "execute_input"
+                          and m["parent_header"].get("msg_id") == msg_id)
         flag.write_text("go")
         await watcher.wait_for(lambda m: m["parent_header"].get("msg_id") == msg_id
                                and m["header"]["msg_type"] == "status"
@@ -98,7 +99,8 @@ async def test_reconnect_buffer_is_bounded_and_says_what_it_dropped(himalia_serv
         assert printed == [f"{i}\n" for i in range(20)]
         async with connect(server, kernel["id"], session_id=session) as again:
             ex = await again.collect(msg_id)
-            notice = ex.iopub[0]
+            [notice] = [m for m in again.other + ex.iopub if m["header"]["msg_type"] == "stream"
+                        and m["content"]["text"].startswith("[himalia]")]
             assert notice["content"]["name"] == "stderr"
             assert "were dropped" in notice["content"]["text"] and "at most 5 messages" in notice["content"]["text"]
             assert ex.stdout.endswith("19\n")
