@@ -450,15 +450,15 @@ async function kernelSteps(protocol) {
       }
     }],
     [`${tag}: interrupt`, async () => {
-      const future = kernel.requestExecute({ code: 'import time\ntime.sleep(120)' });
-      const seen = [];
-      const started = new Promise(resolve => {
+      // Interrupt once the cell has printed: the kernel ignores SIGINT until the cell's code runs,
+      // which is after it announced execute_input.
+      const future = kernel.requestExecute({ code: 'import time\nprint("sleeping", flush=True)\ntime.sleep(120)' });
+      const sleeping = new Promise(resolve => {
         future.onIOPub = msg => {
-          seen.push(msg);
-          if (msg.header.msg_type === 'execute_input') resolve();
+          if (msg.header.msg_type === 'stream' && msg.content.text.includes('sleeping')) resolve();
         };
       });
-      await withTimeout(started, WAIT_TIMEOUT_MS, 'execute_input of the sleeping cell');
+      await withTimeout(sleeping, WAIT_TIMEOUT_MS, 'the sleeping cell\'s output');
       await withTimeout(kernel.interrupt(), WAIT_TIMEOUT_MS, 'the answer to POST /api/kernels/{id}/interrupt');
       const reply = await withTimeout(future.done, WAIT_TIMEOUT_MS, 'the execute_reply of the interrupted cell');
       assert.equal(reply.content.status, 'error');

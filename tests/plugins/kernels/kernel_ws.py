@@ -186,7 +186,6 @@ async def connect(server: Any, kernel_id: str, protocol: str = V1,
 
 def kernel_processes(server: Any, kernel_id: str) -> list[psutil.Process]:
     """The kernel's process and its children, found through the local provider."""
-    inner = server.app_kernels_inner if hasattr(server, "app_kernels_inner") else None
     from himalia import SERVICES
 
     service = server.app[SERVICES].kernels
