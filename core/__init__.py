@@ -26,8 +26,9 @@ from .errors import (
     Unauthorized,
     read_json,
 )
+from . import wire
 from .hooks import Hooks
-from .keys import ACTIVITY, CONFIG, HOOKS, IDENTITY, PLUGINS, SERVICES
+from .keys import ACTIVITY, CONFIG, HOOKS, IDENTITY, PLUGINS, SERVICES, WEBSOCKETS
 from .openapi import AUTH_ERRORS, error_response, json_response
 from .records import CliOption, Middleware, Route
 from .services import (
@@ -57,6 +58,6 @@ __all__ = [
     "Credentials", "Forbidden", "GatewayTimeout", "HOOKS", "Hooks", "IDENTITY", "Identity",
     "IdentityProvider", "KernelChannels", "KernelManager", "KernelMessage", "Middleware", "Model",
     "NotFound", "PLUGINS", "PayloadTooLarge", "Provider", "Route", "SERVICES", "Services",
-    "SessionRecord", "SessionStore", "StartupError", "Unauthorized", "__version__", "error_response", "hookimpl",
-    "isoformat", "json_response", "read_json", "setting", "utcnow",
+    "SessionRecord", "SessionStore", "StartupError", "Unauthorized", "WEBSOCKETS", "__version__", "error_response", "hookimpl",
+    "isoformat", "json_response", "read_json", "setting", "utcnow", "wire",
 ]

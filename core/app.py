@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -24,7 +25,7 @@ from .activity import Activity, isoformat
 from .config import Config, RawConfig, apply_overrides, read_config, validate
 from .errors import ApiError, BadRequest, StartupError, Unauthorized, json_error
 from .hooks import Hooks
-from .keys import ACTIVITY, CONFIG, HOOKS, IDENTITY, PLUGINS, SERVICES
+from .keys import ACTIVITY, CONFIG, HOOKS, IDENTITY, PLUGINS, SERVICES, WEBSOCKETS
 from .plugins import LoadedPlugins, load_plugins
 from .records import Handler, Route
 from .services import Credentials, Identity, Provider, Services
@@ -106,6 +107,8 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
     app[ACTIVITY] = Activity()
     app[_ROUTE_AUTH] = {}
     app[openapi.CACHE] = {}
+    app[WEBSOCKETS] = weakref.WeakSet()
+    app.on_shutdown.append(_close_websockets)
 
     for role, provider in chosen.items():
         app.cleanup_ctx.append(_provider_context(role, provider))
@@ -142,6 +145,12 @@ def _provider_context(role: str, provider: Provider[Any]) -> Callable[[web.Appli
 
     context.__name__ = f"{role}_provider_{provider.name}"
     return context
+
+
+async def _close_websockets(app: web.Application) -> None:
+    sockets = [ws for ws in list(app[WEBSOCKETS]) if not ws.closed]
+    await asyncio.gather(*(asyncio.wait_for(ws.close(code=1001, message=b"server shutting down"), 5)
+                           for ws in sockets), return_exceptions=True)
 
 
 def url_path(base_url: str, path: str) -> str:

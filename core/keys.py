@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from aiohttp import web
 
 from .activity import Activity
@@ -24,6 +26,10 @@ SERVICES = web.AppKey("himalia.services", Services)
 
 ACTIVITY = web.AppKey("himalia.activity", Activity)
 """Server start time and last API activity, for /api/status and culling."""
+
+WEBSOCKETS = web.AppKey("himalia.websockets", weakref.WeakSet)
+"""Open server-side websockets; handlers add theirs so the core closes them (1001) at shutdown,
+before cleanup, instead of aiohttp cancelling them after shutdown_timeout."""
 
 IDENTITY = web.RequestKey("himalia.identity", Identity)
 """Who made the request, set by the core's authentication middleware."""

@@ -16,7 +16,7 @@ async def me(request: web.Request) -> web.Response:
     if raw:
         try:
             asked = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BadRequest("'permissions' must be JSON: {\"resource\": [\"action\", ...]}",
                              "malformed permissions") from None
         if not isinstance(asked, dict) or not all(

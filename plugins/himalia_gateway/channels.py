@@ -10,22 +10,20 @@ knows (404) or running out of retries closes the channels for good.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import struct
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
-from himalia import ApiError, BadGateway, ChannelsClosed, GatewayTimeout, KernelMessage, NotFound, isoformat, utcnow
+from himalia import ApiError, BadGateway, ChannelsClosed, GatewayTimeout, KernelMessage, NotFound, wire
 
 from .client import GatewayClient, UpstreamError, describe, quoted
 
 log = logging.getLogger("himalia.gateway")
 
-V1 = "v1.kernel.websocket.jupyter.org"
+V1 = wire.V1
 GONE = "gone from the gateway"
 """The reason given when the gateway no longer knows a kernel."""
 _CLOSED = object()
@@ -84,9 +82,9 @@ class GatewayChannels:
                 raise ChannelsClosed(self._finished or "closed")
             try:
                 if self.protocol == V1:
-                    await ws.send_bytes(to_v1(msg))
+                    await ws.send_bytes(wire.to_v1(msg))
                 else:
-                    frame, binary = to_legacy(msg)
+                    frame, binary = wire.to_legacy(msg)
                     await (ws.send_bytes(frame) if binary else ws.send_str(frame.decode()))
                 return
             except (ConnectionError, aiohttp.ClientError, RuntimeError):
@@ -183,12 +181,12 @@ class GatewayChannels:
         async for frame in ws:
             try:
                 if frame.type == aiohttp.WSMsgType.BINARY:
-                    msg = from_v1(frame.data) if self.protocol == V1 else from_legacy_binary(frame.data)
+                    msg = wire.from_v1(frame.data) if self.protocol == V1 else wire.from_legacy_binary(frame.data)
                 elif frame.type == aiohttp.WSMsgType.TEXT:
-                    msg = from_legacy_dict(json.loads(frame.data), [])
+                    msg = wire.from_legacy_text(frame.data)
                 else:
                     break
-            except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as e:
+            except wire.MalformedMessage as e:
                 log.warning("kernel %s: dropped a malformed message from the gateway: %s", self.kernel_id, e)
                 continue
             self._incoming.put_nowait(msg)
@@ -220,7 +218,7 @@ class GatewayChannels:
 
     def _gone(self, reason: str) -> None:
         if self._finished is None:
-            self._incoming.put_nowait(dead_status(reason))
+            self._incoming.put_nowait(wire.status_message("dead", reason, session="himalia-gateway"))
         self._finish(reason)
         if self._on_gone is not None:
             self._on_gone(self.kernel_id)
@@ -256,61 +254,3 @@ class GatewayChannels:
             self._incoming.put_nowait(_CLOSED)
         self._ready.set()
         self._dropped.set()
-
-
-def dead_status(reason: str) -> KernelMessage:
-    header = {"msg_id": uuid.uuid4().hex, "msg_type": "status", "username": "himalia", "session": "himalia-gateway",
-              "date": isoformat(utcnow()), "version": "5.3"}
-    content = {"execution_state": "dead", "reason": reason}
-    return KernelMessage("iopub", json.dumps(header).encode(), b"{}", b"{}", json.dumps(content).encode())
-
-
-# --- upstream wire formats (the gateway side; the client side lives in the kernels plugin) -------
-
-
-def to_v1(msg: KernelMessage) -> bytes:
-    parts = [msg.channel.encode(), msg.header, msg.parent_header, msg.metadata, msg.content, *msg.buffers]
-    offsets = [8 * (len(parts) + 2)]
-    for part in parts:
-        offsets.append(offsets[-1] + len(part))
-    return struct.pack(f"<{len(offsets) + 1}Q", len(offsets), *offsets) + b"".join(parts)
-
-
-def from_v1(data: bytes) -> KernelMessage:
-    (n,) = struct.unpack_from("<Q", data)
-    if n < 6:
-        raise ValueError(f"v1 message with {n} offsets")
-    offsets = struct.unpack_from(f"<{n}Q", data, 8)
-    parts = [data[offsets[i]:offsets[i + 1]] for i in range(n - 1)]
-    return KernelMessage(parts[0].decode(), parts[1], parts[2], parts[3], parts[4], parts[5:])
-
-
-def to_legacy(msg: KernelMessage) -> tuple[bytes, bool]:
-    """A legacy frame (JSON, or the binary layout when there are buffers) and whether it is binary."""
-    body = b"".join([b'{"channel":', json.dumps(msg.channel).encode(), b',"header":', msg.header,
-                     b',"parent_header":', msg.parent_header, b',"metadata":', msg.metadata,
-                     b',"content":', msg.content, b"}"])
-    if not msg.buffers:
-        return body, False
-    parts = [body, *msg.buffers]
-    offsets = [4 * (len(parts) + 1)]
-    for part in parts[:-1]:
-        offsets.append(offsets[-1] + len(part))
-    return struct.pack(f"!{len(parts) + 1}I", len(parts), *offsets) + b"".join(parts), True
-
-
-def from_legacy_binary(data: bytes) -> KernelMessage:
-    (k,) = struct.unpack_from("!I", data)
-    offsets = [*struct.unpack_from(f"!{k}I", data, 4), len(data)]
-    parts = [data[offsets[i]:offsets[i + 1]] for i in range(k)]
-    return from_legacy_dict(json.loads(parts[0]), parts[1:])
-
-
-def from_legacy_dict(msg: dict[str, Any], buffers: list[bytes]) -> KernelMessage:
-    def dumped(key: str) -> bytes:
-        return json.dumps(msg.get(key) or {}).encode()
-
-    result = KernelMessage(msg["channel"], dumped("header"), dumped("parent_header"), dumped("metadata"),
-                           dumped("content"), list(buffers))
-    result._header = msg["header"]
-    return result

@@ -9,10 +9,9 @@ from urllib.parse import quote
 
 from aiohttp import WSMsgType, web
 
-from himalia import CONFIG, SERVICES, ApiError, BadRequest, ChannelsClosed, Model, read_json
+from himalia import CONFIG, SERVICES, WEBSOCKETS, ApiError, BadRequest, ChannelsClosed, Model, read_json, wire
 
 from .live import LiveKernels
-from .wire import V1, from_legacy_binary, from_legacy_text, from_v1, LEGACY
 
 log = logging.getLogger("himalia.kernels")
 
@@ -66,6 +65,19 @@ async def list_kernels(request: web.Request) -> web.Response:
     return web.json_response(await _kernels(request).list_kernels())
 
 
+def _env_problem(key: str, value: str) -> str | None:
+    """Why the OS would refuse this environment variable, or None."""
+    if not key or "=" in key:
+        return "its name is empty or contains '='"
+    if "\0" in key or "\0" in value:
+        return "it contains a NUL character"
+    try:
+        key.encode(), value.encode()
+    except UnicodeEncodeError:
+        return "it is not valid Unicode (a lone surrogate)"
+    return None
+
+
 async def start_kernel(request: web.Request) -> web.Response:
     body = await read_json(request, required=False)
     name = body.get("name")
@@ -78,6 +90,10 @@ async def start_kernel(request: web.Request) -> web.Response:
     if env is not None and (not isinstance(env, dict)
                             or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
         raise BadRequest("'env' must be an object of string values", "bad kernel model")
+    for key, value in (env or {}).items():
+        problem = _env_problem(key, value)
+        if problem:
+            raise BadRequest(f"'env' variable {key!r} cannot be passed to a process: {problem}", "bad kernel model")
     model = await _kernels(request).start_kernel(name or None, path=path, env=env)
     return web.json_response(model, status=201,
                              headers={"Location": _url(request, f"/api/kernels/{quote(model['id'])}")})
@@ -111,13 +127,14 @@ async def kernel_channels(request: web.Request) -> web.StreamResponse:
     if not isinstance(kernels, LiveKernels):
         raise ApiError("the kernel relay is not running", "service unavailable", status=503)
     await kernels.get_kernel(kernel_id)  # unknown ids are refused before anything is allocated
-    ws = web.WebSocketResponse(protocols=(V1,), compress=False,
+    ws = web.WebSocketResponse(protocols=(wire.V1,), compress=False,
                                max_msg_size=request.app[CONFIG].server.max_body_size)
     if not ws.can_prepare(request).ok:
         raise BadRequest("expected a websocket upgrade", "not a websocket")
     hub = kernels.hub(kernel_id)
     await ws.prepare(request)
-    protocol = V1 if ws.ws_protocol == V1 else LEGACY
+    request.app[WEBSOCKETS].add(ws)
+    protocol = wire.V1 if ws.ws_protocol == wire.V1 else wire.LEGACY
     transport = request.transport
     if transport is not None:
         # never pause the relay on one client: it is disconnected once its backlog passes the cap
@@ -136,12 +153,12 @@ async def kernel_channels(request: web.Request) -> web.StreamResponse:
         async for frame in ws:
             try:
                 if frame.type == WSMsgType.BINARY:
-                    msg = from_v1(frame.data) if protocol == V1 else from_legacy_binary(frame.data)
+                    msg = wire.from_v1(frame.data) if protocol == wire.V1 else wire.from_legacy_binary(frame.data)
                 elif frame.type == WSMsgType.TEXT:
-                    msg = from_legacy_text(frame.data)
+                    msg = wire.from_legacy_text(frame.data)
                 else:
                     continue
-            except BadRequest as e:
+            except wire.MalformedMessage as e:
                 log.warning("kernel %s: ignoring a malformed message from a client: %s", kernel_id, e.message)
                 continue
             try:

@@ -18,10 +18,9 @@ from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
 
-from himalia import ChannelsClosed, KernelChannels, KernelManager, KernelMessage, isoformat, utcnow
+from himalia import ChannelsClosed, KernelChannels, KernelManager, KernelMessage, isoformat, utcnow, wire
 
 from .config import KernelsConfig
-from .wire import V1, to_legacy, to_v1
 
 log = logging.getLogger("himalia.kernels")
 
@@ -31,9 +30,9 @@ _REPLY_CHANNELS = ("shell", "control")
 
 def encode(msg: KernelMessage, protocol: str) -> tuple[bytes, bool]:
     """The websocket frame for `msg` in `protocol`, and whether it is binary."""
-    if protocol == V1:
-        return to_v1(msg), True
-    return to_legacy(msg)
+    if protocol == wire.V1:
+        return wire.to_v1(msg), True
+    return wire.to_legacy(msg)
 
 
 def _size(msg: KernelMessage) -> int:
@@ -204,9 +203,20 @@ class KernelHub:
                 await self._dispatch(msg)
             except Exception:  # one bad message must not end the relay
                 log.exception("kernel %s: cannot relay a %s message", self.kernel_id, msg.channel)
+        if self.closing:
+            code, why = 1000, b"kernel shut down"
+        else:  # the provider ended the channels (a remote gateway gone): say so, the next client reopens
+            code, why = 1011, b"the kernel's channels closed"
+            self.failed = self.failed or why.decode()
         for client in list(self.clients.values()):
             self.detach(client, buffer=False)
-            await _close(client.ws, 1000, b"kernel shut down")
+            await _close(client.ws, code, why)
+
+    @property
+    def ended(self) -> bool:
+        """True when this relay can serve no one any more (its channels failed or closed) but was not
+        closed on purpose; the kernel may still be reachable with fresh channels."""
+        return not self.closing and (self.failed is not None or self._task.done())
 
     async def _dispatch(self, msg: KernelMessage) -> None:
         if msg.channel == "iopub":

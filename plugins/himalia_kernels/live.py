@@ -29,10 +29,16 @@ class LiveKernels:
         self.hubs: dict[str, KernelHub] = {}
         self._started: set[str] = set()
         self._stopped: set[str] = set()
+        self._closing: set[asyncio.Task[None]] = set()
 
     def hub(self, kernel_id: str) -> KernelHub:
         """The relay of `kernel_id`, created on first use (check the kernel exists first)."""
         hub = self.hubs.get(kernel_id)
+        if hub is not None and hub.ended:
+            # its channels failed or closed under it (a gateway outage): relay through fresh ones
+            self._closing.add(asyncio.create_task(hub.close()))
+            self._closing = {t for t in self._closing if not t.done()}
+            hub = None
         if hub is None:
             hub = self.hubs[kernel_id] = KernelHub(kernel_id, self.inner, self.config, self._died)
         return hub
@@ -110,6 +116,7 @@ class LiveKernels:
         for hub in list(self.hubs.values()):
             await hub.close()
         self.hubs.clear()
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def cull_idle(self) -> list[str]:
         """Shut down kernels idle longer than cull_idle_timeout (per cull_connected/cull_busy); their ids."""

@@ -31,7 +31,7 @@ from himalia import (
     Model,
     NotFound,
     isoformat,
-    utcnow,
+    wire,
 )
 
 from .config import KernelsConfig
@@ -226,9 +226,9 @@ class LocalKernels:
         async with kernel.lock:
             if kernel.id not in self._kernels:
                 raise NotFound(f"no kernel with id {kernel_id!r}", "no such kernel")
+            # no 'restarting' on iopub: as in jupyter_server, that status means an automatic restart
+            # after a death, and clients (JupyterLab) tell their user the kernel died
             kernel.state, kernel.reason = "restarting", "restart requested"
-            for ch in kernel.channels:
-                ch.inject_status("restarting", kernel.reason)
             try:
                 await kernel.km.restart_kernel(now=False)
             except Exception as e:
@@ -466,13 +466,7 @@ class LocalChannels:
 
     def inject_status(self, state: str, reason: str | None) -> None:
         """Tell clients about a state only the manager knows (restarting, dead), as jupyter_server does."""
-        header = {"msg_id": uuid.uuid4().hex, "msg_type": "status", "username": "himalia",
-                  "session": self._session_id, "date": isoformat(utcnow()), "version": "5.3"}
-        content = {"execution_state": state}
-        if reason:
-            content["reason"] = reason
-        self._pending.append(KernelMessage("iopub", json.dumps(header).encode(), b"{}", b"{}",
-                                           json.dumps(content).encode()))
+        self._pending.append(wire.status_message(state, reason or None, session=self._session_id))
         self._wake()
 
     async def send(self, msg: KernelMessage) -> None:

@@ -48,7 +48,8 @@ async def test_execute_over_the_legacy_protocol(gateway):
 
 async def test_binary_buffers_round_trip_in_both_protocols(gateway):
     """A comm message with a buffer goes up and the kernel echoes it back, in v1 and legacy frames."""
-    from himalia_gateway.channels import GatewayChannels, from_legacy_binary, from_v1, to_legacy, to_v1
+    from himalia.wire import from_legacy_binary, from_v1, to_legacy, to_v1
+    from himalia_gateway.channels import GatewayChannels
 
     msg = execute_request("x")
     msg.buffers = [b"\x00\x01binary"]

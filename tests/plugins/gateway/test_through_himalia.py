@@ -216,8 +216,6 @@ async def test_a_dropped_upstream_is_reconnected_under_a_connected_client(himali
         assert (await server.delete(f"/api/kernels/{kid}")).status == 204
 
 
-@pytest.mark.xfail(strict=True, reason="the kernels plugin keeps a relay whose channels ended; a new websocket "
-                                       "should open fresh channels (asked of the kernels plugin)")
 async def test_a_new_websocket_works_once_the_gateway_is_back(himalia_server, gateway, proxy):
     config = gateway_config(proxy.url, retry_interval=0.01, retry_interval_max=0.02, retry_max=2)
     async with himalia_server(config=config) as server:

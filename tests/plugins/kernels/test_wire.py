@@ -8,7 +8,7 @@ import pytest
 from kernel_ws import decode_legacy_binary, decode_v1, encode_legacy_binary, encode_v1
 
 from himalia import BadRequest, KernelMessage
-from himalia_kernels.wire import from_legacy_binary, from_legacy_text, from_v1, to_legacy, to_v1
+from himalia.wire import from_legacy_binary, from_legacy_text, from_v1, to_legacy, to_v1
 
 MSG = {"channel": "shell", "header": {"msg_id": "m1", "msg_type": "comm_msg", "session": "s"},
        "parent_header": {}, "metadata": {"a": 1}, "content": {"data": "é"}, "buffers": [b"\x00\xff", b""]}

@@ -1,5 +1,8 @@
 """The two websocket wire protocols for kernel messages, both ways, without re-serialising content.
 
+Shared by the kernels plugin (the client side of the kernel websocket) and the gateway plugin (the
+upstream side, towards a remote gateway), so the format lives in one place.
+
 `v1.kernel.websocket.jupyter.org` (JupyterLab's default): one binary frame per message,
 `[n: u64 LE][n offsets: u64 LE][channel][header][parent][metadata][content][buffers...]`.
 Legacy: a JSON text frame holding the whole message (plus `channel`), or, when it has buffers,
@@ -10,14 +13,23 @@ from __future__ import annotations
 
 import json
 import struct
+import uuid
 from typing import Any
 
-from himalia import BadRequest, KernelMessage
+from .activity import isoformat, utcnow
+from .errors import BadRequest
+from .services import KernelMessage
 
 V1 = "v1.kernel.websocket.jupyter.org"
 LEGACY = ""
 
-_CHANNELS = {"shell", "control", "stdin", "iopub"}
+CHANNELS = frozenset({"shell", "control", "stdin", "iopub"})
+
+
+class MalformedMessage(BadRequest):
+    """A websocket frame that is not a kernel message in the expected protocol."""
+
+    default_reason = "malformed message"
 
 
 # --- v1 ----------------------------------------------------------------------------------------
@@ -44,7 +56,7 @@ def from_v1(data: bytes) -> KernelMessage:
         parts = [data[offsets[i]:offsets[i + 1]] for i in range(n - 1)]
         channel = parts[0].decode()
     except (struct.error, ValueError, UnicodeDecodeError) as e:
-        raise BadRequest(f"malformed v1 kernel message: {e}", "malformed message") from None
+        raise MalformedMessage(f"malformed v1 kernel message: {e}") from None
     return _checked(KernelMessage(channel, parts[1], parts[2], parts[3], parts[4], parts[5:]))
 
 
@@ -55,11 +67,12 @@ def to_legacy(msg: KernelMessage) -> tuple[bytes, bool]:
     """The frame and whether it is binary (only when the message carries buffers)."""
     hdr = msg.header_dict
     tail = json.dumps({"channel": msg.channel, "msg_id": hdr.get("msg_id"), "msg_type": hdr.get("msg_type")})
-    body = b"".join([b'{"header":', msg.header, b',"parent_header":', msg.parent_header,
-                     b',"metadata":', msg.metadata, b',"content":', msg.content, b",", tail[1:].encode()])
+    head = b"".join([b'{"header":', msg.header, b',"parent_header":', msg.parent_header,
+                     b',"metadata":', msg.metadata, b',"content":', msg.content, b","])
     if not msg.buffers:
-        return body, False
-    parts = [body, *msg.buffers]
+        # as jupyter_server sends it: an empty buffers list when the message has none
+        return b"".join([head, b'"buffers":[],', tail[1:].encode()]), False
+    parts = [head + tail[1:].encode(), *msg.buffers]
     offsets = [4 * (len(parts) + 1)]
     for p in parts[:-1]:
         offsets.append(offsets[-1] + len(p))
@@ -80,17 +93,17 @@ def from_legacy_binary(data: bytes) -> KernelMessage:
             raise ValueError("offsets out of order or past the end")
         parts = [data[offsets[i]:offsets[i + 1]] for i in range(k)]
     except (struct.error, ValueError) as e:
-        raise BadRequest(f"malformed binary kernel message: {e}", "malformed message") from None
+        raise MalformedMessage(f"malformed binary kernel message: {e}") from None
     return _from_dict(_load(parts[0]), parts[1:])
 
 
 def _load(raw: str | bytes) -> dict[str, Any]:
     try:
         msg = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadRequest(f"kernel message is not valid JSON: {e}", "malformed message") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise MalformedMessage(f"kernel message is not valid JSON: {e}") from None
     if not isinstance(msg, dict):
-        raise BadRequest("kernel message must be a JSON object", "malformed message")
+        raise MalformedMessage("kernel message must be a JSON object")
     return msg
 
 
@@ -98,15 +111,15 @@ def _from_dict(msg: dict[str, Any], buffers: list[bytes]) -> KernelMessage:
     def part(key: str) -> bytes:
         value = msg.get(key, {})
         if not isinstance(value, dict):
-            raise BadRequest(f"kernel message '{key}' must be an object", "malformed message")
+            raise MalformedMessage(f"kernel message '{key}' must be an object")
         return json.dumps(value).encode()
 
     header = msg.get("header")
     if not isinstance(header, dict):
-        raise BadRequest("kernel message has no header object", "malformed message")
+        raise MalformedMessage("kernel message has no header object")
     channel = msg.get("channel")
     if not isinstance(channel, str):
-        raise BadRequest("kernel message has no channel", "malformed message")
+        raise MalformedMessage("kernel message has no channel")
     km = KernelMessage(channel, part("header"), part("parent_header"), part("metadata"), part("content"),
                        list(buffers))
     km._header = header
@@ -114,14 +127,25 @@ def _from_dict(msg: dict[str, Any], buffers: list[bytes]) -> KernelMessage:
 
 
 def _checked(msg: KernelMessage) -> KernelMessage:
-    if msg.channel not in _CHANNELS:
-        raise BadRequest(f"unknown channel {msg.channel!r}; expected shell, control, stdin or iopub",
-                         "malformed message")
+    if msg.channel not in CHANNELS:
+        raise MalformedMessage(f"unknown channel {msg.channel!r}; expected shell, control, stdin or iopub")
     try:
         header = msg.header_dict
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadRequest(f"kernel message header is not valid JSON: {e}", "malformed message") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise MalformedMessage(f"kernel message header is not valid JSON: {e}") from None
     if not isinstance(header, dict) or not isinstance(header.get("msg_id"), str) \
             or not isinstance(header.get("msg_type"), str):
-        raise BadRequest("kernel message header needs string 'msg_id' and 'msg_type'", "malformed message")
+        raise MalformedMessage("kernel message header needs string 'msg_id' and 'msg_type'")
     return msg
+
+
+def status_message(execution_state: str, reason: str | None = None, *, session: str = "himalia",
+                   parent: bytes = b"{}") -> KernelMessage:
+    """An iopub `status` message made by the server, for states only the server knows
+    (restarting after a death, dead, gone), with the reason when there is one."""
+    header = {"msg_id": uuid.uuid4().hex, "msg_type": "status", "username": "himalia", "session": session,
+              "date": isoformat(utcnow()), "version": "5.3"}
+    content: dict[str, Any] = {"execution_state": execution_state}
+    if reason is not None:
+        content["reason"] = reason
+    return KernelMessage("iopub", json.dumps(header).encode(), parent, b"{}", json.dumps(content).encode())
