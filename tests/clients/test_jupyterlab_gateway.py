@@ -98,16 +98,7 @@ def test_every_step_ran(browser_run):
     assert browser_run.step_names() == STEPS, browser_run.tail()
 
 
-# Strict: the fix shows up as an XPASS failure until the mark is removed.
-DIALOG = ("on Kernel > Restart Kernel, JupyterLab shows 'The kernel for gateway.ipynb appears to have died. It "
-          "will restart automatically.': Himalia's local kernels send iopub status 'restarting' on a requested "
-          "restart (himalia_kernels/local.py restart_kernel), which jupyter_server sends only for auto-restarts")
-KNOWN_DIFFERENCES = {"lab: no dialog and no kernel error shown": DIALOG}
-
-
-@pytest.mark.parametrize("step", [
-    pytest.param(step, marks=pytest.mark.xfail(strict=True, reason=KNOWN_DIFFERENCES[step]))
-    if step in KNOWN_DIFFERENCES else step for step in STEPS])
+@pytest.mark.parametrize("step", STEPS)
 def test_step(browser_run, step: str):
     try:
         browser_run.assert_step(step)
@@ -119,4 +110,3 @@ def test_step(browser_run, step: str):
 def test_exit_status(browser_run):
     failed = [s["name"] for s in browser_run.summary["steps"] if not s["ok"]]
     assert browser_run.returncode == (1 if failed else 0), browser_run.tail()
-    assert set(failed) <= set(KNOWN_DIFFERENCES), failed

@@ -64,27 +64,6 @@ STEPS = [
 
 V1 = "v1.kernel.websocket.jupyter.org"
 
-# Steps where Himalia still answers differently from jupyter_server, with the difference; strict, so
-# the fix shows up as an XPASS failure until the mark is removed.
-AUTO_RESTART = ("Himalia's local kernels send iopub status 'restarting' on a requested restart "
-                "(himalia_kernels/local.py restart_kernel); jupyter_server sends it only when it restarted a "
-                "dead kernel by itself, and @jupyterlab/services then reports 'autorestarting' and reconnects twice")
-NO_BUFFERS = ("Himalia's legacy JSON frames carry no \"buffers\" key ({} to_legacy); jupyter_server sends "
-              "\"buffers\": [], and @jupyterlab/services passes the message on as it came")
-KNOWN_DIFFERENCES = {
-    "kernel (legacy): restart was not reported as an auto-restart": AUTO_RESTART,
-    "kernel (v1): restart was not reported as an auto-restart": AUTO_RESTART,
-    "kernel (legacy): every message came with a buffers list": NO_BUFFERS.format("himalia_kernels/wire.py"),
-}
-KNOWN_DIFFERENCES_THROUGH_GATEWAY = {
-    "kernel (legacy): every message came with a buffers list": NO_BUFFERS.format("himalia_gateway/channels.py"),
-}
-
-
-def known(steps: list[str], differences: dict[str, str]) -> list:
-    return [pytest.param(step, marks=pytest.mark.xfail(strict=True, reason=differences[step]))
-            if step in differences else step for step in steps]
-
 
 def client_env(url: str, token: str) -> dict[str, str]:
     return {**os.environ, "JUPYTER_URL": url, "JUPYTER_TOKEN": token, "STEP_TIMEOUT_MS": "60000"}
@@ -135,7 +114,7 @@ def test_every_step_ran(client_run):
     assert client_run.step_names() == STEPS, client_run.tail()
 
 
-@pytest.mark.parametrize("step", known(STEPS, KNOWN_DIFFERENCES))
+@pytest.mark.parametrize("step", STEPS)
 def test_step(client_run, step: str):
     client_run.assert_step(step)
 
@@ -143,7 +122,6 @@ def test_step(client_run, step: str):
 def test_exit_status(client_run):
     failed = [s["name"] for s in client_run.summary["steps"] if not s["ok"]]
     assert client_run.returncode == (1 if failed else 0), client_run.tail()
-    assert set(failed) <= set(KNOWN_DIFFERENCES), failed
 
 
 @pytest.mark.parametrize("protocol", ["legacy", "v1"])
@@ -156,6 +134,6 @@ def test_websocket_protocol(client_run, protocol: str):
         assert (saw["offered"], saw["selected"]) == ([], "")
 
 
-@pytest.mark.parametrize("step", known(STEPS, KNOWN_DIFFERENCES_THROUGH_GATEWAY))
+@pytest.mark.parametrize("step", STEPS)
 def test_step_through_a_kernel_gateway(gateway_run, step: str):
     gateway_run.assert_step(step)
