@@ -113,9 +113,8 @@ async def test_json_nested_too_deeply_is_400_not_500(himalia_server, tree, metho
         assert answer["reason"] == "malformed json"
 
 
-@pytest.mark.xfail(strict=True, reason="himalia_auth/handlers.py `me` catches ValueError from json.loads of "
-                   "?permissions= but not RecursionError: 500; catch RecursionError too")
 async def test_permissions_nested_too_deeply_is_400_not_500(himalia_server):
+    """Was a 500 (auth's handler caught ValueError only); fixed in f3c1962."""
     async with himalia_server() as server:
         status, answer, text = await send(server, "GET", "/api/me?permissions=" + "[" * 2000 + "]" * 2000)
         assert status == 400, f"{status} {text[:200]}"
@@ -168,13 +167,10 @@ async def test_wrong_types_are_400_naming_the_field(himalia_server, tree, method
     assert snapshot(root) == before
 
 
-@pytest.mark.xfail(strict=True, reason="himalia_kernels/handlers.py start_kernel checks that 'env' maps strings "
-                   "to strings, but not that the OS can take them: a NUL, '=' in a name or a lone surrogate fail "
-                   "in Popen and answer 500 'kernel failed to start'; refuse them with a 400 naming the variable")
 @pytest.mark.parametrize("env", [{"A": "x\x00y"}, {"A\x00": "x"}, {"A=B": "x"}, {"A": "\ud800"}],
                          ids=["NUL in value", "NUL in name", "= in name", "lone surrogate"])
 async def test_kernel_env_the_os_cannot_take_is_400(himalia_server, env):
-    """Found by the fuzzer (ST101 on POST /api/kernels)."""
+    """Found by the fuzzer (ST101 on POST /api/kernels): was a 500 'kernel failed to start'; fixed in f3c1962."""
     async with himalia_server() as server:
         status, answer, text = await send(server, "POST", "/api/kernels", body=json.dumps({"env": env}).encode())
         assert status == 400, f"{status} {text[:200]}"
@@ -616,10 +612,8 @@ async def test_a_websocket_message_over_the_limit_closes_that_socket_only(himali
             await server.delete(f"/api/kernels/{kernel_id}")
 
 
-@pytest.mark.xfail(strict=True, reason="himalia_kernels/wire.py: _load and _checked catch ValueError and "
-                   "UnicodeDecodeError but not the RecursionError json.loads raises for deeply nested JSON, so "
-                   "the exception leaves kernel_channels' loop and the connection is dropped; catch it there")
 async def test_deeply_nested_frames_are_ignored_too(himalia_server):
+    """Was: the RecursionError left kernel_channels' loop and dropped the connection; fixed in f3c1962."""
     async with himalia_server() as server:
         r = await server.post("/api/kernels", json={})
         kernel_id = (await r.json())["id"]

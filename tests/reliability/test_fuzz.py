@@ -58,7 +58,6 @@ OPERATIONS = spec_operations()
 
 KNOWN = {
     ("GET /files/{path}", "ST108"): ('is not of type "string"', "test_files_route_describes_json_files"),
-    ("POST /api/kernels", "ST101"): ("kernel failed to start", "test_kernel_env_the_os_cannot_take_is_400"),
 }
 """Failures found and reported but not fixed yet, each witnessed by a deterministic strict-xfail test
 elsewhere: (operation, check) → (words that must appear in schemathesis' report of it, the witness)."""
