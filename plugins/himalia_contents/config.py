@@ -30,3 +30,5 @@ class ContentsConfig:
                                           "shared with jupyter_server) so trusted outputs render.")
     max_copy_folder_size_mb: int = setting(500, "Largest directory, in MB, that may be copied.")
     hash_algorithm: str = setting("sha256", "hashlib algorithm for the `hash` field of models.")
+    stale_upload_age: int = setting(3600, "Seconds after which an unfinished chunked upload's hidden partial "
+                                          "file is deleted (when another chunked upload starts in its directory).")

@@ -17,7 +17,9 @@ import os
 import re
 import shutil
 import stat
+import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -30,10 +32,17 @@ from .checkpoints import FileCheckpoints
 from .config import ContentsConfig
 from .models import base_model, kind_of, new_notebook_bytes, os_errors
 from .notebooks import Known, Notebooks
-from .paths import UPLOAD_SUFFIX, Resolved, Resolver
+from .paths import TEMP_SUFFIX, UPLOAD_SUFFIX, Resolved, Resolver
 from .writes import UMASK, write_atomically
 
 T = TypeVar("T")
+
+
+def _inside(path: str, directory: str) -> bool:
+    """Whether `path` is `directory` or below it (both real paths)."""
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
 COPY_PATTERN = re.compile(r"-Copy\d*\.")
 UNTITLED = {"notebook": "Untitled", "file": "untitled", "directory": "Untitled Folder"}
 TYPES = ("directory", "file", "notebook")
@@ -336,6 +345,7 @@ class FileContents:
         lock = self._upload_locks.setdefault(r.os_path, threading.Lock())
         with lock:
             if chunk == 1:
+                self._remove_stale_uploads(parent, keep=partial)
                 in_place = not os.access(parent, os.W_OK) and os.access(r.os_path, os.W_OK)
                 self._uploads[r.os_path] = in_place
             else:
@@ -364,6 +374,25 @@ class FileContents:
                 return self._get(r.api_path, content=False)
             model_out = base_model(r.api_path, target, os.stat(target), "file")
             return model_out
+
+    def _remove_stale_uploads(self, directory: str, keep: str) -> None:
+        """Delete partial uploads in `directory` untouched for `stale_upload_age` seconds (abandoned ones).
+
+        Runs when a chunked upload starts there: one scandir of a directory the client is writing to anyway.
+        """
+        cutoff = time.time() - self.config.stale_upload_age
+        try:
+            with os.scandir(directory) as it:
+                stale = [e.path for e in it
+                         if e.name.startswith(".") and e.name.endswith(UPLOAD_SUFFIX) and e.path != keep
+                         and e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_mtime < cutoff]
+        except OSError:
+            return
+        for path in stale:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     async def new(self, path: str, model: Model | None = None) -> Model:
         """Create `path` from `model` (an upload, or an empty file or notebook when it has no content)."""
@@ -428,13 +457,29 @@ class FileContents:
         dest = self.resolver.resolve(dest_api, write=True)
         with os_errors(src.api_path):
             if stat.S_ISDIR(st.st_mode):
+                if _inside(dest.os_path, src.os_path):
+                    raise BadRequest(f"cannot copy directory {src.api_path!r} into itself ({dest.api_path!r})",
+                                     "bad destination")
                 self._check_folder_size(src)
-                shutil.copytree(src.os_path, dest.os_path, symlinks=True)
+                self._copy_tree(src.os_path, dest.os_path)
             else:
                 with open(src.os_path, "rb") as f:
                     write_atomically(dest.os_path, iter(lambda: f.read(1 << 20), b""))
                 shutil.copymode(src.os_path, dest.os_path)
         return self._get(dest.api_path, content=False)
+
+    @staticmethod
+    def _copy_tree(src: str, dest: str) -> None:
+        """Copy into a hidden temp directory beside `dest`, then rename it: a failed copy leaves nothing."""
+        parent, name = os.path.split(dest)
+        tmp = tempfile.mkdtemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=parent)
+        try:
+            shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True)
+            shutil.copymode(src, tmp)
+            os.rename(tmp, dest)  # refuses a non-empty `dest` that appeared meanwhile
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
     def _check_folder_size(self, src: Resolved) -> None:
         limit = self.config.max_copy_folder_size_mb * 1024 * 1024
@@ -463,6 +508,9 @@ class FileContents:
             raise BadRequest("cannot rename the root directory", "bad path")
         if old.api_path == new.api_path:
             return self._get(new.api_path, content=False)
+        if _inside(new.os_path, old.os_path) or new.api_path.startswith(old.api_path + "/"):
+            raise BadRequest(f"cannot move directory {old.api_path!r} into itself ({new.api_path!r})",
+                             "bad destination")
         with os_errors(old.api_path):
             if not os.path.lexists(self._link_path(old)):
                 raise NotFound(f"file or directory does not exist: {old.api_path!r}")

@@ -69,6 +69,8 @@ def _parse(raw: bytes) -> dict[str, Any]:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as e:
         raise BadRequest(f"request body is not valid JSON: {e}", "malformed json") from None
+    except RecursionError:  # `[[[[...` a few thousand deep: the decoder gives up, the server must not
+        raise BadRequest("request body is not valid JSON: nested too deeply", "malformed json") from None
     if not isinstance(body, dict):
         raise BadRequest(f"request body must be a JSON object, got {type(body).__name__}", "malformed json")
     return body

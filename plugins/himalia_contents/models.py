@@ -30,9 +30,10 @@ def os_errors(api_path: str) -> Iterator[None]:
     except PermissionError:
         raise Forbidden(f"permission denied: {api_path!r}", "permission denied") from None
     except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise BadRequest(f"no space left to write {api_path!r}; the previous content is unchanged",
-                             "disk full") from None
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            # 507 Insufficient Storage: the server's condition, not the client's mistake
+            raise ApiError(f"no space left to write {api_path!r}; the previous content is unchanged",
+                           "disk full", status=507) from None
         if e.errno == errno.ENOTDIR:
             raise NotFound(f"file or directory does not exist: {api_path!r}") from None
         if e.errno == errno.ENAMETOOLONG:
@@ -43,7 +44,8 @@ def os_errors(api_path: str) -> Iterator[None]:
             raise Conflict(f"already exists: {api_path!r}", "already exists") from None
         if e.errno in (errno.EISDIR, errno.EINVAL, errno.EXDEV, errno.ENOTEMPTY):
             raise BadRequest(f"cannot do that with {api_path!r}: {e.strerror}", "bad request") from None
-        raise ApiError(f"filesystem error on {api_path!r}: {e.strerror}", "filesystem error") from None
+        # shutil.Error and friends are OSErrors without errno or strerror
+        raise ApiError(f"filesystem error on {api_path!r}: {e.strerror or e}", "filesystem error") from None
 
 
 @functools.lru_cache(maxsize=1024)

@@ -17,7 +17,8 @@ CHECKPOINT_ID = {"name": "checkpoint_id", "in": "path", "required": True,
 def _errors(*codes: str) -> dict[str, Any]:
     words = {"400": "Bad request: bad model, bad argument, hidden path", "403": "Forbidden: permissions, "
              "or a link out of the root", "404": "No such file, directory or checkpoint",
-             "409": "The destination exists", "413": "Body too large"}
+             "409": "The destination exists", "413": "Body too large",
+             "507": "No space left on the disk (or the file is too large for it)"}
     return {code: error_response(words[code]) for code in codes} | AUTH_ERRORS
 
 
@@ -56,12 +57,12 @@ CONTENTS_OPS = {
     "put": {"summary": "Save (or upload, or continue a chunked upload of) a file, notebook or directory",
             "requestBody": SAVE_BODY,
             "responses": {"200": json_response("Saved", MODEL), "201": json_response("Created", MODEL),
-                          **_errors("400", "403", "404", "409", "413")}},
+                          **_errors("400", "403", "404", "409", "413", "507")}},
     "post": {"summary": "Create an untitled file, notebook or directory in this directory, or a copy",
              "requestBody": POST_BODY,
-             "responses": {"201": json_response("Created", MODEL), **_errors("400", "403", "404", "409", "413")}},
+             "responses": {"201": json_response("Created", MODEL), **_errors("400", "403", "404", "409", "413", "507")}},
     "patch": {"summary": "Rename or move", "requestBody": PATCH_BODY,
-              "responses": {"200": json_response("Moved", MODEL), **_errors("400", "403", "404", "409", "413")}},
+              "responses": {"200": json_response("Moved", MODEL), **_errors("400", "403", "404", "409", "413", "507")}},
     "delete": {"summary": "Delete (to the trash when configured)",
                "responses": {"204": {"description": "Deleted"}, **_errors("400", "403", "404")}},
 }
@@ -94,8 +95,12 @@ OPENAPI: dict[str, Any] = {
         "/files/{path}": {
             "parameters": [PATH, _query("download", {"type": "string"}, "Any value: serve as an attachment")],
             "get": {"summary": "The raw bytes of a file", "responses": {
-                "200": {"description": "The file", "content": {"*/*": {"schema": {"type": "string",
-                                                                                   "format": "binary"}}}},
+                # as jupyter_server, .ipynb is served as application/x-ipynb+json and .json as
+                # application/json; their bodies are any JSON, not necessarily an object
+                "200": {"description": "The file", "content": {
+                    "application/x-ipynb+json": {"schema": {}},
+                    "application/json": {"schema": {}},
+                    "*/*": {"schema": {"type": "string", "format": "binary"}}}},
                 **_errors("400", "403", "404")}},
         },
         "/api/resolvePath": {
