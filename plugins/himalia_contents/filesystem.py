@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from aiohttp import web
 
@@ -36,6 +36,21 @@ from .paths import TEMP_SUFFIX, UPLOAD_SUFFIX, Resolved, Resolver
 from .writes import UMASK, write_atomically
 
 T = TypeVar("T")
+
+
+class _CopyFailed(Exception):
+    """Not an OSError, so copytree stops at the first file it cannot copy instead of collecting errors."""
+
+    def __init__(self, error: OSError):
+        super().__init__(error)
+        self.error = error
+
+
+def _copy_file(src: str, dest: str) -> None:
+    try:
+        shutil.copy2(src, dest)
+    except OSError as e:
+        raise _CopyFailed(e) from e
 
 
 def _inside(path: str, directory: str) -> bool:
@@ -120,7 +135,7 @@ class FileContents:
             return model
         if not stat.S_ISREG(st.st_mode):
             raise BadRequest(f"cannot read {r.api_path!r}: not a regular file", "bad type")
-        with os_errors(r.api_path), open(r.os_path, "rb") as f:
+        with os_errors(r.api_path), self._open_checked(r) as f:
             data = f.read()
         if hash:
             model.update(self._hash(data))
@@ -143,6 +158,25 @@ class FileContents:
         if model["mimetype"] is None:
             model["mimetype"] = "text/plain" if model["format"] == "text" else "application/octet-stream"
         return model
+
+    def _open_checked(self, r: Resolved) -> BinaryIO:
+        """Open a resolved file for reading, closing the race with a symbolic link swapped in since
+        `resolve`: O_NOFOLLOW refuses a link as the last component (ELOOP), and the opened file's real
+        path (from /proc/self/fd) must still be inside the root, whatever happened to the directories."""
+        fd = os.open(r.os_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if not self.config.follow_symlinks_outside_root:
+                try:
+                    opened = os.readlink(f"/proc/self/fd/{fd}")
+                except OSError:  # no /proc (not Linux): the realpath check in `resolve` is all there is
+                    opened = None
+                if opened is not None and not _inside(opened, self.root):
+                    raise Forbidden(f"{r.api_path!r} leads outside the root directory (it changed while "
+                                    "being opened)", "symlink outside root")
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
 
     def _list(self, r: Resolved, limit: int | None, offset: int) -> list[Model]:
         """One scandir pass: one stat and one access check per listed entry."""
@@ -474,9 +508,12 @@ class FileContents:
         parent, name = os.path.split(dest)
         tmp = tempfile.mkdtemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=parent)
         try:
-            shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True)
+            shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True, copy_function=_copy_file)
             shutil.copymode(src, tmp)
             os.rename(tmp, dest)  # refuses a non-empty `dest` that appeared meanwhile
+        except _CopyFailed as failed:  # the first file that failed (a full disk), with its errno
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise failed.error from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -508,7 +545,8 @@ class FileContents:
             raise BadRequest("cannot rename the root directory", "bad path")
         if old.api_path == new.api_path:
             return self._get(new.api_path, content=False)
-        if _inside(new.os_path, old.os_path) or new.api_path.startswith(old.api_path + "/"):
+        if os.path.isdir(old.os_path) and (_inside(new.os_path, old.os_path)
+                                           or new.api_path.startswith(old.api_path + "/")):
             raise BadRequest(f"cannot move directory {old.api_path!r} into itself ({new.api_path!r})",
                              "bad destination")
         with os_errors(old.api_path):

@@ -97,16 +97,13 @@ DEEP = b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}"
     ("POST", "/api/sessions"),
     ("PATCH", f"/api/sessions/{UNKNOWN}"),
     ("POST", "/api/kernels"),
-    pytest.param("PUT", "/api/contents/new.txt", marks=pytest.mark.xfail(strict=True, reason=(
-        "himalia_contents/handlers.py _parse catches UnicodeDecodeError and ValueError but not "
-        "RecursionError: 500 'unexpected server error'; catch it as himalia.read_json now does"))),
-    pytest.param("POST", "/api/contents", marks=pytest.mark.xfail(strict=True, reason="as PUT: contents _parse")),
-    pytest.param("PATCH", "/api/contents/notes.txt", marks=pytest.mark.xfail(strict=True,
-                                                                            reason="as PUT: contents _parse")),
+    ("PUT", "/api/contents/new.txt"),
+    ("POST", "/api/contents"),
+    ("PATCH", "/api/contents/notes.txt"),
 ])
 async def test_json_nested_too_deeply_is_400_not_500(himalia_server, tree, method, path):
-    """Was a 500 on every route reading a body (fixed in himalia.read_json; the contents plugin parses
-    its own bodies and still has it)."""
+    """Was a 500 on every route reading a body (fixed in himalia.read_json, and in the contents plugin's
+    own parser)."""
     async with himalia_server() as server:
         status, answer, text = await send(server, method, path, body=DEEP)
         assert status == 400, f"{method} {path}: {status} {text[:200]}"
@@ -670,11 +667,8 @@ async def test_a_failure_after_the_response_began_closes_the_connection_cleanly(
 
 # --- a directory into itself ------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="himalia_contents/filesystem.py _copy: shutil.copytree of a directory into "
-                   "its own subdirectory recurses until ENAMETOOLONG, leaving ~1500 nested directories and a 500; "
-                   "refuse when the destination is inside the source (400), and copy via a temp dir so a failed "
-                   "copy leaves nothing")
 async def test_copying_a_directory_into_itself_is_refused_and_writes_nothing(himalia_server, tree):
+    """Was a 500 after shutil.copytree recursed into its own output, leaving ~1500 nested directories."""
     root, _ = tree
     (root / "dir" / "sub").mkdir()
     (root / "dir" / "a.txt").write_text("a\n")
@@ -686,10 +680,8 @@ async def test_copying_a_directory_into_itself_is_refused_and_writes_nothing(him
     assert after == before, f"{len(after) - len(before)} new entries, e.g. {sorted(set(after) - set(before))[:3]}"
 
 
-@pytest.mark.xfail(strict=True, reason="himalia_contents/filesystem.py _rename: shutil.move raises shutil.Error "
-                   "(an OSError without errno) for a directory moved into itself; os_errors turns it into a 500 "
-                   "\"filesystem error on 'dir': None\"; refuse it first with a 400 naming both paths")
 async def test_moving_a_directory_into_itself_is_a_clear_400(himalia_server, tree):
+    """Was a 500 "filesystem error on 'dir': None" (shutil.Error carries no errno)."""
     root, _ = tree
     (root / "dir" / "sub").mkdir()
     before = snapshot(root)

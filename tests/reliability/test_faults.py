@@ -190,6 +190,14 @@ async def test_sigterm_with_kernels_running_stops_every_kernel_and_exits(tmp_pat
 LIMIT = 1024 * 1024
 
 
+def clear_refusal(status: int, body: dict, name: str, spec: dict) -> bool:
+    """A 4xx, or a 507 the spec documents for saves, whose message names the file and the lack of space."""
+    documented = spec["paths"]["/api/contents/{path}"]["put"]["responses"]
+    if not (400 <= status < 500 or (status == 507 and "507" in documented)):
+        return False
+    return name in body["message"] and ("space" in body["message"] or "too large" in body["message"])
+
+
 def small_disk() -> None:
     """In the server's child process: files may not grow past LIMIT, and writing past it fails with
     EFBIG instead of killing the process with SIGXFSZ."""
@@ -197,10 +205,9 @@ def small_disk() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
 
 
-@pytest.mark.xfail(strict=True, reason="himalia_contents/filesystem.py os_errors maps ENOSPC/EDQUOT to 400 "
-                   "'disk full' but not EFBIG, which falls through to a 500 'filesystem error ... File too "
-                   "large'; add errno.EFBIG to that branch (old content and temp files are already fine)")
 async def test_full_disk_save_fails_clearly_and_keeps_the_old_content(tmp_path):
+    """Was a 500 "filesystem error ... File too large" for EFBIG; the contents plugin now answers a
+    documented 507 "no space left to write 'x'; the previous content is unchanged"."""
     root = tmp_path / "root"
     root.mkdir()
     old_text = "old content\n" * 1000
@@ -213,6 +220,8 @@ async def test_full_disk_save_fails_clearly_and_keeps_the_old_content(tmp_path):
             process, url):
         base = url.rstrip("/")
         async with aiohttp.ClientSession(headers=AUTH) as client:
+            async with client.get(f"{base}/api/spec.yaml") as r:
+                spec = json.loads(await r.text())
             big = "y" * (2 * LIMIT)
             cell = {"cell_type": "markdown", "metadata": {}, "source": big, "id": "big"}
             attempts = [
@@ -224,7 +233,7 @@ async def test_full_disk_save_fails_clearly_and_keeps_the_old_content(tmp_path):
             for name, model in attempts:
                 async with client.put(f"{base}/api/contents/{name}", json=model) as r:
                     body = await r.json()
-                    if r.status >= 500 or r.status < 400 or name not in body["message"]:
+                    if not clear_refusal(r.status, body, name, spec):
                         problems.append((name, r.status, body))
             # a chunked upload whose second chunk no longer fits
             half = base64.b64encode(b"z" * (LIMIT // 2 + 1)).decode()
@@ -233,7 +242,7 @@ async def test_full_disk_save_fails_clearly_and_keeps_the_old_content(tmp_path):
                         "type": "file", "format": "base64", "content": half, "chunk": chunk}) as r:
                     if r.status >= 400:
                         body = await r.json()
-                        if r.status >= 500:
+                        if not clear_refusal(r.status, body, "up.bin", spec):
                             problems.append(("up.bin", r.status, body))
                         break
             else:

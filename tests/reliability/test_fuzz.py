@@ -56,9 +56,7 @@ def spec_operations() -> list[str]:
 
 OPERATIONS = spec_operations()
 
-KNOWN = {
-    ("GET /files/{path}", "ST108"): ('is not of type "string"', "test_files_route_describes_json_files"),
-}
+KNOWN: dict[tuple[str, str], tuple[str, str]] = {}
 """Failures found and reported but not fixed yet, each witnessed by a deterministic strict-xfail test
 elsewhere: (operation, check) → (words that must appear in schemathesis' report of it, the witness)."""
 
@@ -177,11 +175,9 @@ def media_schema(content: dict, media_type: str) -> dict | None:
     return None
 
 
-@pytest.mark.xfail(strict=True, reason="himalia_contents/openapi.py: GET /files/{path} declares only "
-                   "`*/*: {type: string, format: binary}`, but .ipynb and .json files come back as JSON "
-                   "media types, whose bodies OpenAPI tools parse and check as objects")
 async def test_files_route_describes_json_files(himalia_server):
-    """A deterministic witness of what the fuzzer found on GET /files/{path} (ST108)."""
+    """What the fuzzer found on GET /files/{path} (ST108): the spec declared only `*/*` as a binary
+    string while JSON files come back as JSON media types; the contents plugin now declares them."""
     async with himalia_server() as server:
         (server.root_dir / "nb.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, '
                                                   '"nbformat_minor": 5}')

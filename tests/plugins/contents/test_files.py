@@ -82,3 +82,17 @@ async def test_openapi_fragment_describes_every_route(contents_server):
         # every response the handlers give for a model has the schema's required fields
         model = await (await server.get("/api/contents")).json()
         assert set(spec["components"]["schemas"]["Contents"]["required"]) <= set(model)
+
+
+async def test_the_spec_describes_json_files_as_any_json(contents_server, root):
+    """/files/ serves .ipynb and .json with JSON media types (as jupyter_server does); the spec declared
+    only `*/*` binary strings, so OpenAPI tools checked the parsed JSON bodies against `type: string`."""
+    (root / "nb.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    (root / "list.json").write_text("[1, 2]")
+    async with contents_server() as server:
+        spec = await (await server.get("/api/spec.yaml")).json(content_type=None)
+        declared = spec["paths"]["/files/{path}"]["get"]["responses"]["200"]["content"]
+        for name in ("nb.ipynb", "list.json"):
+            r = await server.get(f"/files/{name}")
+            assert r.status == 200
+            assert declared.get(r.content_type) == {"schema": {}}, (name, r.content_type, declared)

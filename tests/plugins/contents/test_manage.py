@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 
 import pytest
 
@@ -194,3 +196,76 @@ async def test_trust_signs_a_notebook(contents_server, root):
         assert (await server.post("/api/contents/nb.ipynb/trust")).status == 201
         after = await (await server.get("/api/contents/nb.ipynb")).json()
         assert after["content"]["cells"][0]["metadata"]["trusted"] is True
+
+
+def tree_of(root) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+async def test_copying_a_directory_into_itself_is_refused(contents_server, root):
+    """Was an endless copytree (ENAMETOOLONG after ~1500 levels) and a 500 (filesystem.py _copy)."""
+    (root / "dir" / "sub").mkdir(parents=True)
+    (root / "dir" / "a.txt").write_text("a")
+    before = tree_of(root)
+    async with contents_server() as server:
+        for dest in ("dir/sub", "dir"):
+            r = await server.post(f"/api/contents/{dest}", json={"copy_from": "dir"})
+            assert r.status == 400, await r.text()
+            message = (await r.json())["message"]
+            assert "'dir'" in message and f"'{dest}/dir" in message, message
+    assert tree_of(root) == before
+
+
+async def test_a_failed_directory_copy_leaves_nothing(contents_server, root, monkeypatch):
+    """A directory is copied into a hidden temp directory and renamed into place only when complete."""
+    import shutil
+
+    (root / "dir").mkdir()
+    for i in range(5):
+        (root / "dir" / f"f{i}.txt").write_text(str(i))
+    before = tree_of(root)
+    real_copyfile = shutil.copyfile
+    copied = []
+
+    def disk_full_after_three(src, dst, **kwargs):
+        if len(copied) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        copied.append(src)
+        return real_copyfile(src, dst, **kwargs)
+
+    async with contents_server() as server:
+        monkeypatch.setattr(shutil, "copyfile", disk_full_after_three)
+        r = await server.post("/api/contents", json={"copy_from": "dir"})
+        monkeypatch.setattr(shutil, "copyfile", real_copyfile)
+        assert r.status == 507, await r.text()
+        assert copied, "the copy never started"
+        assert tree_of(root) == before
+        r = await server.post("/api/contents", json={"copy_from": "dir"})
+        assert r.status == 201
+        assert (await r.json())["path"] == "dir-Copy1"
+        assert sorted(os.listdir(root / "dir-Copy1")) == [f"f{i}.txt" for i in range(5)]
+
+
+async def test_moving_a_directory_into_itself_is_refused(contents_server, root):
+    """shutil.move raised shutil.Error (no errno): a 500 "filesystem error on 'dir': None" (_rename)."""
+    (root / "dir" / "sub").mkdir(parents=True)
+    before = tree_of(root)
+    async with contents_server() as server:
+        for dest in ("dir/sub/dir", "dir/inner"):
+            r = await server.patch("/api/contents/dir", json={"path": dest})
+            assert r.status == 400, await r.text()
+            message = (await r.json())["message"]
+            assert "None" not in message and "'dir'" in message and repr(dest) in message, message
+    assert tree_of(root) == before
+
+
+def test_os_errors_without_errno_name_the_error():
+    """An OSError with no errno or strerror (shutil.Error) still says what went wrong."""
+    import shutil
+
+    from himalia import ApiError
+    from himalia_contents.models import os_errors
+
+    with pytest.raises(ApiError) as raised, os_errors("dir"):
+        raise shutil.Error("Cannot move a directory into itself")
+    assert "None" not in raised.value.message and "into itself" in raised.value.message

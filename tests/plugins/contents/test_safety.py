@@ -153,3 +153,36 @@ async def test_hidden_files_when_allowed(contents_server, root):
         assert (await (await server.get("/api/contents/.secret")).json())["content"] == "hidden"
         r = await server.put("/api/contents/.new", json={"type": "file", "format": "text", "content": "x"})
         assert r.status == 201 and (root / ".new").read_text() == "x"
+
+
+@pytest.mark.parametrize("swapped", ["file", "directory"])
+def test_a_link_swapped_in_after_the_path_check_is_not_read(tmp_path, swapped):
+    """resolve() checks realpath, then the file is opened: a link swapped in between must not be followed
+    out of the root (O_NOFOLLOW on the file, the opened fd's /proc path checked for the directories)."""
+    from himalia import BadRequest, Forbidden
+    from himalia_contents.config import ContentsConfig
+    from himalia_contents.filesystem import FileContents
+    from himalia_contents.paths import Resolved
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    if swapped == "file":
+        (root / "secret.txt").symlink_to(outside / "secret.txt")
+        checked = Resolved("secret.txt", str(root / "secret.txt"))
+    else:
+        (root / "d").symlink_to(outside)
+        checked = Resolved("d/secret.txt", str(root / "d" / "secret.txt"))
+
+    class Raced:
+        """What resolve() returned before the swap: the path as it was when checked."""
+
+        def resolve(self, path, write=False):
+            return checked
+
+    contents = FileContents(ContentsConfig(), str(root))
+    contents.resolver = Raced()
+    with pytest.raises((Forbidden, BadRequest)) as refused:
+        contents._get(checked.api_path)
+    assert checked.api_path in refused.value.message

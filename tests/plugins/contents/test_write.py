@@ -140,14 +140,16 @@ async def test_save_through_a_link_inside_the_root_writes_the_target(contents_se
         assert (root / "alias.txt").is_symlink() and (root / "real.txt").read_text() == "new"
 
 
-async def test_a_failure_mid_save_keeps_the_previous_content(contents_server, root, monkeypatch):
-    """A full disk while the new bytes are flushed: the old file survives whole, no temp file stays."""
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EFBIG])
+async def test_a_failure_mid_save_keeps_the_previous_content(contents_server, root, monkeypatch, code):
+    """A full disk (or a quota, or RLIMIT_FSIZE's EFBIG) while the new bytes are flushed: a 507 naming
+    the file; the old file survives whole, no temp file stays."""
     (root / "precious.txt").write_text("all of the old content")
     real_fsync = os.fsync
 
     def disk_full(fd):
         if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).endswith(".himalia-tmp"):
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(code, os.strerror(code))
         return real_fsync(fd)
 
     async with contents_server() as server:
@@ -155,7 +157,7 @@ async def test_a_failure_mid_save_keeps_the_previous_content(contents_server, ro
         r = await server.put("/api/contents/precious.txt",
                              json={"type": "file", "format": "text", "content": "new " * 100_000})
         monkeypatch.setattr(os, "fsync", real_fsync)
-        assert r.status == 400
+        assert r.status == 507
         body = await r.json()
         assert body["reason"] == "disk full" and "precious.txt" in body["message"]
         assert (root / "precious.txt").read_text() == "all of the old content"
@@ -317,3 +319,34 @@ def test_the_notebook_encoder_matches_the_stdlib_layout():
         dumps_indented({1: "x"})
     with pytest.raises(TypeError):
         dumps_indented({"x": object()})
+
+
+@pytest.mark.parametrize("method,path", [("PUT", "new.txt"), ("POST", ""), ("PATCH", "notes.txt")])
+async def test_json_nested_too_deeply_is_malformed_json(contents_server, root, method, path):
+    """json.loads raises RecursionError (not ValueError) on `[[[[...`; that was a 500 (handlers.py _parse)."""
+    (root / "notes.txt").write_text("x")
+    async with contents_server() as server:
+        r = await server.request(method, f"/api/contents/{path}", data=b"[" * 100_000,
+                                 headers={"Content-Type": "application/json"})
+        assert r.status == 400, await r.text()
+        assert (await r.json())["reason"] == "malformed json"
+
+
+async def test_a_new_chunked_upload_removes_stale_partial_uploads(contents_server, root):
+    """Abandoned uploads' hidden partial files go once older than `stale_upload_age`; fresh ones stay."""
+    stale = root / ".abandoned.bin.himalia-upload"
+    fresh = root / ".in-progress.bin.himalia-upload"
+    stale.write_bytes(b"old")
+    fresh.write_bytes(b"new")
+    an_hour_and_more = os.stat(stale).st_mtime - 3700
+    os.utime(stale, (an_hour_and_more, an_hour_and_more))
+    async with contents_server() as server:
+        r = await server.put("/api/contents/up.bin", json={
+            "type": "file", "format": "base64", "content": base64.b64encode(b"abc").decode(), "chunk": 1})
+        assert r.status in (200, 201), await r.text()
+        assert not stale.exists() and fresh.exists()
+        r = await server.put("/api/contents/up.bin", json={
+            "type": "file", "format": "base64", "content": base64.b64encode(b"def").decode(), "chunk": -1})
+        assert r.status in (200, 201), await r.text()
+    assert (root / "up.bin").read_bytes() == b"abcdef"
+    assert sorted(p.name for p in root.iterdir()) == [".in-progress.bin.himalia-upload", "up.bin"]
