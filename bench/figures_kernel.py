@@ -231,6 +231,7 @@ async def _fanout_run(sockets: list[KernelSocket], lines: int, timeout: float) -
     t0 = loop.time()
     code_id = await sockets[0].send("shell", "execute_request", execute_content(iopub_code(lines)))
     counts = [0] * len(sockets)
+    line_counts = [0] * len(sockets)
     idle_at: list[float | None] = [None] * len(sockets)
 
     async def listen(i: int, ks: KernelSocket) -> None:
@@ -247,6 +248,7 @@ async def _fanout_run(sockets: list[KernelSocket], lines: int, timeout: float) -
             kind = msg.msg_type
             if kind == "stream" and msg.content.get("name") == "stdout":
                 counts[i] += 1
+                line_counts[i] += msg.content.get("text", "").count("\n")
             elif kind == "status" and msg.content.get("execution_state") == "idle":
                 idle_at[i] = loop.time()
                 return
@@ -256,5 +258,5 @@ async def _fanout_run(sockets: list[KernelSocket], lines: int, timeout: float) -
     elapsed = (max(done) if len(done) == len(sockets) else loop.time()) - t0
     delivered = sum(counts)
     return {"msgs_per_s": delivered / elapsed, "delivered": delivered, "expected": lines * len(sockets),
-            "share": delivered / (lines * len(sockets)),
+            "share": sum(line_counts) / (lines * len(sockets)),
             "clients": len(sockets), "idle_all": len(done) == len(sockets)}

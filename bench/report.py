@@ -101,6 +101,15 @@ def median_of(results: Results, variant: str, figure: str, metric: str) -> float
     return statistics.median(values) if values else None
 
 
+def paired_ratio(results: Results, variant: str, js_variant: str, figure: str, metric: str) -> float | None:
+    """Median over rounds of this round's Himalia value / this round's js value: A B A B pairs cancel drift."""
+    a = results.get(variant, {}).get(figure, [])
+    b = results.get(js_variant, {}).get(figure, [])
+    ratios = [x[metric] / y[metric] for x, y in zip(a, b)
+              if "error" not in x and "error" not in y and x.get(metric) is not None and y.get(metric)]
+    return statistics.median(ratios) if ratios else None
+
+
 def errors_of(results: Results, variant: str, figure: str) -> list[str]:
     return [r["error"] for r in results.get(variant, {}).get(figure, []) if "error" in r]
 
@@ -128,11 +137,12 @@ def build_rows(results: Results, selected: set[str], himalia_variants: list[str]
             verdict = "n/a" if needed is None else "met" if row.check(ratio, ratio_direct, extra) else "MISSED"
         errs = {v: errors_of(results, v, row.source) for v in [*himalia_variants, row.js, "direct"]}
         ratios = {v: (x / js if x is not None and js else None) for v, x in values.items()}
+        paired = paired_ratio(results, "himalia", row.js, row.source, row.metric)
         rows.append({
             "ratios": ratios,
             "figure": row.figure, "label": row.label, "metric": f"{row.source}.{row.metric}", "js_variant": row.js,
             "protocol": (("v1" if protocol.startswith("v1") else "legacy JSON") if row.ws else "HTTP"),
-            "values": values, "jupyter_server": js, "ratio": ratio, "direct": direct,
+            "values": values, "jupyter_server": js, "ratio": ratio, "paired_ratio": paired, "direct": direct,
             "ratio_direct": ratio_direct, "target": row.target, "verdict": verdict, "fmt": row.fmt,
             "errors": {v: e for v, e in errs.items() if e},
         })
@@ -147,13 +157,14 @@ def markdown(rows: list[dict[str, Any]], himalia_variants: list[str]) -> str:
     names = {"himalia": "Himalia", "himalia_uvloop": "Himalia uvloop"}
     extra = [v for v in himalia_variants if v != "himalia"]
     head = ["figure", "ws protocol", *(names[v] for v in himalia_variants), "jupyter_server", "Himalia/js",
-            *(f"{names[v]}/js" for v in extra), "direct ZMQ", "Himalia/direct", "target", "met"]
+            *(f"{names[v]}/js" for v in extra), "paired H/js", "direct ZMQ", "Himalia/direct", "target", "met"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["label"].strip() if not r["label"].startswith("  ") else "↳ " + r["label"].strip(),
                  r["protocol"], *(_f(r["values"].get(v), r["fmt"]) for v in himalia_variants),
                  _f(r["jupyter_server"], r["fmt"]), _f(r["ratio"], ".2f") + ("×" if r["ratio"] else ""),
                  *(_f(r["ratios"][v], ".2f") + ("×" if r["ratios"][v] else "") for v in extra),
+                 _f(r["paired_ratio"], ".2f") + ("×" if r["paired_ratio"] else ""),
                  _f(r["direct"], r["fmt"]), _f(r["ratio_direct"], ".2f") + ("×" if r["ratio_direct"] else ""),
                  r["target"], r["verdict"]]
         lines.append("| " + " | ".join(cells) + " |")
