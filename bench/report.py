@@ -88,8 +88,8 @@ ROWS = [
         "msgs_per_s", JS, ".0f", ws=True),
     Row("fanout", "  same, js with TCP_NODELAY + rate limits off", "fanout", "msgs_per_s", TUNED, ".0f", ws=True,
         target="≥ 2×", check=_ge(2)),
-    Row("fanout", "  share of messages delivered (js as shipped)", "fanout", "share", JS, ".2f", ws=True),
-    Row("fanout", "  share of messages delivered (js tuned)", "fanout", "share", TUNED, ".2f", ws=True),
+    Row("fanout", "  share of lines delivered (js as shipped)", "fanout", "share", JS, ".2f", ws=True),
+    Row("fanout", "  share of lines delivered (js tuned)", "fanout", "share", TUNED, ".2f", ws=True),
     Row("fanout", "  server CPU per 1 000 messages delivered (ms; js tuned)", "fanout", "server_cpu_ms_per_1k",
         TUNED, ".1f", ws=True),
 ]

@@ -57,7 +57,7 @@ SOURCE = {"memory": "kernels8"}
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--only", metavar="FIG,FIG", help=f"figures to run (default all): {', '.join(FIGURES)}")
-    p.add_argument("--quick", action="store_true", help="small counts and short windows (about a minute)")
+    p.add_argument("--quick", action="store_true", help="small counts and short windows (2-3 minutes)")
     p.add_argument("--rounds", type=int, help="rounds of A B A B (default 3, --quick 1)")
     p.add_argument("--protocol", choices=["v1", "legacy"], default="v1",
                    help="kernel websocket protocol for both servers (default v1, JupyterLab's)")
