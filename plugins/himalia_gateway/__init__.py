@@ -32,11 +32,15 @@ def _url_is_set(config) -> bool:
     return bool(config.section("gateway").effective().url)
 
 
+def _gateway_kernels(app):
+    from .manager import gateway_kernels  # only when the gateway is the chosen provider
+
+    return gateway_kernels(app)
+
+
 @hookimpl
 def himalia_kernel_providers():
-    from .manager import gateway_kernels
-
-    return [Provider("gateway", gateway_kernels, "kernels on a remote Jupyter Kernel/Enterprise Gateway",
+    return [Provider("gateway", _gateway_kernels, "kernels on a remote Jupyter Kernel/Enterprise Gateway",
                      preferred=_url_is_set)]
 
 

@@ -17,6 +17,8 @@ class KernelsConfig:
                                                "channels before clients are told it is not responding.")
     restart_check_interval: float = setting(3.0, "Seconds between liveness checks of each local kernel "
                                                  "(jupyter_client's restarter `time_to_dead`).")
+    kernelspec_cache_ttl: float = setting(2.0, "Seconds a kernelspec listing is reused before the kernel dirs "
+                                               "are read again; 0 reads them on every request.")
     restart_limit: int = setting(5, "Automatic restarts tried in a row before a dying kernel is reported dead.")
     autorestart: bool = setting(True, "Restart local kernels that die.")
     buffer_max_messages: int = setting(10000, "Messages kept per disconnected client session for replay on "

@@ -92,6 +92,7 @@ class LocalKernels:
         self.root_dir = os.path.realpath(root_dir)
         self._ksm = KernelSpecManager()
         self._kernels: dict[str, _Kernel] = {}
+        self._specs_cache: tuple[float, dict[str, Model]] | None = None
 
     # -- kernelspecs ------------------------------------------------------------------------
 
@@ -107,7 +108,13 @@ class LocalKernels:
                 for name, info in self._ksm.get_all_specs().items()}
 
     async def list_kernelspecs(self) -> Model:
-        specs = await asyncio.to_thread(self._all_specs)
+        # Reading the specs scans every kernel dir, parses each kernel.json and asks the provisioner
+        # entry points about each: most of a listing's cost. Reuse it for kernelspec_cache_ttl seconds.
+        now = time.monotonic()
+        cached = self._specs_cache
+        if cached is None or now - cached[0] >= self.config.kernelspec_cache_ttl:
+            cached = self._specs_cache = (now, await asyncio.to_thread(self._all_specs))
+        specs = dict(cached[1])
         return {"default": self._default_name(specs), "kernelspecs": specs}
 
     async def _find(self, name: str) -> str:
@@ -443,7 +450,7 @@ class LocalChannels:
                     log.warning("kernel %s did not answer within %ss", self._kernel.id, self._timeout)
                     self._ready.set()
                     return
-                delay = min(delay * 2, 1.0)
+                delay = min(delay * 2, 0.2)  # a starting kernel is answered within 0.2 s of being up
 
     async def wait_ready(self) -> None:
         await asyncio.wait_for(self._ready.wait(), self._timeout + 5)
