@@ -86,15 +86,20 @@ class LocalKernels:
     """The KernelManager service for local kernels."""
 
     def __init__(self, config: KernelsConfig, root_dir: str):
-        from jupyter_client.kernelspec import KernelSpecManager
-
         self.config = config
         self.root_dir = os.path.realpath(root_dir)
-        self._ksm = KernelSpecManager()
         self._kernels: dict[str, _Kernel] = {}
         self._specs_cache: tuple[float, dict[str, Model]] | None = None
 
     # -- kernelspecs ------------------------------------------------------------------------
+
+    @functools.cached_property
+    def _ksm(self) -> Any:
+        """jupyter_client's KernelSpecManager, made (and jupyter_client imported) on first use, so a
+        server that has not touched a kernel yet starts faster and smaller."""
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        return KernelSpecManager()
 
     def _default_name(self, names: Mapping[str, Any]) -> str | None:
         if self.config.default_kernel_name:
