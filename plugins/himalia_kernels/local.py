@@ -188,9 +188,12 @@ class LocalKernels:
             kernel_spec_manager=self._ksm,
             connection_file=os.path.join(runtime, f"kernel-{kernel_id}.json"),
             shutdown_wait_time=self.config.shutdown_wait_time,
-            autorestart=self.config.autorestart,
-            config=Config({"KernelRestarter": {"time_to_dead": self.config.restart_check_interval,
-                                               "restart_limit": self.config.restart_limit}}),
+            # jupyter_client's restarter is also how a death is noticed: with autorestart off it still
+            # runs, with no restarts allowed, so the death is reported ('dead', with its reason)
+            autorestart=True,
+            config=Config({"KernelRestarter": {
+                "time_to_dead": self.config.restart_check_interval,
+                "restart_limit": self.config.restart_limit if self.config.autorestart else 0}}),
         )
         kernel = _Kernel(kernel_id, name, km)
         km.on_started = functools.partial(self._on_started, kernel)
@@ -479,6 +482,10 @@ class LocalChannels:
     def inject_status(self, state: str, reason: str | None) -> None:
         """Tell clients about a state only the manager knows (restarting, dead), as jupyter_server does."""
         self._pending.append(wire.status_message(state, reason or None, session=self._session_id))
+        if state == "dead":  # no answer will come: let a relay still waiting for one read this
+            if self._nudge_task is not None:
+                self._nudge_task.cancel()
+            self._ready.set()
         self._wake()
 
     async def send(self, msg: KernelMessage) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import psutil
+import os
+import signal
+
 from kernel_ws import V1, assert_gone, connect, execute_content, kernel_processes, running_kernel
 
 from himalia import SERVICES, hookimpl
@@ -19,6 +22,24 @@ class StopWatcher:
     def himalia_kernel_stopped(self, kernel_id, reason):
         self.stopped[kernel_id] = reason
         self.event.set()
+
+
+async def test_kernel_that_cannot_be_restarted_is_reported_dead(himalia_server):
+    """With autorestart off, a killed kernel is still noticed: clients see 'dead' with the signal,
+    the model says dead, and kernel_stopped fires once with the reason."""
+    watcher = StopWatcher()
+    config = {"plugins": {"kernels": {"autorestart": False, "restart_check_interval": 0.5}}}
+    async with himalia_server(config=config, plugins={"watcher": watcher}) as server, \
+            running_kernel(server) as kernel, connect(server, kernel["id"]) as ws:
+        await ws.execute("x = 1")
+        os.kill(kernel_processes(server, kernel["id"])[0].pid, signal.SIGKILL)
+        dead = await ws.wait_for(lambda m: m["header"]["msg_type"] == "status"
+                                 and m["content"]["execution_state"] == "dead")
+        assert "signal 9" in dead["content"]["reason"]
+        await asyncio.wait_for(watcher.event.wait(), 30)
+        assert list(watcher.stopped) == [kernel["id"]] and "signal 9" in watcher.stopped[kernel["id"]]
+        model = await (await server.get(f"/api/kernels/{kernel['id']}")).json()
+        assert model["execution_state"] == "dead" and "signal 9" in model["reason"]
 
 
 async def test_idle_kernel_is_culled(himalia_server):
