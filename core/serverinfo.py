@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,16 @@ def write(info: dict[str, Any]) -> Path:
     """Write atomically with mode 0600 (it holds the token)."""
     path = info_path(info["pid"])
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(info, f, indent=2)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    # a fresh name each time (mkstemp: O_EXCL, mode 0600 from the start), so a stale or planted
+    # temp file can neither widen the token's permissions nor redirect the write
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(info, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

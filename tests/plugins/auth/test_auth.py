@@ -39,6 +39,16 @@ async def test_every_route_rejects_a_missing_or_wrong_token(himalia_server):
                         assert body["reason"] in ("missing token", "invalid token")
 
 
+async def test_only_the_version_route_opts_out_of_auth(himalia_server):
+    """A route that opts out is not in the list above: so the opted-out set itself is pinned."""
+    from himalia.app import _ROUTE_AUTH
+
+    async with himalia_server(config=AUTH) as server:
+        opted_out = {(r.method, r.resource.canonical) for r in server.app.router.routes()
+                     if not server.app[_ROUTE_AUTH].get(r, True)}
+        assert opted_out <= {("GET", "/api"), ("HEAD", "/api")} and ("GET", "/api") in opted_out
+
+
 async def test_unauthenticated_requests_learn_nothing_about_ids(himalia_server):
     """jupyter_server answers 404 for an unknown kernel without a token; we answer 401 first."""
     async with himalia_server(config=AUTH) as server:
