@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from himalia import setting
@@ -31,4 +32,13 @@ class ContentsConfig:
     max_copy_folder_size_mb: int = setting(500, "Largest directory, in MB, that may be copied.")
     hash_algorithm: str = setting("sha256", "hashlib algorithm for the `hash` field of models.")
     stale_upload_age: int = setting(3600, "Seconds after which an unfinished chunked upload's hidden partial "
-                                          "file is deleted (when another chunked upload starts in its directory).")
+                                          "file, or the temp file of a save that was killed midway, is deleted "
+                                          "(when a save or a chunked upload writes into its directory).")
+
+    def __post_init__(self) -> None:
+        try:
+            hashlib.new(self.hash_algorithm).hexdigest()  # shake_* construct, then need a length
+        except (ValueError, TypeError):
+            usable = sorted(a for a in hashlib.algorithms_guaranteed if not a.startswith("shake_"))
+            raise ValueError(f"'hash_algorithm' must name a hashlib algorithm with a fixed digest size, "
+                             f"got {self.hash_algorithm!r}; for example: {', '.join(usable)}") from None

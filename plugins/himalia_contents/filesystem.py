@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import errno
 import hashlib
 import itertools
 import json
@@ -62,6 +63,9 @@ COPY_PATTERN = re.compile(r"-Copy\d*\.")
 UNTITLED = {"notebook": "Untitled", "file": "untitled", "directory": "Untitled Folder"}
 TYPES = ("directory", "file", "notebook")
 FORMATS = ("text", "base64")
+ASCII_WHITESPACE = b" \t\n\r\x0b\x0c"
+SWEEP_INTERVAL = 60.0
+"""Seconds between two sweeps of one directory for stale temp files after saves."""
 
 
 @asynccontextmanager
@@ -88,6 +92,8 @@ class FileContents:
         self._uploads: dict[str, bool] = {}
         """Chunked uploads in progress: target → whether its chunks are written in place."""
         self._known_notebooks: dict[str, tuple[tuple[int, int, int], Known]] = {}
+        self._swept: dict[str, float] = {}
+        """Directory → when (monotonic) it was last swept for stale temp files after a save."""
 
     @staticmethod
     async def _run(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -300,25 +306,33 @@ class FileContents:
         if model["format"] == "text":
             return content.encode("utf-8", "surrogatepass")
         try:
-            return base64.b64decode(content.encode("ascii"), validate=False)
+            # line breaks are allowed (encodebytes wraps at 76), anything else outside the alphabet is not:
+            # a lenient decode would turn "!!!!" into zero bytes and overwrite the file with nothing
+            data = content.encode("ascii").translate(None, ASCII_WHITESPACE)
+            return base64.b64decode(data, validate=True)
         except (UnicodeEncodeError, binascii.Error, ValueError) as e:
             raise BadRequest(f"cannot save {api_path!r}: content is not valid base64: {e}", "bad model") from None
 
     async def save(self, path: str, model: Model) -> Model:
         self.check_model(path, model)
-        chunk = model.get("chunk")
-        if self.hooks is not None and chunk in (None, -1):
-            self.hooks.contents_pre_save(path.strip("/"), model)
-            self.check_model(path, model)  # a hook may have broken it
-        saved = await self._run(self._save, path, model)
-        if self.hooks is not None and chunk in (None, -1):
-            self.hooks.contents_post_save(saved["path"], dict(saved))
-        return saved
+        return await self._run(self._save, path, model)
 
     def _save(self, path: str, model: Model) -> Model:
         r = self.resolver.resolve(path, write=True)
         if not r.api_path:
             raise BadRequest("cannot save the root directory", "bad path")
+        # The save hooks run here, in the worker thread (a hook may rewrite a large notebook), and only
+        # for a path that passed the checks. A chunked upload is one save, told with its last chunk.
+        hooks = self.hooks if model.get("chunk") in (None, -1) else None
+        if hooks is not None:
+            hooks.contents_pre_save(r.api_path, model)
+            self.check_model(r.api_path, model)  # a hook may have broken it
+        saved = self._write(r, model)
+        if hooks is not None:
+            hooks.contents_post_save(saved["path"], dict(saved))
+        return saved
+
+    def _write(self, r: Resolved, model: Model) -> Model:
         kind = model["type"]
         known: Known | None = None
         with os_errors(r.api_path):
@@ -338,10 +352,12 @@ class FileContents:
                 self._remember(r.os_path, known)
                 if not self.checkpoints.list(r.os_path):
                     self.checkpoints.create(r.os_path)
+                self._sweep_now_and_then(os.path.dirname(r.os_path))
             else:
                 data = self._file_bytes(r.api_path, model)
                 self._refuse_directory(r)
                 write_atomically(r.os_path, [data])
+                self._sweep_now_and_then(os.path.dirname(r.os_path))
             saved = self._get(r.api_path, content=False)
         if known is not None and known.message:
             saved["message"] = known.message
@@ -369,7 +385,9 @@ class FileContents:
         """Chunks 1..n gather in a hidden file beside the target, renamed over it on chunk -1.
 
         The target keeps its old content until the upload completes. Where the directory is not
-        writable, the chunks are written in place instead, as jupyter_server writes them.
+        writable, the chunks are written in place instead, as jupyter_server writes them. The hidden
+        name is predictable, so it is never followed: chunk 1 removes whatever has that name and creates
+        a fresh private file (O_EXCL), later chunks refuse a symbolic link (O_NOFOLLOW).
         """
         chunk = model["chunk"]
         data = self._file_bytes(r.api_path, model)
@@ -379,7 +397,7 @@ class FileContents:
         lock = self._upload_locks.setdefault(r.os_path, threading.Lock())
         with lock:
             if chunk == 1:
-                self._remove_stale_uploads(parent, keep=partial)
+                self._remove_stale_files(parent, keep=partial)
                 in_place = not os.access(parent, os.W_OK) and os.access(r.os_path, os.W_OK)
                 self._uploads[r.os_path] = in_place
             else:
@@ -390,36 +408,87 @@ class FileContents:
                     write_atomically(r.os_path, [data])  # a one-chunk upload
                     return self._get(r.api_path, content=False)
             target = r.os_path if in_place else partial
-            if chunk == 1:
-                mode = os.stat(r.os_path).st_mode & 0o7777 if os.path.exists(r.os_path) else 0o666 & ~UMASK
-                with open(target, "wb") as f:
-                    f.write(data)
-                os.chmod(target, mode)
+            if chunk != 1:
+                flags = os.O_WRONLY | os.O_APPEND
+            elif in_place:
+                flags = os.O_WRONLY | os.O_TRUNC
             else:
-                with open(target, "ab") as f:
-                    f.write(data)
-            if chunk == -1:
-                if not in_place:
-                    with open(partial, "rb+") as f:
-                        os.fsync(f.fileno())
+                try:
+                    os.unlink(partial)  # a stale partial file, or a link planted there (not its target)
+                except FileNotFoundError:
+                    pass
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            fd = self._open_upload(r, target, flags)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                if chunk == -1 and not in_place:
+                    f.flush()
+                    os.fchmod(f.fileno(), self._new_mode(r.os_path))
+                    os.fsync(f.fileno())
+                    try:
+                        unchanged = os.path.samestat(os.fstat(f.fileno()), os.lstat(partial))
+                    except FileNotFoundError:
+                        unchanged = False
+                    if not unchanged:
+                        raise self._upload_replaced(r)
                     os.replace(partial, r.os_path)
+            if chunk == -1:
                 self._uploads.pop(r.os_path, None)
                 self._upload_locks.pop(r.os_path, None)
                 return self._get(r.api_path, content=False)
-            model_out = base_model(r.api_path, target, os.stat(target), "file")
-            return model_out
+            return base_model(r.api_path, target, os.stat(target), "file")
 
-    def _remove_stale_uploads(self, directory: str, keep: str) -> None:
-        """Delete partial uploads in `directory` untouched for `stale_upload_age` seconds (abandoned ones).
+    def _open_upload(self, r: Resolved, os_path: str, flags: int) -> int:
+        """Open a chunked upload's file, never through a symbolic link; new partial files are private."""
+        try:
+            return os.open(os_path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            partial_gone = e.errno == errno.ENOENT and os_path != r.os_path and not flags & os.O_CREAT
+            if e.errno in (errno.ELOOP, errno.EEXIST) or partial_gone:
+                raise self._upload_replaced(r) from None
+            raise
 
-        Runs when a chunked upload starts there: one scandir of a directory the client is writing to anyway.
+    @staticmethod
+    def _upload_replaced(r: Resolved) -> Conflict:
+        return Conflict(f"cannot continue the chunked upload of {r.api_path!r}: its partial file "
+                        f"(.{os.path.basename(r.os_path)}{UPLOAD_SUFFIX}) was removed or replaced, possibly by "
+                        "a symbolic link, which is never followed; start the upload again from chunk 1",
+                        "upload interrupted")
+
+    @staticmethod
+    def _new_mode(os_path: str) -> int:
+        """The mode a file written over `os_path` gets: the old file's, or the umask's default."""
+        try:
+            return os.stat(os_path).st_mode & 0o7777
+        except FileNotFoundError:
+            return 0o666 & ~UMASK
+
+    def _sweep_now_and_then(self, directory: str) -> None:
+        """`_remove_stale_files` after a save, at most once per directory per SWEEP_INTERVAL: saves are
+        frequent, and what it looks for (a server killed mid-save) is rare."""
+        now = time.monotonic()
+        last = self._swept.get(directory)
+        if last is not None and now - last < SWEEP_INTERVAL:
+            return
+        if len(self._swept) > 4096:
+            self._swept.clear()
+        self._swept[directory] = now
+        self._remove_stale_files(directory)
+
+    def _remove_stale_files(self, directory: str, keep: str = "") -> None:
+        """Delete our hidden partial files in `directory` untouched for `stale_upload_age` seconds:
+        abandoned chunked uploads and the temp files of saves killed midway (SIGKILL, power loss).
+
+        Runs when a chunked upload starts there and (now and then) after a save there: one scandir of
+        a directory the client is writing to anyway. Symbolic links and directories are left alone.
         """
         cutoff = time.time() - self.config.stale_upload_age
         try:
             with os.scandir(directory) as it:
                 stale = [e.path for e in it
-                         if e.name.startswith(".") and e.name.endswith(UPLOAD_SUFFIX) and e.path != keep
-                         and e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_mtime < cutoff]
+                         if e.name.startswith(".") and e.name.endswith((UPLOAD_SUFFIX, TEMP_SUFFIX))
+                         and e.path != keep and e.is_file(follow_symlinks=False)
+                         and e.stat(follow_symlinks=False).st_mtime < cutoff]
         except OSError:
             return
         for path in stale:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 
-from himalia import SERVICES, ContentsManager
+import pytest
+
+from himalia import SERVICES, ConfigError, ContentsManager
 
 
 def test_importing_the_plugin_does_not_import_nbformat():
@@ -35,3 +38,17 @@ async def test_custom_hide_globs_and_checkpoint_dir(contents_server, root):
         assert [c["name"] for c in listing["content"]] == ["keep.txt"]
         assert (await server.post("/api/contents/keep.txt/checkpoints")).status == 201
         assert (root / ".my_checkpoints" / "keep-checkpoint.txt").read_text() == "x"
+
+
+async def test_an_unknown_hash_algorithm_is_a_config_error(contents_server, root):
+    """It was accepted at start-up and made every `hash=1` request a 500 (hashlib.new in filesystem.py)."""
+    (root / "f.txt").write_bytes(b"x")
+    for name in ("sha-nope", "shake_128"):  # shake_* exist but have no fixed digest size
+        with pytest.raises(ConfigError) as raised:
+            async with contents_server(hash_algorithm=name):
+                pass
+        assert "[plugins.contents]" in str(raised.value) and "'hash_algorithm'" in str(raised.value)
+        assert repr(name) in str(raised.value)
+    async with contents_server(hash_algorithm="sha512") as server:
+        model = await (await server.get("/api/contents/f.txt", params={"hash": "1"})).json()
+        assert model["hash"] == hashlib.sha512(b"x").hexdigest() and model["hash_algorithm"] == "sha512"

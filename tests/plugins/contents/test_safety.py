@@ -186,3 +186,48 @@ def test_a_link_swapped_in_after_the_path_check_is_not_read(tmp_path, swapped):
     with pytest.raises((Forbidden, BadRequest)) as refused:
         contents._get(checked.api_path)
     assert checked.api_path in refused.value.message
+
+
+def b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
+
+
+async def test_a_chunked_upload_never_writes_through_a_link_planted_at_its_partial_name(
+        contents_server, root, outside):
+    """The partial file's name is predictable (`.big.bin.himalia-upload`): a link planted there was
+    followed by chunk 1's open() and overwrote its target outside the root (filesystem.py _save_chunk)."""
+    (root / ".big.bin.himalia-upload").symlink_to(outside / "secret.txt")
+    (root / "big.bin").write_bytes(b"old")
+    (root / "big.bin").chmod(0o640)
+    async with contents_server() as server:
+        for number, piece in ((1, b"first "), (-1, b"last")):
+            r = await server.put("/api/contents/big.bin", json={"type": "file", "format": "base64",
+                                                                "chunk": number, "content": b64(piece)})
+            assert r.status == 200, await r.text()
+            if number == 1:  # a fresh private file replaced the link, not its target
+                partial = root / ".big.bin.himalia-upload"
+                assert not partial.is_symlink() and (partial.stat().st_mode & 0o777) == 0o600
+    assert (outside / "secret.txt").read_text() == SECRET
+    assert (root / "big.bin").read_bytes() == b"first last"
+    assert (root / "big.bin").stat().st_mode & 0o777 == 0o640
+    assert not (root / ".big.bin.himalia-upload").exists()
+
+
+@pytest.mark.parametrize("number", [2, -1])
+async def test_a_link_swapped_in_mid_upload_is_refused(contents_server, root, outside, number):
+    async with contents_server() as server:
+        r = await server.put("/api/contents/big.bin", json={"type": "file", "format": "base64", "chunk": 1,
+                                                            "content": b64(b"first ")})
+        assert r.status in (200, 201), await r.text()
+        partial = root / ".big.bin.himalia-upload"
+        partial.unlink()
+        partial.symlink_to(outside / "secret.txt")
+        r = await server.put("/api/contents/big.bin", json={"type": "file", "format": "base64",
+                                                            "chunk": number, "content": b64(b"more")})
+        assert r.status == 409, await r.text()
+        message = (await r.json())["message"]
+        assert "big.bin" in message and "symbolic link" in message and "chunk 1" in message
+    assert (outside / "secret.txt").read_text() == SECRET
+    assert not (root / "big.bin").exists()

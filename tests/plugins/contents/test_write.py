@@ -106,6 +106,31 @@ async def test_bad_models_are_refused_and_leave_the_file_alone(contents_server, 
         assert temp_files(root) == []
 
 
+@pytest.mark.parametrize("content", ["!!!!", "abcd*"])
+async def test_bad_base64_is_refused_and_the_file_kept(contents_server, root, content):
+    """A lenient decode saved "!!!!" as zero bytes and "abcd*" as junk over the file (_file_bytes)."""
+    (root / "data.bin").write_bytes(b"original bytes")
+    async with contents_server() as server:
+        for chunk in (None, 1):
+            body = {"type": "file", "format": "base64", "content": content}
+            if chunk is not None:
+                body["chunk"] = chunk
+            r = await server.put("/api/contents/data.bin", json=body)
+            assert r.status == 400, await r.text()
+            message = (await r.json())["message"]
+            assert "not valid base64" in message and "data.bin" in message
+            assert (root / "data.bin").read_bytes() == b"original bytes"
+            assert temp_files(root) == []
+
+
+async def test_base64_wrapped_in_lines_is_accepted(contents_server, root):
+    async with contents_server() as server:
+        r = await server.put("/api/contents/data.bin", json={"type": "file", "format": "base64",
+                                                             "content": " YWJj\r\nZGVm\n\tZ2hp \n"})
+        assert r.status == 201, await r.text()
+        assert (root / "data.bin").read_bytes() == b"abcdefghi"
+
+
 async def test_malformed_bodies(contents_server, root):
     async with contents_server() as server:
         r = await server.put("/api/contents/x.txt", data=b"{nope", headers={"Content-Type": "application/json"})
@@ -285,6 +310,47 @@ async def test_pre_save_hook_rewrites_and_post_save_hook_is_told(contents_server
         assert rewriter.saved == [("nb.ipynb", "notebook", None), ("t.txt", "file", None), ("big.txt", "file", None)]
 
 
+class Recorder:
+    """Records where each save hook ran: the path it was given and whether it was on the event loop."""
+
+    def __init__(self):
+        self.calls = []
+
+    def _record(self, hook, path):
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        self.calls.append((hook, path, on_loop))
+
+    @hookimpl
+    def himalia_contents_pre_save(self, path, model):
+        self._record("pre", path)
+
+    @hookimpl
+    def himalia_contents_post_save(self, path, model):
+        self._record("post", path)
+
+
+async def test_save_hooks_run_off_the_event_loop_and_only_for_accepted_paths(contents_server, root, tmp_path):
+    """The hooks ran in the async save, on the event loop and before the path was checked (filesystem.py save)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "out").symlink_to(outside)
+    (root / "sub").mkdir()
+    recorder = Recorder()
+    async with contents_server(plugins={"recorder": recorder}) as server:
+        for refused in (".hidden.ipynb", "out/nb.ipynb", ""):
+            r = await server.put(f"/api/contents/{refused}", json={"type": "notebook", "content": NOTEBOOK})
+            assert r.status in (400, 403), (refused, await r.text())
+        assert recorder.calls == []
+        r = await server.put("/api/contents/sub/nb.ipynb/", json={"type": "notebook", "content": NOTEBOOK})
+        assert r.status == 201, await r.text()
+        assert recorder.calls == [("pre", "sub/nb.ipynb", False), ("post", "sub/nb.ipynb", False)]
+    assert list(outside.iterdir()) == []
+
+
 async def test_a_failing_pre_save_hook_aborts_the_save(contents_server, root):
     (root / "t.txt").write_text("kept")
     async with contents_server(plugins={"refuser": Refuser()}) as server:
@@ -350,3 +416,30 @@ async def test_a_new_chunked_upload_removes_stale_partial_uploads(contents_serve
         assert r.status in (200, 201), await r.text()
     assert (root / "up.bin").read_bytes() == b"abcdef"
     assert sorted(p.name for p in root.iterdir()) == [".in-progress.bin.himalia-upload", "up.bin"]
+
+
+def make_old(path, seconds=3700):
+    then = os.stat(path).st_mtime - seconds
+    os.utime(path, (then, then))
+
+
+async def test_a_save_removes_temp_files_left_by_a_killed_save(contents_server, root):
+    """A save killed mid-write (SIGKILL) leaves `.name.XXXX.himalia-tmp`; those older than
+    `stale_upload_age` go when a save (or a chunked upload) next writes into that directory."""
+    sub = root / "sub"
+    sub.mkdir()
+    stale = sub / ".notes.txt.k1ll3d.himalia-tmp"
+    fresh = sub / ".notes.txt.wr1t1n.himalia-tmp"
+    elsewhere = root / ".other.txt.k1ll3d.himalia-tmp"
+    for path in (stale, fresh, elsewhere):
+        path.write_bytes(b"half a save")
+    make_old(stale)
+    make_old(elsewhere)
+    async with contents_server() as server:
+        r = await server.put("/api/contents/sub/notes.txt", json={"type": "file", "format": "text", "content": "x"})
+        assert r.status == 201, await r.text()
+        assert not stale.exists() and fresh.exists() and elsewhere.exists()  # only the directory written to
+        r = await server.put("/api/contents/up.bin", json={
+            "type": "file", "format": "base64", "content": base64.b64encode(b"abc").decode(), "chunk": 1})
+        assert r.status in (200, 201), await r.text()
+        assert not elsewhere.exists()
