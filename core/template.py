@@ -7,14 +7,17 @@ copier is an optional dependency: without it the command fails with one line say
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from ._version import __version__
 from .errors import StartupError
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+RESERVED = {"disable"}  # keys the core owns in the [plugins] table
 
 
 def template_dir() -> Path:
@@ -27,6 +30,25 @@ def template_dir() -> Path:
                        "reinstall himalia")
 
 
+def refuse_taken(name: str) -> None:
+    """Fail if `name` would shadow something installed: once pip-installed, a second `himalia` entry point
+    of the same name, or a second top-level module `himalia_<name>`, hides one of the two."""
+    if name in RESERVED:
+        raise StartupError(f"plugin name {name!r} is reserved: [plugins] {name} is a core setting; "
+                           "choose another name")
+    for ep in entry_points(group="himalia"):
+        if ep.name.replace("-", "_") == name.replace("-", "_"):
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "an unknown distribution"
+            raise StartupError(f"plugin name {name!r} is taken: plugin {ep.name!r} ({dist}) is installed; "
+                               "choose another name")
+    module = "himalia_" + name.replace("-", "_")
+    spec = importlib.util.find_spec(module)
+    if spec is not None:
+        where = spec.origin or ", ".join(spec.submodule_search_locations or ()) or "built in"
+        raise StartupError(f"plugin name {name!r} is taken: a module {module} is already importable "
+                           f"({where}); choose another name")
+
+
 def new_plugin(name: str, dir: str | None = None, *, interactive: bool | None = None) -> int:
     """Render a new plugin project for `name` into `dir` (default `./himalia-NAME`); exit status.
 
@@ -35,6 +57,7 @@ def new_plugin(name: str, dir: str | None = None, *, interactive: bool | None = 
     if not NAME.match(name):
         raise StartupError(f"plugin name {name!r}: use lowercase letters, digits, '-' and '_', "
                            "starting with a letter (e.g. hello)")
+    refuse_taken(name)
     target = Path(dir if dir else f"himalia-{name.replace('_', '-')}")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise StartupError(f"{target}: already exists and is not empty; choose another directory")

@@ -1,34 +1,45 @@
-"""plugin-template/: rendered with a real `copier copy` and `himalia new-plugin`, pip-installed (--target, so its
-entry point stays out of this test run), found by `himalia plugins`, served by a real `himalia serve`, and its
-own tests run green."""
+"""plugin-template/: rendered with a real `copier copy` and `himalia new-plugin`, pip-installed (editable) into a
+fresh virtual environment the way an author does it, found by that environment's `himalia plugins`, served by its
+`himalia serve`, and its own tests run green there."""
 
 from __future__ import annotations
 
 import ast
 import json
 import os
+import queue
+import re
 import shutil
 import subprocess
 import sys
+import sysconfig
+import threading
+import time
 import urllib.error
 import urllib.request
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import copier
 import pytest
+import yaml
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
+from himalia import __version__
 from himalia.cli import main
 from himalia.template import template_dir
-from himalia.testing import serve_process
+from himalia.testing import ServerProcess
 
 TIMEOUT = 120
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "plugin-template"
-COPIER = [sys.executable, "-c", "import sys; from copier._cli import CopierApp; sys.exit(CopierApp.run())"]
+COPIER = [sys.executable, "-m", "copier"]  # copier's own command line, as `copier copy` users run it
 
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
@@ -63,16 +74,99 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+class Venv:
+    """A virtual environment of the test run's own: `python` runs in it, `env` is it activated.
+
+    Himalia is not installed in it but seen through its site packages, so it has no `bin/himalia` script:
+    `venv.run("-m", "himalia.cli", ...)` is its `himalia ...`.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.project: Path | None = None  # the rendered plugin's checkout, `pip install -e`d into it
+        bindir = root / ("Scripts" if os.name == "nt" else "bin")
+        self.python = bindir / ("python.exe" if os.name == "nt" else "python")
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+        self.env = {**env, "VIRTUAL_ENV": str(root), "PATH": str(bindir) + os.pathsep + env.get("PATH", "")}
+
+    def run(self, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+        return run([str(self.python), *args], env=self.env, **kwargs)
+
+
 @pytest.fixture(scope="module")
-def site(rendered: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The rendered plugin, pip-installed into a directory of its own."""
-    build = tmp_path_factory.mktemp("build") / "himalia-hello"
-    shutil.copytree(rendered, build)  # pip builds in the tree; keep `rendered` pristine
-    target = tmp_path_factory.mktemp("site")
-    result = run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-                  "--disable-pip-version-check", "-q", "--target", str(target), str(build)], timeout=300)
+def venv(rendered: Path, tmp_path_factory: pytest.TempPathFactory) -> Venv:
+    """A new venv with the rendered plugin `pip install -e`d into it, as its author would, from a copy of the
+    rendered project (the author's checkout; `rendered` stays pristine).
+
+    Himalia and its dependencies come from this test run's environment, so nothing is downloaded:
+    `--system-site-packages` exposes the base interpreter's packages, and when this run is itself in a venv
+    (the usual case: a venv made from a venv sees the base interpreter, not the outer venv) a .pth file adds
+    the outer venv's site-packages, with its own .pth files (the editable himalia install's among them).
+    """
+    venv = Venv(tmp_path_factory.mktemp("venv") / "env")
+    result = run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv.root)])
     assert result.returncode == 0, result.stdout + result.stderr
-    return target
+    purelib = venv.run("-c", "import sysconfig; print(sysconfig.get_path('purelib'))")
+    assert purelib.returncode == 0, purelib.stderr
+    if sys.prefix != sys.base_prefix:
+        outer = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
+        lines = "".join(f"import site; site.addsitedir({path!r})\n" for path in outer)
+        (Path(purelib.stdout.strip()) / "_himalia_test_outer_site.pth").write_text(lines)
+    project = tmp_path_factory.mktemp("author") / "himalia-hello"
+    shutil.copytree(rendered, project)
+    # pip comes from the outer environment too (`--without-pip` saves seconds); it installs into the running
+    # interpreter's prefix, the new venv
+    result = venv.run("-m", "pip", "install", "--no-build-isolation", "--no-deps", "--no-index",
+                      "--disable-pip-version-check", "-q", "-e", str(project), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    venv.project = project
+    return venv
+
+
+@contextmanager
+def serve(venv: Venv, *args: str, timeout: float = TIMEOUT) -> Iterator[ServerProcess]:
+    """The venv's `himalia serve --port 0 ARGS...`, stopped on exit; like `himalia.testing.serve_process`,
+    which runs this test run's interpreter instead. Every wait is bounded by `timeout`."""
+    process = subprocess.Popen([str(venv.python), "-m", "himalia.cli", "serve", "--port", "0", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               text=True, env=venv.env, bufsize=1)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:  # a thread, so every read of the output has a deadline, and the pipe never fills
+        for line in process.stdout:  # type: ignore[union-attr]
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"himalia serve printed no URL within {timeout}s:\n" + "\n".join(output)) from None
+            assert line is not None, "himalia serve exited before printing its URL:\n" + "\n".join(output)
+            output.append(line)
+            found = re.match(r"^\s+(http://\S+?)(?:\?token=(\S+))?$", line)
+            if found:
+                break
+        server = ServerProcess(process, found.group(1), found.group(2), output)
+
+        def collect() -> None:  # keep what it prints after its URL (the pump thread keeps the pipe drained)
+            while (more := lines.get()) is not None:
+                output.append(more)
+
+        threading.Thread(target=collect, daemon=True).start()
+        yield server
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout)
 
 
 def test_new_plugin_uses_this_checkout_s_template():
@@ -98,17 +192,47 @@ def test_rendered_code_imports_only_the_public_api(rendered: Path):
                 assert node.module in allowed, f"{path.name} imports {node.module}"
 
 
-def test_answers_reach_the_project(tmp_path: Path):
-    out = tmp_path / "p"
-    result = run([*COPIER, "copy", "--defaults", "--quiet", "-d", "plugin_name=word_count",
-                  "-d", 'description=Counts "words"', "-d", "author_name=Ada Lovelace",
-                  "-d", "author_email=ada@example.org", str(TEMPLATE), str(out)])
-    assert result.returncode == 0, result.stderr
+def render(out: Path, **answers: str) -> Path:
+    """The template rendered in process through copier's public API."""
+    copier.run_copy(str(TEMPLATE), str(out), data=answers, defaults=True, quiet=True, unsafe=False)
+    return out
+
+
+QUOTED = {
+    "description": 'Counts "words", \\N{not an escape}, C:\\temp\\ and ends in a quote: "',
+    "author_name": 'Ada "Countess" Lovelace \\ Byron\\',
+    "author_email": 'ada"\\@example.org',
+}
+
+
+def test_answers_with_quotes_and_backslashes_render_valid_python_and_toml(tmp_path: Path):
+    out = render(tmp_path / "p", plugin_name="word_count", **QUOTED)
+    for path in out.rglob("*.py"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # an invalid escape sequence is only a warning, for now
+            compile(path.read_text(), str(path), "exec")
     project = tomllib.loads((out / "pyproject.toml").read_text())["project"]
-    assert project["description"] == 'Counts "words"'
-    assert project["authors"] == [{"name": "Ada Lovelace", "email": "ada@example.org"}]
+    assert project["description"] == QUOTED["description"]
+    assert project["authors"] == [{"name": QUOTED["author_name"], "email": QUOTED["author_email"]}]
     assert project["entry-points"]["himalia"] == {"word_count": "himalia_word_count"}
+    init = ast.parse((out / "himalia_word_count" / "__init__.py").read_text())
+    assert ast.get_docstring(init) == f"Himalia plugin `word_count`: {QUOTED['description']}"
+    calls = [n for n in ast.walk(init) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "ConfigSection"]
+    assert ast.literal_eval(calls[0].args[2]) == QUOTED["description"]
     assert "class WordCountConfig" in (out / "himalia_word_count" / "config.py").read_text()
+
+
+def test_answers_without_an_author_leave_authors_out(tmp_path: Path):
+    out = render(tmp_path / "p", plugin_name="hello", author_email="ada@example.org")
+    assert tomllib.loads((out / "pyproject.toml").read_text())["project"]["authors"] == [{"email": "ada@example.org"}]
+    out = render(tmp_path / "q", plugin_name="hello")
+    assert "authors" not in tomllib.loads((out / "pyproject.toml").read_text())["project"]
+
+
+@pytest.mark.parametrize("question", ["description", "author_name", "author_email"])
+def test_copier_refuses_a_line_break_in_an_answer(question: str, tmp_path: Path):
+    with pytest.raises(ValueError, match="one line, without control characters"):
+        render(tmp_path / "p", plugin_name="hello", **{question: "two\nlines"})
 
 
 def test_copier_refuses_a_bad_plugin_name(tmp_path: Path):
@@ -141,6 +265,36 @@ def test_new_plugin_refuses_a_bad_name(name: str, tmp_path: Path, capsys):
     assert not (tmp_path / "p").exists()
 
 
+@pytest.mark.parametrize("name", ["auth", "contents"])
+def test_new_plugin_refuses_the_name_of_an_installed_plugin(name: str, tmp_path: Path):
+    # installed, `himalia_<name>` would shadow himalia's own plugin of that name (or be shadowed by it)
+    result = run([sys.executable, "-m", "himalia.cli", "new-plugin", name, str(tmp_path / "p")], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (f"himalia: plugin name {name!r} is taken: plugin {name!r} (himalia {__version__}) "
+                             "is installed; choose another name\n")
+    assert not (tmp_path / "p").exists()
+
+
+def test_new_plugin_refuses_a_name_whose_module_is_importable(tmp_path: Path):
+    site = tmp_path / "site"
+    (site / "himalia_taken_name").mkdir(parents=True)
+    (site / "himalia_taken_name" / "__init__.py").write_text("")
+    result = run([sys.executable, "-m", "himalia.cli", "new-plugin", "taken-name", str(tmp_path / "p")],
+                 env=env_with(site), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("himalia: plugin name 'taken-name' is taken: a module himalia_taken_name is "
+                                    f"already importable ({site / 'himalia_taken_name' / '__init__.py'})")
+    assert not (tmp_path / "p").exists()
+
+
+def test_new_plugin_refuses_a_name_the_core_owns(tmp_path: Path):
+    result = run([sys.executable, "-m", "himalia.cli", "new-plugin", "disable", str(tmp_path / "p")], cwd=tmp_path)
+    assert (result.returncode, result.stderr.count("\n")) == (2, 1)
+    assert "plugin name 'disable' is reserved: [plugins] disable is a core setting" in result.stderr
+    assert not (tmp_path / "p").exists()
+
+
 def test_new_plugin_never_overwrites(tmp_path: Path, capsys):
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "mine.txt").write_text("keep")
@@ -149,23 +303,24 @@ def test_new_plugin_never_overwrites(tmp_path: Path, capsys):
     assert [p.name for p in (tmp_path / "p").iterdir()] == ["mine.txt"]
 
 
-def test_himalia_plugins_finds_the_installed_plugin(site: Path):
-    result = run([sys.executable, "-m", "himalia.cli", "plugins", "--json"], env=env_with(site))
+def test_venv_s_himalia_plugins_finds_the_installed_plugin(venv: Venv):
+    result = venv.run("-m", "himalia.cli", "plugins", "--json")
     assert result.returncode == 0, result.stderr
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert rows["hello"]["distribution"] == "himalia-hello"
     assert rows["hello"]["error"] is None
     assert {"himalia_config_sections", "himalia_routes", "himalia_openapi"} <= set(rows["hello"]["hooks"])
-    text = run([sys.executable, "-m", "himalia.cli", "plugins"], env=env_with(site)).stdout
+    assert {"auth", "contents"} <= set(rows)  # himalia's own, through the outer environment
+    text = venv.run("-m", "himalia.cli", "plugins").stdout
     assert "hello  (himalia-hello 0.1.0)  loaded" in text
-    without = run([sys.executable, "-m", "himalia.cli", "plugins", "--json"])
+    without = run([sys.executable, "-m", "himalia.cli", "plugins", "--json"])  # this test run's environment
     assert "hello" not in {r["name"] for r in json.loads(without.stdout)}
 
 
-def test_served_plugin_answers_with_the_greeting_from_the_config_file(site: Path, tmp_path: Path):
+def test_venv_s_himalia_serve_answers_with_the_greeting_from_the_config_file(venv: Venv, tmp_path: Path):
     config = tmp_path / "himalia.toml"
     config.write_text('[plugins.hello]\ngreeting = "Hi from TOML"\n')
-    with serve_process("--config", str(config), "--root-dir", str(tmp_path), env=env_with(site)) as server:
+    with serve(venv, "--config", str(config), "--root-dir", str(tmp_path)) as server:
         assert any(line.strip().startswith("plugins:") and "hello" in line for line in server.output)
         status, body = get(server.url_for("/api/hello/hello"), server.auth_headers)
         assert (status, json.loads(body)) == (200, {"plugin": "hello", "message": "Hi from TOML"})
@@ -176,21 +331,28 @@ def test_served_plugin_answers_with_the_greeting_from_the_config_file(site: Path
     assert server.process.returncode == 0
 
 
-def test_served_plugin_refuses_a_wrong_config_type(site: Path, tmp_path: Path):
+def test_venv_s_himalia_serve_refuses_a_wrong_config_type(venv: Venv, tmp_path: Path):
     config = tmp_path / "himalia.toml"
     config.write_text("[plugins.hello]\ngreeting = 5\n")
-    result = run([sys.executable, "-m", "himalia.cli", "serve", "--port", "0", "--config", str(config)],
-                 env=env_with(site))
+    result = venv.run("-m", "himalia.cli", "serve", "--port", "0", "--config", str(config))
     assert result.returncode == 2
     assert f"himalia: {config}: [plugins.hello] 'greeting' expects a string, got int: 5" in result.stderr
 
 
-def test_rendered_plugin_tests_pass(rendered: Path, site: Path, tmp_path: Path):
-    project = tmp_path / "himalia-hello"
-    shutil.copytree(rendered, project)
-    result = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project, env=env_with(site))
+def test_rendered_plugin_tests_pass_in_the_venv(venv: Venv):
+    result = venv.run("-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=venv.project)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 passed" in result.stdout
+
+
+def test_ci_workflow_installs_himalia_from_git_before_the_plugin(rendered: Path):
+    """Himalia is not on PyPI: `pip install -e '.[test]'` can only satisfy `himalia>=...` with an installed one."""
+    workflow = yaml.safe_load((rendered / ".github" / "workflows" / "test.yml").read_text())
+    url = workflow["env"]["HIMALIA_GIT"]
+    assert url.startswith("https://")
+    commands = [step["run"] for step in workflow["jobs"]["test"]["steps"] if "run" in step]
+    assert commands == ['pip install "himalia @ git+$HIMALIA_GIT"', "pip install -e '.[test]'", "pytest"]
+    assert f'pip install "himalia @ git+{url}"' in (rendered / "README.md").read_text()
 
 
 def test_template_ships_in_the_himalia_wheel(rendered: Path, tmp_path: Path):
