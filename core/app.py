@@ -12,8 +12,8 @@ import logging
 import sys
 import weakref
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import hdrs, web
@@ -43,6 +43,8 @@ ROLES: dict[str, tuple[str, str, str]] = {
 
 ANONYMOUS = Identity(username="anonymous", name="Anonymous")
 _ROUTE_AUTH = web.AppKey("himalia.route_auth", dict)
+_STARTING = web.AppKey("himalia.starting", list)  # [the resource being started, or None]
+T = TypeVar("T")
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -112,8 +114,14 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
 
     for role, provider in chosen.items():
         app.cleanup_ctx.append(_provider_context(role, provider))
-    for a in hooks.resources(config):
+    app[_STARTING] = [None]
+    resources = hooks.resources(config)
+    for a in resources:
+        name = getattr(a.item, "__name__", type(a.item).__name__)
+        app.cleanup_ctx.append(_resource_marker(f"plugin '{a.plugin}' resource '{name}'"))
         app.cleanup_ctx.append(a.item)
+    if resources:
+        app.cleanup_ctx.append(_resource_marker(None))
 
     core_routes = [
         Route("GET", "/api", api_version, auth=False),
@@ -128,23 +136,53 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
 
 def _provider_context(role: str, provider: Provider[Any]) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        cm: AbstractAsyncContextManager[Any] = provider.factory(app)
-        try:
-            service = await cm.__aenter__()
-        except StartupError:
-            raise
-        except Exception as e:
-            raise StartupError(f"{role.replace('_', ' ')} provider '{provider.name}' failed to start: "
-                               f"{type(e).__name__}: {e}") from e
-        setattr(app[SERVICES], role, service)
-        try:
-            yield
-        finally:
-            setattr(app[SERVICES], role, None)
-            await cm.__aexit__(*sys.exc_info())
+        what = f"{role.replace('_', ' ')} provider '{provider.name}'"
+        async with _entered(what, lambda: provider.factory(app)) as service:
+            setattr(app[SERVICES], role, service)
+            try:
+                yield
+            finally:
+                setattr(app[SERVICES], role, None)
 
     context.__name__ = f"{role}_provider_{provider.name}"
     return context
+
+
+def _resource_marker(what: str | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Entered just before a plugin resource, so a failure to start it can name the plugin. The
+    resource itself stays in `cleanup_ctx` as the plugin returned it (a plugin may look it up there)."""
+
+    async def marker(app: web.Application) -> AsyncIterator[None]:
+        app[_STARTING][0] = what
+        yield
+
+    return marker
+
+
+def startup_failure(app: web.Application, error: BaseException) -> BaseException:
+    """The error to report when `runner.setup()` raised `error`: a StartupError naming the plugin
+    whose resource failed to start, else `error` itself."""
+    what = app.get(_STARTING, [None])[0]
+    if what is None or isinstance(error, StartupError) or not isinstance(error, Exception):
+        return error
+    failure = StartupError(f"{what} failed to start: {type(error).__name__}: {error}")
+    failure.__cause__ = error
+    return failure
+
+
+@asynccontextmanager
+async def _entered(what: str, make: Callable[[], AbstractAsyncContextManager[T]]) -> AsyncIterator[T]:
+    """Enter `make()`, turning a failure to start into a StartupError naming `what`; exit it exactly as
+    `async with` would (a plain `finally` calling `__aexit__(*sys.exc_info())` would hand the context
+    whatever exception the code around the shutdown happens to be handling)."""
+    async with AsyncExitStack() as stack:
+        try:
+            value = await stack.enter_async_context(make())
+        except StartupError:
+            raise
+        except Exception as e:
+            raise StartupError(f"{what} failed to start: {type(e).__name__}: {e}") from e
+        yield value
 
 
 async def _close_websockets(app: web.Application) -> None:

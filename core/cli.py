@@ -46,6 +46,7 @@ def make_parser() -> argparse.ArgumentParser:
     _server_flags(serve)
     plugins = sub.add_parser("plugins", help="list plugins, their hooks, providers and load errors")
     _common(plugins)
+    _server_flags(plugins)
     plugins.add_argument("--json", action="store_true", help="print JSON")
     config = sub.add_parser("config", help="print the effective configuration as TOML (secrets redacted)")
     _common(config)
@@ -60,7 +61,9 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _overrides(ns: argparse.Namespace, extra: dict[str, str] | None = None) -> dict[tuple[str, ...], Any]:
+def _overrides(ns: argparse.Namespace) -> dict[tuple[str, ...], Any]:
+    """`--set` and the server flags. Applied before plugins load, so `--set plugins.disable=[...]`
+    blocks a plugin before it is imported, as `[plugins] disable` does."""
     from .config import parse_override
 
     out: dict[tuple[str, ...], Any] = {}
@@ -73,7 +76,13 @@ def _overrides(ns: argparse.Namespace, extra: dict[str, str] | None = None) -> d
             if key == "root_dir":
                 value = str(Path(value).expanduser().resolve())  # relative to where the user typed it
             out[("server", key)] = value
-    for dest, key in (extra or {}).items():
+    return out
+
+
+def _plugin_overrides(ns: argparse.Namespace, extra: dict[str, str]) -> dict[tuple[str, ...], Any]:
+    """The flags plugins added (`--token` → plugins.auth.token), known only once plugins are loaded."""
+    out: dict[tuple[str, ...], Any] = {}
+    for dest, key in extra.items():
         value = getattr(ns, dest, None)
         if value is not None:
             out[tuple(key.split("."))] = value
@@ -81,13 +90,14 @@ def _overrides(ns: argparse.Namespace, extra: dict[str, str] | None = None) -> d
 
 
 def _load(ns: argparse.Namespace, argv_rest: list[str], parser: argparse.ArgumentParser | None):
-    """Read config, load plugins (fail closed), add plugin flags, parse the rest, validate."""
+    """Read config, apply overrides, load plugins (fail closed), add plugin flags, parse the rest, validate."""
     from .app import validate_with
     from .config import apply_overrides, read_config
     from .hooks import Hooks
     from .plugins import load_plugins
 
     raw = read_config(ns.config)
+    apply_overrides(raw, _overrides(ns))
     plugins = load_plugins([*raw.disabled(), *ns.disable])
     plugins.raise_for_errors()
     extra: dict[str, str] = {}
@@ -101,7 +111,7 @@ def _load(ns: argparse.Namespace, argv_rest: list[str], parser: argparse.Argumen
             taken.add(opt.flag)
             extra[action.dest] = opt.key
         ns = parser.parse_args(argv_rest, namespace=ns)
-    apply_overrides(raw, _overrides(ns, extra))
+    apply_overrides(raw, _plugin_overrides(ns, extra))
     config = validate_with(raw, plugins, ns.disable)
     return config, plugins, ns
 
@@ -142,12 +152,13 @@ def cmd_serve(argv: list[str]) -> int:
 
 def cmd_plugins(ns: argparse.Namespace) -> int:
     from .app import ROLES
-    from .config import ConfigError, read_config, validate
+    from .config import ConfigError, apply_overrides, read_config, validate
     from .hooks import Hooks
     from .plugins import load_plugins
 
     try:
         raw = read_config(ns.config)
+        apply_overrides(raw, _overrides(ns))  # before loading: `--set plugins.disable=[...]` blocks too
         disabled = [*raw.disabled(), *ns.disable]
     except ConfigError as e:
         print(f"himalia: {e}", file=sys.stderr)

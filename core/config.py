@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import types
 import typing
@@ -30,7 +31,8 @@ REDACTED = "<redacted>"
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, path: bool = False,
             secret: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
     """A config field with help text. `path=True` resolves relative values against the config
-    file's directory; `secret=True` redacts the value in `himalia config`."""
+    file's directory; `secret=True` redacts the value in `himalia config` (each value of a table or
+    list: a table of headers keeps its header names)."""
     meta = {"help": help, "path": path, "secret": secret}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=meta)
@@ -319,10 +321,32 @@ def _dump_fields(instance: Any) -> list[str]:
         if value is None:
             lines.append(f"# {f.name} is not set")
             continue
-        if f.metadata.get("secret") and value:
-            value = REDACTED
-        lines.append(f"{f.name} = {_toml_value(value)}")
+        lines.append(f"{f.name} = {_toml_value(redact(value, secret=f.metadata.get('secret', False)))}")
     return lines
+
+
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@]*)@")
+
+
+def redact(value: Any, *, secret: bool = False) -> Any:
+    """`value` as `himalia config` shows it. A `secret=True` field is hidden; a secret table keeps its
+    keys (header names, say) and hides every value. Credentials in a URL's userinfo are hidden in every
+    string, secret or not: `https://ada:pw@host` → `https://ada:<redacted>@host`, `https://tok@host` →
+    `https://<redacted>@host`."""
+    if isinstance(value, dict):
+        return {k: redact(v, secret=secret) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v, secret=secret) for v in value]
+    if secret and value:
+        return REDACTED
+    if isinstance(value, str):
+        return _USERINFO.sub(_hide_userinfo, value)
+    return value
+
+
+def _hide_userinfo(m: re.Match[str]) -> str:
+    user, sep, _password = m.group(2).partition(":")
+    return f"{m.group(1)}{user}:{REDACTED}@" if sep else f"{m.group(1)}{REDACTED}@"
 
 
 def _toml_value(value: Any) -> str:

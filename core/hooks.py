@@ -1,7 +1,8 @@
 """The typed facade over the plugin manager: the only place that calls hook implementations.
 
 Collect-all hooks are called implementation by implementation in plugin-name order, so results
-never depend on registration order and every error names the plugin at fault. Notifications log
+never depend on registration order and every error names the plugin at fault (pluggy's tryfirst,
+trylast and wrappers are therefore refused when plugins load; see `himalia.plugins`). Notifications log
 an observer's exception instead of letting it break the kernel, session or save that triggered it.
 """
 

@@ -3,7 +3,9 @@
 Hooks are synchronous: async work lives in the objects they return (services, handlers, async
 context managers). An `async def` implementation is refused at start-up, naming the plugin.
 Collect-all hooks are called once per plugin in plugin-name order (never registration order);
-each implementation returns a list (or None). The core calls hooks only through `himalia.hooks.Hooks`.
+each implementation returns a list (or None). The core calls hooks only through `himalia.hooks.Hooks`,
+which calls each implementation itself, so pluggy's `tryfirst`, `trylast`, `wrapper` and `hookwrapper`
+have no meaning here: a plugin using them is refused at load, naming the plugin and the hook.
 """
 
 from __future__ import annotations
@@ -193,7 +195,8 @@ def himalia_resources(config: Config) -> list[AppResource]:
 
     Called once while the app is built. Collect-all. Each function takes the app; code before its
     `yield` runs at start-up (after the providers' services exist), code after it at shutdown, in
-    reverse order. Background tasks are started and cancelled here.
+    reverse order. Background tasks are started and cancelled here. An exception before `yield`
+    stops start-up with one line naming the plugin and the resource.
 
     Example::
 
@@ -213,8 +216,9 @@ def himalia_resources(config: Config) -> list[AppResource]:
 def himalia_openapi(config: Config) -> dict[str, Any]:
     """Describe this plugin's routes for `GET /api/spec.yaml` (OpenAPI 3.0 fragments).
 
-    Called once per spec request (cached). Collect-all. Returns a dict with `paths` and
-    optionally `components` (`{"schemas": {...}}`); paths are relative to base_url.
+    Called once per app, on the first `GET /api/spec.yaml` (the document is then cached). Collect-all.
+    Returns a dict with `paths` and optionally `components` (`{"schemas": {...}}`); paths are relative
+    to base_url.
 
     Example::
 
@@ -250,8 +254,15 @@ def himalia_status(app: web.Application) -> dict[str, Any]:
 def himalia_kernel_started(kernel_id: str, name: str) -> None:
     """Notification: kernel `kernel_id` of spec `name` has started.
 
-    Called once per kernel start (not restarts), by the kernel service. An exception from an
-    implementation is logged and does not affect the kernel.
+    Called once per kernel start (not restarts), by the kernel service, in plugin-name order.
+    The return value is ignored. An exception from an implementation is logged and does not affect
+    the kernel.
+
+    Example::
+
+        @hookimpl
+        def himalia_kernel_started(kernel_id, name):
+            log.info("kernel %s (%s) started", kernel_id, name)
 
     .. versionadded:: 0.1
     """
@@ -262,7 +273,15 @@ def himalia_kernel_stopped(kernel_id: str, reason: str) -> None:
     """Notification: kernel `kernel_id` is gone; `reason` says why ("shutdown", "culled",
     "died: exit code 1", "died: signal 9").
 
-    Called once per kernel, by the kernel service. Exceptions are logged.
+    Called once per kernel, by the kernel service. The return value is ignored; exceptions are
+    logged.
+
+    Example::
+
+        @hookimpl
+        def himalia_kernel_stopped(kernel_id, reason):
+            if reason.startswith("died"):
+                alerts.append(f"kernel {kernel_id} {reason}")
 
     .. versionadded:: 0.1
     """
@@ -272,7 +291,14 @@ def himalia_kernel_stopped(kernel_id: str, reason: str) -> None:
 def himalia_session_created(session: Model) -> None:
     """Notification: a session was created; `session` is its REST model.
 
-    Called once per created session, by the sessions plugin. Exceptions are logged.
+    Called once per created session, by the sessions plugin. The return value is ignored;
+    exceptions are logged.
+
+    Example::
+
+        @hookimpl
+        def himalia_session_created(session):
+            log.info("session %s opened %s", session["id"], session["path"])
 
     .. versionadded:: 0.1
     """
@@ -282,7 +308,13 @@ def himalia_session_created(session: Model) -> None:
 def himalia_session_deleted(session_id: str) -> None:
     """Notification: session `session_id` was deleted (by a client, or cleaned up after its kernel died).
 
-    Called once per deleted session. Exceptions are logged.
+    Called once per deleted session. The return value is ignored; exceptions are logged.
+
+    Example::
+
+        @hookimpl
+        def himalia_session_deleted(session_id):
+            open_sessions.discard(session_id)
 
     .. versionadded:: 0.1
     """
@@ -294,8 +326,11 @@ def himalia_contents_pre_save(path: str, model: Model) -> None:
     (strip outputs, say), as jupyter_server's `pre_save_hook` does.
 
     Called on every save (each chunk of a chunked upload counts once, on the last), by the contents
-    service, in plugin-name order. Returns nothing. An exception aborts the save with an error
-    naming the plugin; the file on disk is unchanged.
+    service, in plugin-name order, once the path has passed the root and hidden-file checks (`path` is
+    the normalised API path). The filesystem provider calls it in its worker thread, not on the event
+    loop: blocking work is fine; use `loop.call_soon_threadsafe` to reach asyncio objects. The return
+    value is ignored. An exception aborts the save with
+    an error naming the plugin; the file on disk is unchanged.
 
     Example::
 
@@ -313,7 +348,18 @@ def himalia_contents_pre_save(path: str, model: Model) -> None:
 def himalia_contents_post_save(path: str, model: Model) -> None:
     """Notification: `path` was saved; `model` is the saved model without content.
 
-    Called after every successful save, by the contents service. Exceptions are logged.
+    Called after every successful save, by the contents service (the filesystem provider calls it in
+    its worker thread, as the pre-save hook). The return value is ignored; exceptions are logged (the
+    save has already happened).
+
+    Example::
+
+        exports = queue.Queue()  # thread-safe: this hook may run outside the event loop
+
+        @hookimpl
+        def himalia_contents_post_save(path, model):
+            if path.endswith(".ipynb"):
+                exports.put_nowait(path)
 
     .. versionadded:: 0.1
     """

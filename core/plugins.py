@@ -1,7 +1,8 @@
 """Plugin loading: one pluggy manager per app, entry points loaded one by one, failures recorded.
 
 Disabled names are blocked before any entry point is imported, so a broken plugin can always be
-switched off. Load errors do not raise here; `LoadedPlugins.raise_for_errors()` fails closed with one
+switched off. Async hook implementations and hookimpl options the facade cannot honour (tryfirst,
+trylast, wrapper, hookwrapper) are refused, naming the plugin. Load errors do not raise here; `LoadedPlugins.raise_for_errors()` fails closed with one
 line naming the plugin, its distribution and version, and the `--disable` hint.
 """
 
@@ -19,6 +20,9 @@ from . import hookspecs
 from .errors import PluginError
 
 ENTRY_POINT_GROUP = "himalia"
+IGNORED_HOOKIMPL_OPTIONS = ("tryfirst", "trylast", "wrapper", "hookwrapper")
+"""pluggy options the facade (`himalia.hooks`) cannot honour: it calls implementations itself, in
+plugin-name order. A plugin using one is refused at load rather than silently misordered."""
 
 
 @dataclass
@@ -145,4 +149,14 @@ def _register(pm: pluggy.PluginManager, name: str, obj: Any, info: PluginInfo) -
     except (pluggy.PluginValidationError, ValueError) as e:
         info.error = f"cannot be registered: {e}"
         return
-    info.hooks = sorted(h.name for h in pm.get_hookcallers(obj) or [])
+    callers = pm.get_hookcallers(obj) or []
+    for caller in sorted(callers, key=lambda c: c.name):
+        for impl in caller.get_hookimpls():
+            used = [o for o in IGNORED_HOOKIMPL_OPTIONS if impl.plugin is obj and getattr(impl, o, False)]
+            if used:
+                pm.unregister(obj)
+                info.error = (f"uses @hookimpl({', '.join(used)}) on {caller.name}; Himalia calls every "
+                              "implementation itself, in plugin-name order, so tryfirst, trylast, wrapper "
+                              "and hookwrapper would be ignored: use a plain @hookimpl")
+                return
+    info.hooks = sorted(h.name for h in callers)

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from ._version import __version__
 from . import serverinfo
-from .app import AccessLogger, url_path
+from .app import AccessLogger, startup_failure, url_path
 from .config import Config
 from .errors import StartupError
 from .keys import CONFIG, PLUGINS, SERVICES
@@ -42,6 +42,28 @@ async def bind(runner: web.AppRunner, config: Config) -> tuple[web.TCPSite, int]
                        f"are taken ({last.strerror if last else ''}); set --port")
 
 
+async def start(runner: web.AppRunner) -> None:
+    """`runner.setup()`; when a provider or resource fails to start, the ones already started are
+    exited, and the error raised is a StartupError naming the plugin at fault."""
+    try:
+        await runner.setup()
+    except BaseException as e:
+        await cleanup_after_failure(runner)
+        failure = startup_failure(runner.app, e)
+        if failure is e:
+            raise
+        raise failure from e
+
+
+async def cleanup_after_failure(runner: web.AppRunner) -> None:
+    """Run every clean-up after a failed start; a clean-up error is logged, never raised over the
+    start-up error that is already propagating."""
+    try:
+        await runner.cleanup()
+    except Exception:
+        log.exception("cleaning up after a failed start-up failed too")
+
+
 def server_url(config: Config, port: int) -> str:
     host = config.server.ip
     if ":" in host:
@@ -61,11 +83,11 @@ async def run(app: web.Application, *, out: Any = sys.stdout) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await runner.setup()  # start-up: providers and plugin resources
+        await start(runner)  # start-up: providers and plugin resources
         try:
             _site, port = await bind(runner, config)
         except BaseException:
-            await runner.cleanup()
+            await cleanup_after_failure(runner)
             raise
         url = server_url(config, port)
         token = getattr(app[SERVICES].identity, "token", None)

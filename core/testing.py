@@ -26,7 +26,9 @@ import pytest
 from aiohttp import web
 
 from .app import create_app, load, url_path
+from .config import read_config
 from .keys import SERVICES
+from .serve import start
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -93,16 +95,25 @@ async def serve_app(
     disable: list[str] | tuple[str, ...] = (),
     config_path: str | Path | None = None,
 ) -> AsyncIterator[RunningServer]:
-    """Build and serve an app on 127.0.0.1:<free port>; stop it (and its kernels) on exit."""
-    data = dict(config or {})
-    server_table = dict(data.get("server", {}))
-    server_table.setdefault("root_dir", str(root_dir))
-    data["server"] = server_table
+    """Build and serve an app on 127.0.0.1:<free port>; stop it (and its kernels) on exit.
+
+    With `config_path`, the TOML file is read (relative paths resolve against it) and `config` is laid
+    over it key by key; a path to no file only anchors relative paths in `config`. `root_dir` is
+    served unless the file or `config` names another.
+    """
+    data: dict[str, Any] = {}
+    if config_path and Path(config_path).is_file():
+        data = read_config(str(config_path)).data
+    _merge(data, config or {})
+    server_table = data.setdefault("server", {})
+    own_root = isinstance(server_table, dict) and "root_dir" in server_table
+    if isinstance(server_table, dict) and not own_root:  # anything else: validation names the file
+        server_table["root_dir"] = str(root_dir)
     cfg, loaded = load(str(config_path) if config_path else None, config_data=data, disable=disable,
                        entry_points=entry_points, extra_plugins=plugins)
     app = create_app(cfg, loaded)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
-    await runner.setup()
+    await start(runner)
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -112,9 +123,19 @@ async def serve_app(
         token = getattr(identity, "token", None)
         headers = {"Authorization": f"token {token}"} if token else {}
         async with aiohttp.ClientSession(headers=headers) as client:
-            yield RunningServer(app=app, url=url, token=token, client=client, root_dir=Path(root_dir))
+            yield RunningServer(app=app, url=url, token=token, client=client,
+                                root_dir=Path(cfg.server.root_dir) if own_root else Path(root_dir))
     finally:
         await runner.cleanup()
+
+
+def _merge(into: dict[str, Any], over: dict[str, Any]) -> None:
+    """Lay `over` onto `into`, table by table (a key in `over` replaces a non-table value)."""
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]

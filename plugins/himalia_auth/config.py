@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from himalia import setting
@@ -18,3 +19,11 @@ class AuthConfig:
     disable_check_xsrf: bool = setting(False, "Skip the XSRF check for cookie-authenticated requests. "
                                               "Unsafe: only for trusted, same-origin deployments.")
     cookie_max_age: int = setting(14 * 24 * 3600, "Lifetime of the login cookie, in seconds.")
+
+    def __post_init__(self) -> None:
+        if self.allow_origin_pat:
+            try:
+                re.compile(self.allow_origin_pat)
+            except re.error as e:
+                raise ValueError(f"'allow_origin_pat' is not a valid regular expression ({e}): "
+                                 f"{self.allow_origin_pat!r}") from None

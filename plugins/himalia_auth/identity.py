@@ -14,7 +14,6 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-
 from aiohttp import web
 
 from himalia import (
@@ -35,6 +34,15 @@ COOKIE = "himalia-login"
 XSRF_COOKIE = "_xsrf"
 
 
+def _username() -> str:
+    """The account the server runs as; containers often run a uid with no passwd entry, where
+    `getpass.getuser()` raises, so the uid names it then."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError, ImportError):
+        return f"uid{os.getuid()}" if hasattr(os, "getuid") else "anonymous"
+
+
 def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8", "surrogateescape"), b.encode("utf-8", "surrogateescape"))
 
@@ -44,7 +52,7 @@ class TokenIdentityProvider:
         self.config = config
         self.token: str | None = config.token or os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(24)
         self._cookie_value = hmac.new(self.token.encode(), b"himalia-login-cookie", hashlib.sha256).hexdigest()
-        self.identity = Identity(username=getpass.getuser())
+        self.identity = Identity(username=_username())
 
     def _header_token(self, credentials: Credentials) -> str | None:
         value = credentials.headers.get("Authorization", "")

@@ -23,7 +23,8 @@ class GatewayConfig:
                                         "sends the bare token.")
     auth_header_key: str = setting("Authorization", "Name of the header that carries the token.")
     headers: dict[str, str] = setting(default_factory=dict, help="Extra HTTP headers sent with every request "
-                                                                 "and websocket handshake to the gateway.")
+                                                                 "and websocket handshake to the gateway.",
+                                      secret=True)  # often credentials (Authorization, cookies)
     connect_timeout: float = setting(40.0, "Seconds allowed to connect to the gateway.")
     request_timeout: float = setting(42.0, "Seconds allowed for a whole request to the gateway (kernel starts "
                                            "included; KERNEL_LAUNCH_TIMEOUT is derived from it).")

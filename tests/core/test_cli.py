@@ -176,3 +176,43 @@ def test_app_factory_for_aiohttp_web(tmp_path):
 
     assert app[CONFIG].server.root_dir == str(tmp_path)
     assert app[CONFIG].section("auth").token == "abc"
+
+
+BROKEN = "raise SystemExit('imported although disabled')"
+
+ALT_AUTH = """
+    from contextlib import asynccontextmanager
+    from himalia import Provider, hookimpl
+
+    @asynccontextmanager
+    async def factory(app):
+        yield None
+
+    @hookimpl
+    def himalia_identity_providers():
+        return [Provider("alt", factory)]
+"""
+
+
+def test_set_plugins_disable_blocks_a_broken_plugin_before_it_is_imported(tmp_path, plugin_site, capsys):
+    from himalia.cli import main
+
+    plugin_site("himalia-broken", {"broken": BROKEN})
+    assert main(["config", "--root-dir", str(tmp_path), "--set", 'plugins.disable=["broken"]']) == 0
+    captured = capsys.readouterr()
+    assert 'disable = ["broken"]' in captured.out, captured.err
+    assert main(["plugins", "--json", "--set", 'plugins.disable=["broken"]']) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["broken"]["disabled"] and rows["broken"]["error"] is None
+
+
+def test_plugins_command_applies_set_and_server_flags(tmp_path, plugin_site, capsys):
+    from himalia.cli import main
+
+    plugin_site("himalia-alt", {"alt": ALT_AUTH})
+    assert main(["plugins", "--json", "--root-dir", str(tmp_path), "--port", "9999",
+                 "--set", "server.identity_provider=alt"]) == 0
+    captured = capsys.readouterr()
+    rows = {row["name"]: row for row in json.loads(captured.out)}
+    assert rows["alt"]["active"] == ["identity:alt"], captured.err
+    assert rows["auth"]["active"] == [] and rows["auth"]["providers"] == ["identity:token"]

@@ -134,3 +134,26 @@ def test_dump_redacts_secrets_and_round_trips(tmp_path):
     reread = validate(RawConfig(tomllib.loads(text), tmp_path / "himalia.toml"), SECTIONS)
     assert reread.section("sessions").tags == ["a"]
     assert reread.server == config.server
+
+
+@dataclass(frozen=True)
+class GatewayLike:
+    url: str = setting("", "Where the gateway is.")
+    headers: dict[str, str] = setting(default_factory=dict, help="Extra headers.", secret=True)
+    mirrors: list[str] = setting(default_factory=list, help="More URLs.")
+
+
+def test_dump_redacts_secret_table_values_and_credentials_in_urls(tmp_path):
+    config = load(tmp_path, "[plugins.gw]\nurl = 'https://ada:pw-123@gw.example:8888/base'\n"
+                            "headers = { Authorization = 'Bearer abc-456', X-Team = 'team-789' }\n"
+                            "mirrors = ['http://tok-000@m.example/', 'http://m2.example/']\n",
+                  sections=[ConfigSection("gw", GatewayLike)])
+    text = dump(config)
+    for secret in ("pw-123", "abc-456", "team-789", "tok-000"):
+        assert secret not in text
+    assert 'url = "https://ada:<redacted>@gw.example:8888/base"' in text
+    assert 'headers = { "Authorization" = "<redacted>", "X-Team" = "<redacted>" }' in text
+    assert 'mirrors = ["http://<redacted>@m.example/", "http://m2.example/"]' in text
+    sections = [ConfigSection("gw", GatewayLike)]
+    reread = validate(RawConfig(tomllib.loads(text), tmp_path / "himalia.toml"), sections)
+    assert sorted(reread.section("gw").headers) == ["Authorization", "X-Team"]

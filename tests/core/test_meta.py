@@ -31,6 +31,17 @@ def test_hookspecs_are_documented():
     for name in HOOKS:
         doc = inspect.getdoc(getattr(hookspecs, name)) or ""
         assert "Called" in doc and "versionadded" in doc, f"{name}'s docstring must say when it is called"
+        assert "Example::" in doc, f"{name}'s docstring must show an example implementation"
+        example = doc.split("Example::", 1)[1]
+        assert f"def {name}(" in example, f"{name}'s example must implement {name}"
+
+
+def test_notification_hookspecs_say_their_return_value_is_ignored():
+    notifications = [n for n in HOOKS if (inspect.getdoc(getattr(hookspecs, n)) or "").startswith("Notification")]
+    assert len(notifications) >= 5
+    for name in notifications:
+        doc = " ".join((inspect.getdoc(getattr(hookspecs, name)) or "").split())
+        assert "return value is ignored" in doc, f"{name}'s docstring must say its return value is ignored"
 
 
 def test_every_hook_is_in_the_architecture_hooks_table():

@@ -90,6 +90,39 @@ def test_async_hook_is_refused_naming_the_plugin(plugin_site):
         loaded.raise_for_errors()
 
 
+
+@pytest.mark.parametrize("option", ["tryfirst=True", "trylast=True", "hookwrapper=True", "wrapper=True"])
+def test_hookimpl_ordering_and_wrapper_options_are_refused_naming_the_plugin(plugin_site, option):
+    body = "yield" if "wrapper" in option else "return []"
+    plugin_site("himalia-eager", {"eager": f"""
+        from himalia import hookimpl
+
+        @hookimpl({option})
+        def himalia_routes(config):
+            {body}
+    """})
+    loaded = load_plugins()
+    error = loaded.infos["eager"].error
+    assert error == (f"uses @hookimpl({option.split('=')[0]}) on himalia_routes; Himalia calls every "
+                     "implementation itself, in plugin-name order, so tryfirst, trylast, wrapper and "
+                     "hookwrapper would be ignored: use a plain @hookimpl")
+    assert loaded.pm.get_plugin("eager") is None
+    with pytest.raises(PluginError, match="plugin 'eager' .*uses @hookimpl"):
+        loaded.raise_for_errors()
+
+
+async def test_a_server_refuses_a_plugin_with_a_tryfirst_hookimpl(himalia_server):
+    from himalia import hookimpl
+
+    class Eager:
+        @hookimpl(tryfirst=True)
+        def himalia_routes(self, config):
+            return []
+
+    with pytest.raises(PluginError, match="plugin 'eager' .*uses @hookimpl\\(tryfirst\\) on himalia_routes"):
+        async with himalia_server(plugins={"eager": Eager()}):
+            pass  # pragma: no cover
+
 def test_duplicate_plugin_names_are_reported(plugin_site):
     plugin_site("himalia-auth-clone", {"auth": "x = 1"})
     loaded = load_plugins()

@@ -67,6 +67,24 @@ async def test_websocket_upgrade_is_refused_without_a_token(himalia_server):
             assert e.value.status == 401
 
 
+
+@pytest.mark.parametrize("suffix, headers", [
+    ("", {"Authorization": "token wrong"}),
+    ("", {"Authorization": f"Bearer {TOKEN}x"}),
+    ("?token=wrong", {}),
+], ids=["header", "bearer", "query"])
+async def test_websocket_upgrade_with_a_wrong_token_is_refused(himalia_server, suffix, headers):
+    async with himalia_server(config=AUTH) as server:
+        channels = server.url_for("/api/kernels/00000000-0000-0000-0000-000000000000/channels")
+        async with aiohttp.ClientSession() as anonymous:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                await anonymous.ws_connect(channels + suffix, headers=headers)
+            assert e.value.status == 401
+            # the right token gets past auth to the handler, which knows no such kernel
+            with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                await anonymous.ws_connect(channels, headers={"Authorization": f"token {TOKEN}"})
+            assert e.value.status == 404
+
 async def test_header_schemes_token_and_bearer(himalia_server):
     async with himalia_server(config=AUTH) as server:
         async with aiohttp.ClientSession() as c:
@@ -182,3 +200,40 @@ async def test_token_never_reaches_the_log(himalia_server, caplog):
                 await r.read()
     assert caplog.records, "the access log should have logged something"
     assert TOKEN not in caplog.text and "wrong" not in caplog.text
+
+
+async def test_username_falls_back_when_the_uid_has_no_passwd_entry(himalia_server, monkeypatch):
+    """As in a container run with an arbitrary uid: getpass.getuser() raises there."""
+    import os
+    import pwd
+
+    for var in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(var, raising=False)
+
+    def no_entry(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    async with himalia_server(config=AUTH) as server:
+        r = await server.get("/api/me")
+        assert r.status == 200
+        assert (await r.json())["identity"]["username"] == f"uid{os.getuid()}"
+
+
+async def test_invalid_allow_origin_pat_is_a_startup_error_naming_the_key(himalia_server):
+    from himalia.errors import ConfigError
+
+    config = {"plugins": {"auth": {"token": TOKEN, "allow_origin_pat": "https://(app.example"}}}
+    with pytest.raises(ConfigError) as e:
+        async with himalia_server(config=config):
+            pass  # pragma: no cover
+    assert "[plugins.auth] 'allow_origin_pat' is not a valid regular expression" in str(e.value)
+    assert "https://(app.example" in str(e.value)
+
+
+async def test_allow_origin_pat_allows_matching_origins_only(himalia_server):
+    config = {"plugins": {"auth": {"token": TOKEN, "allow_origin_pat": r"https://[a-z]+\.example"}}}
+    async with himalia_server(config=config) as server:
+        for origin, status in (("https://app.example", 200), ("https://app.example.evil", 403)):
+            r = await server.get("/api/status", headers={"Origin": origin})
+            assert r.status == status, origin
