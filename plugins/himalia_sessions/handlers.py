@@ -139,7 +139,9 @@ OPENAPI: dict[str, Any] = {
                                                      "description": "URL of the session"}}},
                     "400": error_response("Malformed JSON, a missing or mistyped field, or an unknown kernel id"),
                     "404": error_response("No kernelspec of that name (the message lists the installed ones)"),
-                    "500": error_response("The kernel failed to start; no session was recorded"),
+                    "409": error_response("The kernel of that id is dead"),
+                    "503": error_response("The new kernel could not be launched or died before it answered; "
+                                          "it was shut down and no session was recorded"),
                     **AUTH_ERRORS,
                 },
             },
@@ -167,7 +169,9 @@ OPENAPI: dict[str, Any] = {
                     "200": json_response("The changed session", _SESSION),
                     "400": error_response("Malformed JSON, a mistyped field, or an unknown kernel id"),
                     "404": error_response("No such session, or no kernelspec of that name"),
-                    "500": error_response("The new kernel failed to start; the session is unchanged"),
+                    "409": error_response("The kernel of that id is dead"),
+                    "503": error_response("The new kernel could not be launched or died before it answered; "
+                                          "it was shut down and the session is unchanged"),
                     **AUTH_ERRORS,
                 },
             },

@@ -1,30 +1,34 @@
 """The session workflows: create, read (dropping sessions whose kernel is gone), update, delete;
 and the start-up resource that builds the manager and keeps it in step with kernel events.
 
-The manager keeps no state beyond locks: rows live in the session store, kernels in the kernel
-provider, working directories come from the contents manager, all reached through `Services` on
-every call (the kernels plugin may wrap its service after start-up). Domain arguments only.
+The manager keeps no state beyond locks and the waits of kernels it is starting: rows live in
+the session store, kernels in the kernel provider, working directories come from the contents
+manager, all reached through `Services` on every call (the kernels plugin may wrap its service
+after start-up). Domain arguments only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import posixpath
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
 from himalia import (
+    CONFIG,
     HOOKS,
     PLUGINS,
     SERVICES,
     ApiError,
     BadRequest,
+    Config,
+    Conflict,
     ContentsManager,
     Hooks,
     KernelManager,
@@ -35,6 +39,9 @@ from himalia import (
     SessionStore,
     hookimpl,
 )
+
+from .locks import KeyedLocks
+from .startup import first_answer, start_failure
 
 log = logging.getLogger("himalia.sessions")
 
@@ -51,35 +58,21 @@ def session_model(record: SessionRecord, kernel: Model) -> Model:
     return model
 
 
-class KeyedLocks:
-    """One asyncio.Lock per key, forgotten when nobody holds or awaits it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (None, 0))
-        lock = lock or asyncio.Lock()
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
 class SessionManager:
-    """Sessions: which document uses which kernel, kept consistent with the kernels that exist."""
+    """Sessions: which document uses which kernel, kept consistent with the kernels that exist.
 
-    def __init__(self, services: Services, hooks: Hooks):
+    Locks are taken in one order, at most one of each kind at a time, so no two workflows can wait
+    on each other: `path:{path}` (who may record a session for a path), then `session:{id}` (one
+    session's row), then `kernel:{id}` (who uses a kernel: attaching sessions, shutting it down).
+    """
+
+    def __init__(self, services: Services, hooks: Hooks, *, start_timeout: float = 60.0):
         self.services = services
         self.hooks = hooks
+        self.start_timeout = start_timeout
+        """Seconds a new kernel gets to answer or die; a kernel still silent after them is kept."""
         self._locks = KeyedLocks()
+        self._start_waits: dict[str, set[asyncio.Future[str]]] = {}
 
     # -- services -------------------------------------------------------------------------------
 
@@ -112,10 +105,21 @@ class SessionManager:
         models = await asyncio.gather(*(self._live_model(r) for r in await self.store.list()))
         return sum(m is None for m in models)
 
+    # -- kernel events --------------------------------------------------------------------------
+
+    def wake_starts(self, kernel_id: str, reason: str) -> None:
+        """The provider reports `kernel_id` stopped: a create or update waiting for it to answer
+        stops waiting (synchronous, so no wait can miss it)."""
+        for waiter in self._start_waits.get(kernel_id, ()):
+            if not waiter.done():
+                waiter.set_result(reason)
+
     async def kernel_stopped(self, kernel_id: str) -> None:
-        """Drop the sessions of a kernel the kernel provider reports gone."""
-        for record in await self.store.find(kernel_id=kernel_id):
-            await self._drop(record, "its kernel stopped")
+        """Drop the sessions of a kernel the kernel provider reports gone; shut it down if it only
+        died (a dead kernel stays listed until shut down). Kernels without sessions are not ours."""
+        records = await self.store.find(kernel_id=kernel_id)
+        if records:
+            await self._drop(records, kernel_id, "its kernel stopped", shut_down=True)
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -124,25 +128,30 @@ class SessionManager:
         """The session for `path`: the existing one (False), else a new one (True) on a new kernel
         of spec `kernel_name` (None: the default) or on the running kernel `kernel_id`.
 
-        Nothing is recorded unless the kernel is running; a kernel started here is shut down again
-        if recording the session fails.
+        Nothing is recorded unless the kernel runs: a new kernel must answer first, and one that
+        dies instead is shut down (503); so is a kernel started here if recording fails.
         """
         async with self._locks.hold(f"path:{path}"):
-            for record in await self.store.find(path=path):
-                model = await self._live_model(record)
+            for found in await self.store.find(path=path):
+                # a DELETE or a move of it may be under way: let it finish, then look again
+                async with self._locks.hold(f"session:{found.id}"):
+                    record = await self.store.get(found.id)
+                    model = await self._live_model(record) if record and record.path == path else None
                 if model is not None:
                     return model, False
             if kernel_id is not None:
-                kernel, started = await self._running_kernel(kernel_id), False
+                async with self._locks.hold(f"kernel:{kernel_id}"):  # not while a DELETE shuts it down
+                    kernel = await self._running_kernel(kernel_id)
+                    record = SessionRecord(str(uuid.uuid4()), path, name, type, kernel["id"])
+                    await self.store.add(record)
             else:
-                kernel, started = await self._start_kernel(kernel_name, path), True
-            record = SessionRecord(str(uuid.uuid4()), path, name, type, kernel["id"])
-            try:
-                await self.store.add(record)
-            except BaseException:
-                if started:
+                kernel = await self._start_kernel(kernel_name, path)
+                record = SessionRecord(str(uuid.uuid4()), path, name, type, kernel["id"])
+                try:
+                    await self.store.add(record)
+                except BaseException:
                     await self._shutdown_quietly(kernel["id"])
-                raise
+                    raise
         model = session_model(record, kernel)
         self.hooks.session_created(model)
         return model, True
@@ -155,7 +164,10 @@ class SessionManager:
         """Change path, name or type; move the session to the running kernel `kernel_id`, or to a
         new kernel of spec `kernel_name` (started in the directory of the new path). The old
         kernel is shut down when no other session uses it."""
-        async with self._locks.hold(f"session:{session_id}"):
+        async with contextlib.AsyncExitStack() as locks:
+            if path is not None:  # a POST for the new path waits for the move, then finds this session
+                await locks.enter_async_context(self._locks.hold(f"path:{path}"))
+            await locks.enter_async_context(self._locks.hold(f"session:{session_id}"))
             before = await self._record(session_id)
             if await self._live_model(before) is None:
                 raise NotFound(f"session {session_id} is gone: its kernel {before.kernel_id} stopped",
@@ -163,20 +175,20 @@ class SessionManager:
             after = replace(before, path=before.path if path is None else path,
                             name=before.name if name is KEEP else name,
                             type=before.type if type is None else type)
-            started = None
             if kernel_id is not None:
-                after.kernel_id = (await self._running_kernel(kernel_id))["id"]
+                async with self._locks.hold(f"kernel:{kernel_id}"):
+                    after.kernel_id = (await self._running_kernel(kernel_id))["id"]
+                    await self._store_update(after)
             elif kernel_name is not None:
                 started = (await self._start_kernel(kernel_name, after.path))["id"]
                 after.kernel_id = started
-            try:
-                if not await self.store.update(after):
-                    raise NotFound(f"session {session_id} was deleted while it was being changed",
-                                   "no such session")
-            except BaseException:
-                if started:
+                try:
+                    await self._store_update(after)
+                except BaseException:
                     await self._shutdown_quietly(started)
-                raise
+                    raise
+            else:
+                await self._store_update(after)
             if after.kernel_id != before.kernel_id:
                 await self._release(before.kernel_id)
             model = await self._live_model(after)
@@ -184,6 +196,10 @@ class SessionManager:
             raise NotFound(f"session {session_id} is gone: its kernel {after.kernel_id} stopped",
                            "no such session")
         return model
+
+    async def _store_update(self, record: SessionRecord) -> None:
+        if not await self.store.update(record):
+            raise NotFound(f"session {record.id} was deleted while it was being changed", "no such session")
 
     # -- delete ---------------------------------------------------------------------------------
 
@@ -195,14 +211,16 @@ class SessionManager:
         """
         async with self._locks.hold(f"session:{session_id}"):
             record = await self._record(session_id)
-            sharing = [r for r in await self.store.find(kernel_id=record.kernel_id) if r.id != session_id]
-            if not sharing:
-                try:
-                    await self.kernels.shutdown_kernel(record.kernel_id)
-                except NotFound:
-                    pass
-            if await self.store.remove(session_id):
-                self.hooks.session_deleted(session_id)
+            async with self._locks.hold(f"kernel:{record.kernel_id}"):
+                sharing = [r for r in await self.store.find(kernel_id=record.kernel_id) if r.id != session_id]
+                if not sharing:
+                    try:
+                        await self.kernels.shutdown_kernel(record.kernel_id)
+                    except NotFound:
+                        pass
+                removed = await self.store.remove(session_id)
+        if removed:
+            self.hooks.session_deleted(session_id)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -214,27 +232,39 @@ class SessionManager:
 
     async def _live_model(self, record: SessionRecord) -> Model | None:
         """The session's model with its kernel's live model; None (and the row dropped) if the kernel
-        is gone or dead."""
+        is gone, or dead (then it is shut down too, once no session uses it)."""
         try:
             kernel = await self.kernels.get_kernel(record.kernel_id)
         except NotFound:
-            await self._drop(record, "its kernel is gone")
+            await self._drop([record], record.kernel_id, "its kernel is gone")
             return None
         if kernel.get("execution_state") == "dead":  # died for good (the provider gave up restarting it)
-            await self._drop(record, f"its kernel is dead ({kernel.get('reason', 'no reason given')})")
+            await self._drop([record], record.kernel_id,
+                             f"its kernel is dead ({kernel.get('reason', 'no reason given')})", shut_down=True)
             return None
         return session_model(record, kernel)
 
-    async def _drop(self, record: SessionRecord, why: str) -> None:
-        if await self.store.remove(record.id):
-            log.info("session %s for %s removed: %s (kernel %s)", record.id, record.path, why, record.kernel_id)
+    async def _drop(self, records: list[SessionRecord], kernel_id: str, why: str, *,
+                    shut_down: bool = False) -> None:
+        """Forget sessions of a gone or dead kernel; with `shut_down`, shut the kernel down once no
+        session uses it, before the deletions are announced (whoever hears finds it gone too)."""
+        async with self._locks.hold(f"kernel:{kernel_id}"):
+            removed = [r for r in records if await self.store.remove(r.id)]
+            if removed and shut_down and not await self.store.find(kernel_id=kernel_id):
+                await self._shutdown_quietly(kernel_id)
+        for record in removed:
+            log.info("session %s for %s removed: %s (kernel %s)", record.id, record.path, why, kernel_id)
             self.hooks.session_deleted(record.id)
 
     async def _running_kernel(self, kernel_id: str) -> Model:
         try:
-            return await self.kernels.get_kernel(kernel_id)
+            kernel = await self.kernels.get_kernel(kernel_id)
         except NotFound:
             raise BadRequest(f"no running kernel with id {kernel_id}", "no such kernel") from None
+        if kernel.get("execution_state") == "dead":
+            raise Conflict(f"kernel {kernel_id} is dead ({kernel.get('reason') or 'no reason given'}); "
+                           f"a session needs a running kernel", "kernel dead")
+        return kernel
 
     async def _kernel_dir(self, path: str) -> str:
         contents: ContentsManager | None = self.services.contents
@@ -243,22 +273,61 @@ class SessionManager:
         return await contents.kernel_path(path)
 
     async def _start_kernel(self, kernel_name: str | None, path: str) -> Model:
+        """A new kernel for the document at `path`, once it has answered. One that cannot be
+        launched, or dies before it answers, is shut down and reported (503): nothing of it stays."""
         kernel_dir = await self._kernel_dir(path)
         try:
-            return await self.kernels.start_kernel(kernel_name or None, path=kernel_dir,
-                                                   env={"JPY_SESSION_NAME": path})
-        except ApiError:
-            raise
+            kernel = await self.kernels.start_kernel(kernel_name or None, path=kernel_dir,
+                                                     env={"JPY_SESSION_NAME": path})
+        except ApiError as e:
+            if e.status != 500:  # no such kernelspec, bad path, a gateway's 502/504: as they are
+                raise
+            raise ApiError(e.message, e.reason or "kernel failed to start", status=503) from e
         except Exception as e:
             log.exception("kernel %r for session at %s failed to start", kernel_name, path)
             raise ApiError(f"kernel '{kernel_name or 'default'}' for {path} failed to start: "
-                           f"{type(e).__name__}: {e}", "kernel failed to start") from e
+                           f"{type(e).__name__}: {e}", "kernel failed to start", status=503) from e
+        try:
+            died = await self._first_answer(kernel["id"])
+            if died is not None:
+                log.warning("kernel %s (%s) for session at %s %s before it answered",
+                            kernel["id"], kernel.get("name"), path, died)
+                raise ApiError(start_failure(kernel.get("name") or kernel_name or "default", died),
+                               "kernel failed to start", status=503)
+            return await self.kernels.get_kernel(kernel["id"])  # live: what answering changed
+        except BaseException:
+            await self._shutdown_quietly(kernel["id"])
+            raise
+
+    async def _first_answer(self, kernel_id: str) -> str | None:
+        """Wait for a new kernel to answer (None) or be reported stopped (the reason), for at most
+        start_timeout seconds; a kernel silent that long is slow, not failed (None)."""
+        stopped: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        waits = self._start_waits.setdefault(kernel_id, set())
+        waits.add(stopped)
+        probe = asyncio.ensure_future(first_answer(self.kernels, kernel_id))
+        try:
+            done, _ = await asyncio.wait({probe, stopped}, timeout=self.start_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            probe.cancel()
+            await asyncio.gather(probe, return_exceptions=True)
+            waits.discard(stopped)
+            if not waits:
+                del self._start_waits[kernel_id]
+        if stopped in done:
+            return stopped.result()
+        if probe in done:
+            return probe.result()
+        log.warning("kernel %s did not answer within %gs; its session is recorded all the same",
+                    kernel_id, self.start_timeout)
+        return None
 
     async def _release(self, kernel_id: str) -> None:
         """Shut a kernel down that no session uses any more; a failure is logged, not raised."""
-        if await self.store.find(kernel_id=kernel_id):
-            return
-        await self._shutdown_quietly(kernel_id)
+        async with self._locks.hold(f"kernel:{kernel_id}"):
+            if not await self.store.find(kernel_id=kernel_id):
+                await self._shutdown_quietly(kernel_id)
 
     async def _shutdown_quietly(self, kernel_id: str) -> None:
         try:
@@ -289,9 +358,10 @@ class KernelEvents:
 
     @hookimpl
     def himalia_kernel_stopped(self, kernel_id: str, reason: str) -> None:
-        self.loop.call_soon_threadsafe(self._spawn, kernel_id)
+        self.loop.call_soon_threadsafe(self._spawn, kernel_id, reason)
 
-    def _spawn(self, kernel_id: str) -> None:
+    def _spawn(self, kernel_id: str, reason: str) -> None:
+        self.manager.wake_starts(kernel_id, reason)
         task = self.loop.create_task(self._drop(kernel_id))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -308,10 +378,19 @@ class KernelEvents:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
+def kernel_info_timeout(config: Config) -> float:
+    """How long a new kernel gets to answer: the kernels plugin's `kernel_info_timeout` (read from the
+    config, as any plugin may), 60 s when that plugin is not loaded."""
+    try:
+        return float(config.section("kernels").kernel_info_timeout)
+    except (KeyError, AttributeError, TypeError, ValueError):
+        return 60.0
+
+
 async def session_manager(app: web.Application) -> AsyncIterator[None]:
     """Build the manager; drop sessions left from a previous run whose kernels are gone; follow
     kernel stops while the app runs."""
-    manager = SessionManager(app[SERVICES], app[HOOKS])
+    manager = SessionManager(app[SERVICES], app[HOOKS], start_timeout=kernel_info_timeout(app[CONFIG]))
     app[MANAGER] = manager
     if app[SERVICES].session_store is not None and app[SERVICES].kernels is not None:
         try:

@@ -1,10 +1,11 @@
 """Helpers for the session tests: an observer plugin for the session and kernel events, and the
-process of a kernel found through /proc (as an outsider would find it)."""
+process of a kernel found through /proc (as an outsider would find it), and test kernelspecs."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ class Events:
         self.loop = asyncio.get_running_loop()
         self.created: list[dict[str, Any]] = []
         self.deleted: list[str] = []
+        self.started: list[str] = []
         self.stopped: list[tuple[str, str]] = []
         self._changed = asyncio.Event()
 
@@ -35,6 +37,11 @@ class Events:
     @hookimpl
     def himalia_session_deleted(self, session_id):
         self.deleted.append(session_id)
+        self.loop.call_soon_threadsafe(self._changed.set)
+
+    @hookimpl
+    def himalia_kernel_started(self, kernel_id, name):
+        self.started.append(kernel_id)
         self.loop.call_soon_threadsafe(self._changed.set)
 
     @hookimpl
@@ -108,3 +115,10 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def install_kernelspec(name: str, argv: list[str]) -> None:
+    """A kernelspec in this test's own JUPYTER_DATA_DIR (tests/conftest.py gives each test one)."""
+    spec_dir = Path(os.environ["JUPYTER_DATA_DIR"]) / "kernels" / name
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": name, "language": "python"}))
