@@ -11,8 +11,9 @@ from himalia import setting
 class KernelsConfig:
     default_kernel_name: str = setting("", "Kernelspec started when a client names none; empty: `python3` "
                                            "when installed, else the first installed spec.")
-    shutdown_wait_time: float = setting(5.0, "Seconds a kernel gets to exit after `shutdown_request` before "
-                                             "SIGTERM reaches its process group; as long again before SIGKILL.")
+    shutdown_wait_time: float = setting(5.0, "Seconds a kernel gets to exit once shut down: half of it after "
+                                             "`shutdown_request`, then SIGTERM reaches its process group, the "
+                                             "other half before SIGKILL.")
     kernel_info_timeout: float = setting(60.0, "Seconds to wait for a (re)started kernel to answer on its "
                                                "channels before clients are told it is not responding.")
     restart_check_interval: float = setting(3.0, "Seconds between liveness checks of each local kernel "

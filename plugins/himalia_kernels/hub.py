@@ -67,66 +67,85 @@ class Client:
         frame = frames.get(self.protocol)
         if frame is None:
             frame = frames[self.protocol] = encode(msg, self.protocol)
-        await self._write(frame)
+        await self._write(frame, msg)
 
-    async def _write(self, frame: tuple[bytes, bool]) -> None:
+    async def _write(self, frame: tuple[bytes, bool], msg: KernelMessage | None) -> bool:
+        """Send `frame`; False when the client is gone, detached then with `msg` (the message the frame
+        carries, unless it is still in `replaying`) kept for its session: it may be the final output
+        or the idle status."""
         transport = self.transport
         if transport is None or transport.is_closing():
-            self.hub.detach(self)
-            return
+            self.hub.detach(self, unsent=msg)
+            return False
         if transport.get_write_buffer_size() > self.max_backlog:
             log.warning("kernel %s: client %s reads too slowly (%d bytes unread); disconnecting it",
                         self.hub.kernel_id, self.session_key, transport.get_write_buffer_size())
-            self.hub.detach(self)
+            self.hub.detach(self, unsent=msg)
             asyncio.ensure_future(self.ws.close(code=1013, message=b"client too slow"))
-            return
+            return False
         try:
             await self.ws.send_frame(frame[0], WSMsgType.BINARY if frame[1] else WSMsgType.TEXT)
         except (ConnectionError, RuntimeError):
-            self.hub.detach(self)
+            self.hub.detach(self, unsent=msg)
+            return False
+        return True
 
     async def flush_replay(self) -> None:
         """Send what was buffered while this session was away, then go live (live messages queue
         behind the replay until it is done)."""
         pending = self.replaying
         while pending and not self.closed:
-            await self._write(encode(pending.popleft(), self.protocol))
+            # leave the message in `replaying` until sent: a failed send buffers it with the rest
+            if await self._write(encode(pending[0], self.protocol), None):
+                pending.popleft()
         self.replaying = None
 
 
 class SessionBuffer:
-    """Messages for one disconnected session, bounded in count and bytes; iopub is dropped oldest first
-    (replies never are), and what was dropped is announced on replay."""
+    """Messages for one disconnected session, bounded in count and bytes; iopub is dropped oldest first,
+    replies and stdin requests only when nothing but them is left over the caps; what was dropped is
+    announced on replay."""
 
     def __init__(self, max_messages: int, max_bytes: int):
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.items: deque[KernelMessage] = deque()
-        self.kept: list[KernelMessage] = []
+        self.kept: deque[KernelMessage] = deque()
+        """Replies and stdin requests passed over while dropping iopub; counted in the caps."""
         self.bytes = 0
         self.dropped = 0
+        self.dropped_replies = 0
         self.dropped_bytes = 0
         self.dropped_parent: bytes | None = None
 
     def add(self, msg: KernelMessage) -> None:
         self.items.append(msg)
         self.bytes += _size(msg)
-        while (len(self.items) > self.max_messages or self.bytes > self.max_bytes) and self.items:
-            old = self.items.popleft()
+        while len(self.items) + len(self.kept) > self.max_messages or self.bytes > self.max_bytes:
+            if self.items:
+                old = self.items.popleft()
+                if old.channel != "iopub":
+                    self.kept.append(old)
+                    continue
+                self.dropped += 1
+            elif self.kept:
+                old = self.kept.popleft()
+                self.dropped_replies += 1
+            else:
+                break
             size = _size(old)
             self.bytes -= size
-            if old.channel != "iopub":
-                self.kept.append(old)
-                continue
-            self.dropped += 1
             self.dropped_bytes += size
             if self.dropped_parent is None:
                 self.dropped_parent = old.parent_header
 
     def replay(self) -> deque[KernelMessage]:
         out: deque[KernelMessage] = deque()
-        if self.dropped:
-            text = (f"[himalia] {self.dropped} output messages ({self.dropped_bytes} bytes) produced while this "
+        if self.dropped or self.dropped_replies:
+            what = f"{self.dropped} output messages"
+            if self.dropped_replies:
+                what += f" and {self.dropped_replies} replies or input requests"
+            text = (f"[himalia] {what} ({self.dropped_bytes} bytes) produced while this "
                     f"client was disconnected were dropped: the server keeps at most {self.max_messages} "
                     f"messages and {self.max_bytes} bytes per disconnected session "
                     f"([plugins.kernels] buffer_max_messages, buffer_max_bytes).\n")
@@ -283,7 +302,9 @@ class KernelHub:
         self.clients[key] = client
         return client
 
-    def detach(self, client: Client, *, buffer: bool = True) -> None:
+    def detach(self, client: Client, *, buffer: bool = True, unsent: KernelMessage | None = None) -> None:
+        """Forget a client; buffer for its session (when it has one) what it was not sent yet: its
+        pending replay, then `unsent`."""
         if client.closed:
             return
         client.closed = True
@@ -295,6 +316,8 @@ class KernelHub:
         buf = SessionBuffer(self.config.buffer_max_messages, self.config.buffer_max_bytes)
         for msg in client.replaying or ():
             buf.add(msg)
+        if unsent is not None:
+            buf.add(unsent)
         self.buffers[client.session_key] = buf
         while len(self.buffers) > self.config.buffer_max_sessions:
             dropped, _ = self.buffers.popitem(last=False)

@@ -28,7 +28,9 @@ class LiveKernels:
         self.hooks = hooks
         self.hubs: dict[str, KernelHub] = {}
         self._started: set[str] = set()
-        self._stopped: set[str] = set()
+        """Kernels running as far as the events said: kernel_started fired, kernel_stopped not yet."""
+        self._dead: set[str] = set()
+        """Kernels reported stopped because they died, not yet deleted nor restarted."""
         self._closing: set[asyncio.Task[None]] = set()
 
     def hub(self, kernel_id: str) -> KernelHub:
@@ -50,13 +52,14 @@ class LiveKernels:
         return model
 
     def _stopped_once(self, kernel_id: str, reason: str) -> None:
-        if kernel_id in self._stopped:
+        if kernel_id not in self._started:  # reported already (died, or a concurrent stop)
             return
-        self._stopped.add(kernel_id)
         self._started.discard(kernel_id)
         self.hooks.kernel_stopped(kernel_id, reason)
 
     def _died(self, hub: KernelHub, reason: str) -> None:
+        if hub.kernel_id in self._started:
+            self._dead.add(hub.kernel_id)
         self._stopped_once(hub.kernel_id, reason)
 
     # -- KernelManager ----------------------------------------------------------------------
@@ -94,13 +97,19 @@ class LiveKernels:
         hub = self.hubs.pop(kernel_id, None)
         if hub is not None:
             await hub.close()
+        self._dead.discard(kernel_id)
         self._stopped_once(kernel_id, reason)
 
     async def interrupt_kernel(self, kernel_id: str) -> None:
         await self.inner.interrupt_kernel(kernel_id)
 
     async def restart_kernel(self, kernel_id: str) -> Model:
-        return self._merge(await self.inner.restart_kernel(kernel_id))
+        model = await self.inner.restart_kernel(kernel_id)
+        if kernel_id in self._dead:  # a dead kernel brought back: it runs again
+            self._dead.discard(kernel_id)
+            self._started.add(kernel_id)
+            self.hooks.kernel_started(kernel_id, model.get("name", ""))
+        return self._merge(model)
 
     async def open_channels(self, kernel_id: str) -> KernelChannels:
         return await self.inner.open_channels(kernel_id)
@@ -108,10 +117,11 @@ class LiveKernels:
     # -- server-wide ------------------------------------------------------------------------
 
     async def shutdown_all(self) -> None:
-        ids = set(self._started) | set(self.hubs)
+        ids = list(self._started | self._dead | set(self.hubs))
+        dead = set(self._dead)
         results = await asyncio.gather(*(self.stop(k, "shutdown") for k in ids), return_exceptions=True)
         for kernel_id, result in zip(ids, results):
-            if isinstance(result, Exception) and kernel_id not in self._stopped:
+            if isinstance(result, Exception) and kernel_id not in dead:
                 log.warning("kernel %s: error at server shutdown: %s", kernel_id, result)
         for hub in list(self.hubs.values()):
             await hub.close()

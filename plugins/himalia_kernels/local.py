@@ -4,6 +4,7 @@ managers (kernelspecs, provisioners, interrupt modes, the restarter), reached ov
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import json
 import logging
@@ -47,10 +48,14 @@ async def local_kernels(app: web.Application) -> AsyncIterator[LocalKernels]:
     """Provider factory: a LocalKernels for the server's root dir; every kernel is shut down on exit."""
     config = app[CONFIG]
     service = LocalKernels(config.section("kernels"), config.server.root_dir)
+    # the last resort, should the server exit without its cleanup (a shutdown that timed out, a crash
+    # of the loop): no kernel process group outlives the interpreter
+    atexit.register(service.kill_all)
     try:
         yield service
     finally:
         await service.shutdown_all()
+        atexit.unregister(service.kill_all)
 
 
 @functools.cache
@@ -80,6 +85,19 @@ class _Kernel:
     reason: str | None = None
     channels: set[LocalChannels] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pgids: list[int] = field(default_factory=list)
+    """The process group of each start not yet reaped: a restart leaves the old group behind (children
+    of the old kernel that ignore SIGTERM, or that the kernel did not wait for) until we kill it."""
+
+    def groups(self) -> set[int]:
+        current = getattr(self.km.provisioner, "pgid", None)
+        return {g for g in (*self.pgids, current) if g}
+
+    def kill_groups(self) -> None:
+        """SIGKILL every process group this kernel has had (see `_kill_group`)."""
+        for pgid in self.groups():
+            _kill_group(pgid)
+        self.pgids = []
 
 
 class LocalKernels:
@@ -90,6 +108,7 @@ class LocalKernels:
         self.root_dir = os.path.realpath(root_dir)
         self._kernels: dict[str, _Kernel] = {}
         self._specs_cache: tuple[float, dict[str, Model]] | None = None
+        self._cleanups: set[asyncio.Task[None]] = set()
 
     # -- kernelspecs ------------------------------------------------------------------------
 
@@ -108,6 +127,9 @@ class LocalKernels:
             return "python3"
         return min(names) if names else None
 
+    def _find_specs(self) -> dict[str, str]:
+        return self._ksm.find_kernel_specs()  # in a thread: the first use imports jupyter_client
+
     def _all_specs(self) -> dict[str, Model]:
         return {name: _spec_model(name, info["spec"], info["resource_dir"])
                 for name, info in self._ksm.get_all_specs().items()}
@@ -124,7 +146,7 @@ class LocalKernels:
 
     async def _find(self, name: str) -> str:
         """The resource dir of kernelspec `name`, or NotFound naming the installed specs."""
-        specs = await asyncio.to_thread(self._ksm.find_kernel_specs)
+        specs = await asyncio.to_thread(self._find_specs)
         if name not in specs:
             installed = ", ".join(sorted(specs)) or "none"
             raise NotFound(f"no kernelspec named {name!r}; installed: {installed}", "no such kernelspec")
@@ -170,18 +192,16 @@ class LocalKernels:
     async def start_kernel(self, name: str | None = None, *, path: str | None = None,
                            env: Mapping[str, str] | None = None) -> Model:
         if name is None:
-            specs = await asyncio.to_thread(self._ksm.find_kernel_specs)
+            specs = await asyncio.to_thread(self._find_specs)
             name = self._default_name(specs)
             if name is None:
                 raise NotFound("no kernelspecs are installed", "no such kernelspec")
         await self._find(name)
         cwd = await asyncio.to_thread(self._cwd, path)
-        from jupyter_core.paths import jupyter_runtime_dir
+        runtime = await asyncio.to_thread(_runtime_dir)
         from traitlets.config import Config
 
         kernel_id = str(uuid.uuid4())
-        runtime = jupyter_runtime_dir()
-        await asyncio.to_thread(os.makedirs, runtime, exist_ok=True)
         km = _manager_class()(
             kernel_name=name,
             kernel_id=kernel_id,
@@ -199,12 +219,12 @@ class LocalKernels:
         km.on_started = functools.partial(self._on_started, kernel)
         try:
             await km.start_kernel(cwd=cwd, env={**os.environ, **(env or {})})
-        except Exception as e:
+        except BaseException as e:
+            # failed or cancelled (the client went away) perhaps after the launch: nothing may stay running
+            self._abandon(kernel)
+            if not isinstance(e, Exception):
+                raise
             log.warning("kernel %r failed to start: %s", name, e)
-            try:
-                await km.cleanup_resources()
-            except Exception:  # best effort: nothing was running
-                pass
             raise ApiError(f"kernel {name!r} failed to start: {type(e).__name__}: {e}",
                            "kernel failed to start") from None
         km.add_restart_callback(functools.partial(self._on_died, kernel, "restarting"), "restart")
@@ -247,9 +267,7 @@ class LocalKernels:
             try:
                 await kernel.km.restart_kernel(now=False)
             except Exception as e:
-                kernel.state, kernel.reason = "dead", f"restart failed: {type(e).__name__}: {e}"
-                for ch in kernel.channels:
-                    ch.inject_status("dead", kernel.reason)
+                self._dead(kernel, f"restart failed: {type(e).__name__}: {e}")
                 raise ApiError(f"kernel {kernel_id} failed to restart: {e}", "kernel failed to restart") from None
             await asyncio.gather(*(ch.wait_ready() for ch in list(kernel.channels)))
         return self._model(kernel)
@@ -257,27 +275,58 @@ class LocalKernels:
     async def shutdown_kernel(self, kernel_id: str, *, now: bool = False) -> None:
         kernel = self._get(kernel_id)
         async with kernel.lock:
-            if self._kernels.pop(kernel_id, None) is None:
+            if kernel_id not in self._kernels:
                 return
-            pgid = getattr(kernel.km.provisioner, "pgid", None)
-            for ch in list(kernel.channels):
-                await ch.close()
             try:
-                await kernel.km.shutdown_kernel(now=now)
-            except Exception:
-                log.exception("error shutting kernel %s down; killing its process group", kernel_id)
-            _kill_group(pgid)
+                for ch in list(kernel.channels):
+                    await ch.close()
+                try:
+                    await kernel.km.shutdown_kernel(now=now)
+                except Exception:
+                    log.exception("error shutting kernel %s down; killing its process group", kernel_id)
+            finally:
+                # also when cancelled half way (the restarter may still run, the process too)
+                if self._kernels.pop(kernel_id, None) is not None:
+                    kernel.km.stop_restarter()
+                    kernel.kill_groups()
+                    kernel.km.cleanup_connection_file()
             log.info("shut down kernel %s", kernel_id)
 
     async def shutdown_all(self) -> None:
         await asyncio.gather(*(self.shutdown_kernel(k) for k in list(self._kernels)), return_exceptions=True)
+        await asyncio.gather(*self._cleanups, return_exceptions=True)
+
+    def kill_all(self) -> None:
+        """SIGKILL every process group of every kernel, synchronously: the atexit last resort."""
+        for kernel in list(self._kernels.values()):
+            kernel.kill_groups()
+
+    def _abandon(self, kernel: _Kernel) -> None:
+        """A kernel whose start failed or was cancelled: kill now what may have been launched, then let
+        jupyter_client reap it and release its ports and files in a task no cancellation reaches."""
+        kernel.km.stop_restarter()
+        kernel.kill_groups()
+
+        async def release() -> None:
+            try:
+                await asyncio.wait_for(kernel.km.shutdown_kernel(now=True), 10)
+            except Exception as e:  # best effort: what was running is killed already
+                log.debug("kernel %s: cleanup after a failed start: %s", kernel.id, e)
+
+        task = asyncio.create_task(release())
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     async def open_channels(self, kernel_id: str) -> LocalChannels:
         kernel = self._get(kernel_id)
         channels = LocalChannels(kernel, self.config.kernel_info_timeout)
         kernel.channels.add(channels)
-        channels.connect()
-        await channels.wait_ready()
+        try:
+            channels.connect()
+            await channels.wait_ready()
+        except BaseException:
+            await channels.close()  # never suspends: safe when cancelled too
+            raise
         return channels
 
     # -- restarter events -------------------------------------------------------------------
@@ -285,14 +334,42 @@ class LocalKernels:
     def _on_died(self, kernel: _Kernel, state: str) -> None:
         process = getattr(kernel.km.provisioner, "process", None)
         code = process.poll() if process is not None else None
-        kernel.reason = _death_reason(code)
-        kernel.state = state
-        log.warning("kernel %s %s; %s", kernel.id, kernel.reason, "restarting" if state == "restarting" else "dead")
+        reason = _death_reason(code)
+        if state == "dead":
+            self._dead(kernel, reason)
+            return
+        kernel.reason, kernel.state = reason, state
+        log.warning("kernel %s %s; restarting", kernel.id, kernel.reason)
         for ch in kernel.channels:
             ch.inject_status(state, kernel.reason)
 
+    def _dead(self, kernel: _Kernel, reason: str) -> None:
+        """The kernel cannot run again unless asked to restart: tell clients, then release what it held
+        (its sockets, connection file, leftover processes); the model stays, saying dead and why,
+        until the kernel is deleted."""
+        kernel.state, kernel.reason = "dead", reason
+        log.warning("kernel %s %s; dead", kernel.id, reason)
+        for ch in kernel.channels:
+            ch.inject_status("dead", reason)
+            ch.release()
+        km = kernel.km
+        km.stop_restarter()
+        kernel.kill_groups()
+        km.cleanup_connection_file()
+        km.cleanup_ipc_files()
+        close_control = getattr(km, "_close_control_socket", None)
+        if close_control is not None:
+            close_control()
+
     def _on_started(self, kernel: _Kernel) -> None:
-        if kernel.state == "restarting":
+        # the previous start's group outlives its kernel when a child ignored the signals or the kernel
+        # exited on request without waiting for its children; the new process has a group of its own
+        current = getattr(kernel.km.provisioner, "pgid", None)
+        for pgid in kernel.pgids:
+            if pgid != current:
+                _kill_group(pgid)
+        kernel.pgids = [current] if current else []
+        if kernel.state in ("restarting", "dead"):
             kernel.state = "starting"
         for ch in kernel.channels:
             ch.reconnect()
@@ -361,12 +438,21 @@ class LocalChannels:
             sock.close(linger=0)
         self._fds, self._owned, self._sockets = [], [], {}
 
+    def release(self) -> None:
+        """The kernel is dead: close the sockets, keep what clients have not read yet (the dead status)
+        and stay open, so a restart can `reconnect`."""
+        if self._nudge_task is not None:
+            self._nudge_task.cancel()
+        self._disconnect()
+        self._ready.set()
+
     def reconnect(self) -> None:
-        """After a (re)start: new sockets if the ports moved, then wait for iopub to flow again."""
+        """After a (re)start: new sockets if the ports moved (or were released), then wait for iopub to
+        flow again."""
         if self._closed:
             return
         log.debug("kernel %s (re)started; ports %s, were %s", self._kernel.id, self._port_key(), self._ports)
-        if self._port_key() != self._ports:
+        if self._port_key() != self._ports or not self._sockets:
             self._disconnect()
             self.connect()
         else:
@@ -538,6 +624,15 @@ def _spec_model(name: str, spec: Model, resource_dir: str) -> Model:
 def _read_file(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
+
+
+def _runtime_dir() -> str:
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    _manager_class()  # imports jupyter_client's managers (and tornado): not on the loop
+    runtime = jupyter_runtime_dir()
+    os.makedirs(runtime, exist_ok=True)
+    return runtime
 
 
 def _death_reason(code: int | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import struct
 import uuid
 from collections.abc import AsyncIterator
@@ -184,33 +185,67 @@ async def connect(server: Any, kernel_id: str, protocol: str = V1,
         await asyncio.wait_for(ws.close(), 10)
 
 
-def kernel_processes(server: Any, kernel_id: str) -> list[psutil.Process]:
-    """The kernel's process and its children, found through the local provider."""
+def _local_kernel(server: Any, kernel_id: str) -> Any:
     from himalia import SERVICES
 
     service = server.app[SERVICES].kernels
     inner = getattr(service, "inner", service)
-    kernel = inner._kernels[kernel_id]
-    proc = psutil.Process(kernel.km.provisioner.pid)
+    return inner._kernels[kernel_id]
+
+
+def kernel_processes(server: Any, kernel_id: str) -> list[psutil.Process]:
+    """The kernel's process and its children, found through the local provider."""
+    proc = psutil.Process(_local_kernel(server, kernel_id).km.provisioner.pid)
     return [proc, *proc.children(recursive=True)]
+
+
+def kernel_groups(server: Any, kernel_id: str) -> set[int]:
+    """Every process group the kernel has had (one per start), found through the local provider."""
+    kernel = _local_kernel(server, kernel_id)
+    return {g for g in (*kernel.pgids, kernel.km.provisioner.pgid) if g}
+
+
+def group_processes(pgids: set[int]) -> list[psutil.Process]:
+    """The processes in any of the process groups `pgids`, wherever they were re-parented."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) in pgids:
+                found.append(proc)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return found
 
 
 @asynccontextmanager
 async def running_kernel(server: Any, name: str = "python3", **body: Any) -> AsyncIterator[dict[str, Any]]:
-    """A kernel started over REST, shut down (and checked gone, with its children) on exit."""
+    """A kernel started over REST, shut down on exit and checked gone: its processes, their children and
+    whatever is left in any process group it has had."""
     r = await server.post("/api/kernels", json={"name": name, **body})
     assert r.status == 201, await r.text()
     model = await r.json()
     procs = kernel_processes(server, model["id"])
+    groups = kernel_groups(server, model["id"])
     try:
         yield model
     finally:
+        try:
+            groups |= kernel_groups(server, model["id"])
+        except KeyError:  # already shut down by the test
+            pass
         r = await server.delete(f"/api/kernels/{model['id']}")
         assert r.status in (204, 404)
-        assert_gone(procs)
+        assert_gone(procs + group_processes(groups))
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def assert_gone(procs: list[psutil.Process]) -> None:
     gone, alive = psutil.wait_procs(procs, timeout=10)
-    alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    alive = [p for p in alive if _running(p)]
     assert not alive, f"kernel processes outlived their kernel: {alive}"

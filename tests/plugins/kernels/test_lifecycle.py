@@ -3,43 +3,165 @@
 from __future__ import annotations
 
 import asyncio
-
-import psutil
+import json
 import os
 import signal
+import sys
+from pathlib import Path
 
-from kernel_ws import V1, assert_gone, connect, execute_content, kernel_processes, running_kernel
+import psutil
+import pytest
+
+from kernel_ws import (V1, assert_gone, connect, execute_content, group_processes, kernel_groups, kernel_processes,
+                       running_kernel)
 
 from himalia import SERVICES, hookimpl
+
+
+def assert_pid_gone(pid: int) -> None:
+    try:
+        proc = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    assert_gone([proc])
 
 
 class StopWatcher:
     def __init__(self):
         self.stopped: dict[str, str] = {}
+        self.events: list[tuple[str, str]] = []
         self.event = asyncio.Event()
+
+    @hookimpl
+    def himalia_kernel_started(self, kernel_id, name):
+        self.events.append(("started", kernel_id))
 
     @hookimpl
     def himalia_kernel_stopped(self, kernel_id, reason):
         self.stopped[kernel_id] = reason
+        self.events.append(("stopped", kernel_id))
         self.event.set()
 
 
 async def test_kernel_that_cannot_be_restarted_is_reported_dead(himalia_server):
     """With autorestart off, a killed kernel is still noticed: clients see 'dead' with the signal,
-    the model says dead, and kernel_stopped fires once with the reason."""
+    the model says dead, and kernel_stopped fires once with the reason. What it held is released
+    (sockets, connection file, leftover processes), and a restart over REST brings it back, announced."""
     watcher = StopWatcher()
     config = {"plugins": {"kernels": {"autorestart": False, "restart_check_interval": 0.5}}}
     async with himalia_server(config=config, plugins={"watcher": watcher}) as server, \
             running_kernel(server) as kernel, connect(server, kernel["id"]) as ws:
-        await ws.execute("x = 1")
-        os.kill(kernel_processes(server, kernel["id"])[0].pid, signal.SIGKILL)
+        kid = kernel["id"]
+        child = psutil.Process(int((await ws.execute(STUBBORN_CHILD)).stdout))
+        record = server.app[SERVICES].kernels.inner._kernels[kid]
+        connection_file = record.km.connection_file
+        assert os.path.exists(connection_file)
+        os.kill(kernel_processes(server, kid)[0].pid, signal.SIGKILL)
         dead = await ws.wait_for(lambda m: m["header"]["msg_type"] == "status"
                                  and m["content"]["execution_state"] == "dead")
         assert "signal 9" in dead["content"]["reason"]
         await asyncio.wait_for(watcher.event.wait(), 30)
-        assert list(watcher.stopped) == [kernel["id"]] and "signal 9" in watcher.stopped[kernel["id"]]
-        model = await (await server.get(f"/api/kernels/{kernel['id']}")).json()
+        assert list(watcher.stopped) == [kid] and "signal 9" in watcher.stopped[kid]
+        model = await (await server.get(f"/api/kernels/{kid}")).json()
         assert model["execution_state"] == "dead" and "signal 9" in model["reason"]
+        assert not os.path.exists(connection_file)
+        assert all(not ch._sockets for ch in record.channels)
+        assert_gone([child])
+
+        r = await server.post(f"/api/kernels/{kid}/restart")
+        assert r.status == 200, await r.text()
+        assert (await ws.execute("print('again')")).stdout == "again\n"
+        assert watcher.events == [("started", kid), ("stopped", kid), ("started", kid)]
+    assert watcher.events[3:] == [("stopped", kid)]
+
+
+# a child that ignores SIGINT and SIGTERM, left in the kernel's process group, not waited for
+STUBBORN_CHILD = ("import subprocess\n"
+                  "child = subprocess.Popen(['sh', '-c', 'trap \"\" INT TERM; sleep 300; :'])\n"
+                  "print(child.pid)")
+
+
+@pytest.mark.parametrize("how", ["rest", "died"])
+async def test_restart_leaves_nothing_of_the_old_kernel(himalia_server, how):
+    """A restart (asked for over REST, or automatic after the kernel died) ends the old kernel's whole
+    process group, even what ignores SIGTERM and outlived the kernel re-parented to init."""
+    config = {"plugins": {"kernels": {"restart_check_interval": 0.2}}}
+    async with himalia_server(config=config) as server, running_kernel(server) as kernel, \
+            connect(server, kernel["id"]) as ws:
+        old_groups = kernel_groups(server, kernel["id"])
+        child = psutil.Process(int((await ws.execute(STUBBORN_CHILD)).stdout))
+        assert os.getpgid(child.pid) in old_groups
+        if how == "rest":
+            r = await server.post(f"/api/kernels/{kernel['id']}/restart")
+            assert r.status == 200, await r.text()
+        else:
+            # the kernel alone dies: its child stays (as after an OOM kill), then the restarter notices
+            os.kill(kernel_processes(server, kernel["id"])[0].pid, signal.SIGKILL)
+            await ws.wait_for(lambda m: m["header"]["msg_type"] == "status"
+                              and m["content"]["execution_state"] == "restarting")
+            await ws.wait_for(lambda m: m["header"]["msg_type"] == "status"
+                              and m["content"]["execution_state"] == "idle")
+        assert (await ws.execute("print('back')")).stdout == "back\n"
+        assert kernel_groups(server, kernel["id"]).isdisjoint(old_groups)
+        assert_gone([child])
+        assert group_processes(old_groups) == []
+
+
+async def test_a_start_cancelled_after_the_launch_leaves_no_process(himalia_server, monkeypatch):
+    async with himalia_server() as server:
+        inner = server.app[SERVICES].kernels.inner
+        launched = []
+        on_started = type(inner)._on_started
+
+        def cancel_when_launched(self, kernel):
+            launched.append(kernel.km.provisioner.pid)
+            asyncio.current_task().cancel()  # as if the client went away now
+            on_started(self, kernel)
+
+        monkeypatch.setattr(type(inner), "_on_started", cancel_when_launched)
+        task = asyncio.create_task(inner.start_kernel("python3"))
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 60)
+        assert launched and await inner.list_kernels() == []
+        assert_pid_gone(launched[0])
+
+
+async def test_a_shutdown_cancelled_half_way_still_ends_the_kernel(himalia_server):
+    async with himalia_server() as server:
+        kernel = await (await server.post("/api/kernels", json={})).json()
+        async with connect(server, kernel["id"]) as ws:
+            child = psutil.Process(int((await ws.execute(STUBBORN_CHILD)).stdout))
+        inner = server.app[SERVICES].kernels.inner
+        km = inner._kernels[kernel["id"]].km
+        entered = asyncio.Event()
+        shutdown_kernel = km.shutdown_kernel
+
+        async def shutdown_in_progress(**kw):
+            entered.set()
+            await shutdown_kernel(**kw)
+
+        km.shutdown_kernel = shutdown_in_progress
+        task = asyncio.create_task(inner.shutdown_kernel(kernel["id"]))
+        await asyncio.wait_for(entered.wait(), 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+        assert await inner.list_kernels() == []
+        assert_gone([child])
+
+
+async def test_channels_of_a_cancelled_open_are_closed(himalia_server):
+    async with himalia_server() as server, running_kernel(server) as kernel:
+        inner = server.app[SERVICES].kernels.inner
+        record = inner._kernels[kernel["id"]]
+        before = set(record.channels)
+        task = asyncio.create_task(inner.open_channels(kernel["id"]))
+        await asyncio.sleep(0)  # one step: open_channels connects, then waits for the kernel's answer
+        [opened] = record.channels - before
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+        assert record.channels == before and opened._closed and not opened._sockets
 
 
 async def test_idle_kernel_is_culled(himalia_server):
@@ -139,3 +261,66 @@ async def test_a_slow_session_replaced_by_a_new_connection(himalia_server):
                 assert (await second.execute("print(1)")).stdout == "1\n"
                 model = await (await server.get(f"/api/kernels/{kernel['id']}")).json()
                 assert model["connections"] == 1
+
+
+def install_kernelspec(name: str, argv: list[str], **extra) -> None:
+    spec_dir = Path(os.environ["JUPYTER_DATA_DIR"]) / "kernels" / name  # per test, see tests/conftest.py
+    spec_dir.mkdir(parents=True)
+    spec = {"argv": argv, "display_name": name, "language": "python", **extra}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+
+
+async def test_interrupt_by_message(himalia_server):
+    install_kernelspec("by-message", [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                       interrupt_mode="message")
+    async with himalia_server() as server, running_kernel(server, "by-message") as kernel, \
+            connect(server, kernel["id"]) as ws:
+        assert server.app[SERVICES].kernels.inner._kernels[kernel["id"]].km.kernel_spec.interrupt_mode == "message"
+        msg_id = await ws.send("shell", "execute_request", execute_content("import time; time.sleep(30)"))
+        await ws.wait_for(lambda m: m["header"]["msg_type"] == "status" and m["parent_header"].get("msg_id") == msg_id
+                          and m["content"]["execution_state"] == "busy")
+        assert (await server.post(f"/api/kernels/{kernel['id']}/interrupt")).status == 204
+        ex = await ws.collect(msg_id)
+        assert ex.reply["content"]["status"] == "error"
+        assert ex.reply["content"]["ename"] == "KeyboardInterrupt"
+
+
+# a "kernel" that ignores shutdown_request (it reads no socket), SIGINT and SIGTERM, telling the test
+# which signals reached it over a TCP connection
+DEAF_KERNEL = """
+import signal, socket, sys
+report = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+def note(signum, frame):
+    report.sendall(signal.Signals(signum).name.encode() + b"\\n")
+signal.signal(signal.SIGINT, note)
+signal.signal(signal.SIGTERM, note)
+report.sendall(b"ready\\n")
+while True:
+    signal.pause()
+"""
+
+
+async def test_shutdown_escalates_to_sigterm_then_sigkill(himalia_server, tmp_path):
+    script = tmp_path / "deaf_kernel.py"
+    script.write_text(DEAF_KERNEL)
+    reports: asyncio.Queue[asyncio.StreamReader] = asyncio.Queue()
+    listener = await asyncio.start_server(lambda reader, writer: reports.put_nowait(reader), "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    install_kernelspec("deaf", [sys.executable, str(script), str(port), "-f", "{connection_file}"])
+    config = {"plugins": {"kernels": {"shutdown_wait_time": 1.0, "kernel_info_timeout": 1.0}}}
+    try:
+        async with himalia_server(config=config) as server:
+            r = await server.post("/api/kernels", json={"name": "deaf"})
+            assert r.status == 201, await r.text()
+            kid = (await r.json())["id"]
+            process = server.app[SERVICES].kernels.inner._kernels[kid].km.provisioner.process
+            report = await asyncio.wait_for(reports.get(), 30)
+            assert await asyncio.wait_for(report.readline(), 30) == b"ready\n"
+            assert (await server.delete(f"/api/kernels/{kid}")).status == 204
+            # the interrupt that starts every shutdown, then SIGTERM, then SIGKILL (which it cannot see)
+            lines = await asyncio.wait_for(report.read(), 30)
+            assert lines.split() == [b"SIGINT", b"SIGTERM"]
+            assert process.returncode == -signal.SIGKILL
+    finally:
+        listener.close()
+        await listener.wait_closed()

@@ -1,0 +1,132 @@
+"""The relay's bookkeeping at unit level: what a client that goes away mid-send leaves for its session,
+and the reconnect buffer's caps. (The relay over real kernels and websockets: test_channels.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from himalia_kernels.config import KernelsConfig
+from himalia_kernels.hub import KernelHub, SessionBuffer
+
+from himalia import ChannelsClosed, KernelMessage, wire
+
+
+def message(channel: str, msg_type: str, *, parent: str = "request", session: str = "s1",
+            content: bytes = b"{}") -> KernelMessage:
+    header = json.dumps({"msg_id": f"{msg_type}-{id(content)}", "msg_type": msg_type, "session": "kernel"})
+    parent_header = json.dumps({"msg_id": parent, "session": session})
+    return KernelMessage(channel, header.encode(), parent_header.encode(), b"{}", content)
+
+
+class QuietChannels:
+    """Channels on which the kernel never says anything."""
+
+    def __init__(self):
+        self.closed = asyncio.Event()
+
+    async def recv(self) -> KernelMessage:
+        await self.closed.wait()
+        raise ChannelsClosed("k")
+
+    async def send(self, msg: KernelMessage) -> None:
+        pass
+
+    async def close(self) -> None:
+        self.closed.set()
+
+
+class QuietKernels:
+    async def open_channels(self, kernel_id: str) -> QuietChannels:
+        return QuietChannels()
+
+
+class Transport:
+    def __init__(self, closing: bool):
+        self.closing = closing
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class WebSocket:
+    """A websocket whose connection is lost: every send fails."""
+
+    def __init__(self):
+        self.sent: list[bytes] = []
+
+    async def send_frame(self, data: bytes, opcode) -> None:
+        raise ConnectionResetError("gone")
+
+    async def close(self, **kw) -> None:
+        pass
+
+
+async def relay() -> KernelHub:
+    hub = KernelHub("k", QuietKernels(), KernelsConfig(), lambda hub, reason: None)
+    await hub.wait_ready()
+    return hub
+
+
+async def test_a_message_to_a_closing_client_is_kept_for_its_session():
+    hub = await relay()
+    try:
+        hub.attach(WebSocket(), wire.V1, "s1", Transport(closing=True))
+        idle = message("iopub", "status", content=b'{"execution_state": "idle"}')
+        await hub._dispatch(idle)
+        assert "s1" not in hub.clients
+        assert list(hub.buffers["s1"].replay()) == [idle]
+    finally:
+        await hub.close()
+
+
+async def test_a_reply_whose_send_fails_is_kept_for_its_session():
+    hub = await relay()
+    try:
+        client = hub.attach(WebSocket(), wire.V1, "s1", Transport(closing=False))
+        reply = message("shell", "execute_reply", parent="req-1")
+        hub.owners["req-1"] = client.session_key
+        await hub._dispatch(reply)
+        assert "s1" not in hub.clients
+        assert list(hub.buffers["s1"].replay()) == [reply]
+    finally:
+        await hub.close()
+
+
+async def test_a_replay_cut_short_keeps_what_was_not_sent():
+    hub = await relay()
+    try:
+        hub.attach(WebSocket(), wire.V1, "s1", Transport(closing=True))
+        first, last = message("iopub", "stream"), message("iopub", "status")
+        await hub._dispatch(first)
+        await hub._dispatch(last)
+        client = hub.attach(WebSocket(), wire.V1, "s1", Transport(closing=False))  # reconnects, then is lost
+        await client.flush_replay()
+        assert list(hub.buffers["s1"].replay()) == [first, last]
+    finally:
+        await hub.close()
+
+
+def test_buffer_caps_count_replies_too_and_say_what_was_dropped():
+    """Output goes first, then the oldest replies: over the cap, nothing is kept for ever."""
+    buf = SessionBuffer(max_messages=3, max_bytes=10**6)
+    replies = [message("shell", "execute_reply", parent=f"r{i}") for i in range(5)]
+    for msg in replies:
+        buf.add(msg)
+    buf.add(message("iopub", "stream"))
+    notice, *kept = buf.replay()
+    assert kept == replies[2:]
+    text = json.loads(notice.content)["text"]
+    assert "1 output messages and 2 replies or input requests" in text
+
+
+def test_buffer_byte_cap_includes_kept_replies():
+    big = b'{"data": "' + b"x" * 1000 + b'"}'
+    buf = SessionBuffer(max_messages=100, max_bytes=2500)
+    for i in range(4):
+        buf.add(message("stdin", "input_request", parent=f"r{i}", content=big))
+    assert buf.bytes <= 2500
+    assert len(buf.kept) + len(buf.items) == 2 and buf.dropped_replies == 2
