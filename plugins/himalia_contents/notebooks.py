@@ -165,6 +165,9 @@ def _dump(obj: Any, out: list[str], newline: str) -> None:
             out.append("[]")
             return
         inner = newline + " "
+        if all(type(value) is str for value in obj):  # lines of a source or an output: most of the bytes
+            out.append("[" + inner + ("," + inner).join(map(_encode_string, obj)) + newline + "]")
+            return
         separator = "[" + inner
         for value in obj:
             out.append(separator)

@@ -16,8 +16,10 @@ class KernelsConfig:
                                              "other half before SIGKILL.")
     kernel_info_timeout: float = setting(60.0, "Seconds to wait for a (re)started kernel to answer on its "
                                                "channels before clients are told it is not responding.")
-    restart_check_interval: float = setting(3.0, "Seconds between liveness checks of each local kernel "
-                                                 "(jupyter_client's restarter `time_to_dead`).")
+    restart_check_interval: float = setting(1.0, "Seconds between liveness checks of each local kernel "
+                                                 "(jupyter_client's restarter `time_to_dead`; jupyter_server "
+                                                 "uses 3): a death is noticed within this, and a kernel that "
+                                                 "dies at start is reported dead after restart_limit checks.")
     kernelspec_cache_ttl: float = setting(2.0, "Seconds a kernelspec listing is reused before the kernel dirs "
                                                "are read again; 0 reads them on every request.")
     restart_limit: int = setting(5, "Automatic restarts tried in a row before a dying kernel is reported dead.")

@@ -568,7 +568,9 @@ class LocalChannels:
     def inject_status(self, state: str, reason: str | None) -> None:
         """Tell clients about a state only the manager knows (restarting, dead), as jupyter_server does."""
         self._pending.append(wire.status_message(state, reason or None, session=self._session_id))
-        if state == "dead":  # no answer will come: let a relay still waiting for one read this
+        if state == "restarting":  # hold clients' requests until the new kernel's iopub flows (see send)
+            self._ready.clear()
+        elif state == "dead":  # no answer will come: let a relay still waiting for one read this
             if self._nudge_task is not None:
                 self._nudge_task.cancel()
             self._ready.set()
@@ -579,6 +581,15 @@ class LocalChannels:
             raise ChannelsClosed(self._kernel.id)
         if msg.channel not in ("shell", "control", "stdin"):
             raise ValueError(f"cannot send on channel {msg.channel!r}")
+        if not self._ready.is_set():
+            # after a death or a restart, until iopub flows again: a request sent now would reach the
+            # new kernel before our iopub subscription does, and its busy/output would be lost
+            try:
+                await self.wait_ready()
+            except asyncio.TimeoutError:
+                pass  # the kernel does not answer: send anyway, as before it was known to be ready
+            if self._closed:
+                raise ChannelsClosed(self._kernel.id)
         self._send(msg.channel, [msg.header, msg.parent_header, msg.metadata, msg.content], msg.buffers)
 
     async def recv(self) -> KernelMessage:
