@@ -378,7 +378,8 @@ def test_the_notebook_encoder_matches_the_stdlib_layout():
     from himalia_contents.notebooks import dumps_indented
 
     value = {"b": [1, 2.5, -0.0, 1e300, True, False, None, "é\n\"\\\u2028"], "a": {}, "c": [],
-             "d": {"z": {"y": [[]]}, "ünï": "ç"}, "e": 10**20}
+             "d": {"z": {"y": [[]]}, "ünï": "ç"}, "e": 10**20,
+             "lines": ["one\n", "", "é\"\\\u2028\n", "\x00"], "one": ["x"]}  # all-string lists: one join
     assert dumps_indented(value) == json.dumps(value, sort_keys=True, indent=1, separators=(",", ": "),
                                                ensure_ascii=False)
     with pytest.raises(TypeError):
