@@ -235,18 +235,24 @@ class FileContents:
     async def kernel_path(self, path: str) -> str:
         return await self._run(self._kernel_path, path)
 
-    def _local_file(self, path: str) -> str:
+    def _open_local_file(self, path: str) -> tuple[BinaryIO, str]:
         r = self.resolver.resolve(path)
         st = self._stat(r)
         if stat.S_ISDIR(st.st_mode):
             raise BadRequest(f"{r.api_path or '/'} is a directory, not a file", "bad type")
         if not stat.S_ISREG(st.st_mode):
             raise BadRequest(f"cannot read {r.api_path!r}: not a regular file", "bad type")
-        return r.os_path
+        with os_errors(r.api_path):
+            f = self._open_checked(r)
+        # serve what was opened and checked, not the path again (a link may be swapped in meanwhile):
+        # on Linux, /proc/self/fd/N reopens that very file
+        proc = f"/proc/self/fd/{f.fileno()}"
+        return f, proc if os.path.exists(proc) else r.os_path
 
-    async def local_file(self, path: str) -> str:
-        """The filesystem path of the regular file at `path` (for streaming `/files/`)."""
-        return await self._run(self._local_file, path)
+    async def open_local_file(self, path: str) -> tuple[BinaryIO, str]:
+        """The regular file at `path`, opened and checked to be inside the root, and a filesystem path
+        that names that same open file while it stays open (for streaming `/files/`). Close it after."""
+        return await self._run(self._open_local_file, path)
 
     def _resolve_path(self, path: str) -> str | None:
         expanded = os.path.expanduser(path)

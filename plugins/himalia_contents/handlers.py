@@ -231,8 +231,17 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     headers = {"Cache-Control": "no-cache"}
     if request.query.get("download"):
         headers["Content-Disposition"] = f"attachment; filename*=utf-8''{quote(name)}"
-    local_file = getattr(cm, "local_file", None)
-    os_path = await local_file(path) if local_file is not None else None
+    open_local_file = getattr(cm, "open_local_file", None)
+    opened, os_path = await open_local_file(path) if open_local_file is not None else (None, None)
+    try:
+        return await _serve_file(request, cm, path, name, headers, os_path)
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+async def _serve_file(request: web.Request, cm: Any, path: str, name: str, headers: dict[str, str],
+                      os_path: str | None) -> web.StreamResponse:
     mime, encoding = mimetypes.guess_type(name)
     if name.lower().endswith(".ipynb"):
         content_type = "application/x-ipynb+json"
@@ -251,7 +260,9 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         content_type = ""
     if os_path is not None:
         headers["Content-Type"] = content_type
-        return web.FileResponse(os_path, headers=headers)
+        response = web.FileResponse(os_path, headers=headers)
+        await response.prepare(request)  # now, while the checked file is open (os_path may name its fd)
+        return response
     model = await cm.get(path, type="file")
     if model["format"] == "base64":
         import base64

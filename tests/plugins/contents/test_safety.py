@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yarl
 
@@ -185,6 +187,44 @@ def test_a_link_swapped_in_after_the_path_check_is_not_read(tmp_path, swapped):
     contents.resolver = Raced()
     with pytest.raises((Forbidden, BadRequest)) as refused:
         contents._get(checked.api_path)
+    assert checked.api_path in refused.value.message
+
+
+@pytest.mark.parametrize("swapped", ["file", "directory"])
+def test_files_serves_the_checked_file_not_a_link_swapped_in_later(tmp_path, swapped):
+    """`/files/` streams what `open_local_file` opened and checked; a link swapped in after the check
+    is refused there, and the path it hands out names the open file itself, not the path again."""
+    from himalia import BadRequest, Forbidden
+    from himalia_contents.config import ContentsConfig
+    from himalia_contents.filesystem import FileContents
+    from himalia_contents.paths import Resolved
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    (root / "d").mkdir()
+    (root / "d" / "secret.txt").write_text("mine")
+    contents = FileContents(ContentsConfig(), str(root))
+    f, served = contents._open_local_file("d/secret.txt")
+    with f:
+        # the file is swapped for a link out of the root after it was opened: what is served stays ours
+        (root / "d" / "secret.txt").unlink()
+        (root / "d" / "secret.txt").symlink_to(outside / "secret.txt")
+        assert open(served).read() == "mine"
+    if swapped == "file":
+        checked = Resolved("d/secret.txt", str(root / "d" / "secret.txt"))
+    else:
+        (root / "e").symlink_to(outside)
+        checked = Resolved("e/secret.txt", str(root / "e" / "secret.txt"))
+
+    class Raced:
+        def resolve(self, path, write=False):
+            return checked
+
+    contents.resolver = Raced()
+    with pytest.raises((Forbidden, BadRequest)) as refused:
+        contents._open_local_file(checked.api_path)
     assert checked.api_path in refused.value.message
 
 
