@@ -196,8 +196,10 @@ def serve_process(
     env: dict[str, str] | None = None,
     cwd: str | Path | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    python: str | Path | None = None,
 ) -> Iterator[ServerProcess]:
-    """Run `himalia serve --port 0 ARGS...` with this Python; yield once it prints its URL.
+    """Run `himalia serve --port 0 ARGS...` with this Python (or the interpreter `python`, say a
+    plugin's own virtualenv); yield once it prints its URL.
 
     Stopped with SIGTERM on exit (killed if it has not exited within `timeout`). `env` replaces the
     environment (use `{**os.environ, ...}` to extend it). Raises RuntimeError with the process's
@@ -210,7 +212,7 @@ def serve_process(
     import threading
     import time
 
-    cmd = [sys.executable, "-m", "himalia.cli", "serve", "--port", "0", *args]
+    cmd = [str(python or sys.executable), "-m", "himalia.cli", "serve", "--port", "0", *args]
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                cwd=cwd, bufsize=1)
     lines: queue.Queue[str | None] = queue.Queue()

@@ -7,19 +7,14 @@ from __future__ import annotations
 import ast
 import json
 import os
-import queue
 import re
 import shutil
 import subprocess
 import sys
 import sysconfig
-import threading
-import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import copier
@@ -34,7 +29,7 @@ else:  # pragma: no cover
 from himalia import __version__
 from himalia.cli import main
 from himalia.template import template_dir
-from himalia.testing import ServerProcess
+from himalia.testing import serve_process
 
 TIMEOUT = 120
 REPO = Path(__file__).resolve().parents[2]
@@ -121,52 +116,6 @@ def venv(rendered: Path, tmp_path_factory: pytest.TempPathFactory) -> Venv:
     assert result.returncode == 0, result.stdout + result.stderr
     venv.project = project
     return venv
-
-
-@contextmanager
-def serve(venv: Venv, *args: str, timeout: float = TIMEOUT) -> Iterator[ServerProcess]:
-    """The venv's `himalia serve --port 0 ARGS...`, stopped on exit; like `himalia.testing.serve_process`,
-    which runs this test run's interpreter instead. Every wait is bounded by `timeout`."""
-    process = subprocess.Popen([str(venv.python), "-m", "himalia.cli", "serve", "--port", "0", *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               text=True, env=venv.env, bufsize=1)
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:  # a thread, so every read of the output has a deadline, and the pipe never fills
-        for line in process.stdout:  # type: ignore[union-attr]
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    output: list[str] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"himalia serve printed no URL within {timeout}s:\n" + "\n".join(output)) from None
-            assert line is not None, "himalia serve exited before printing its URL:\n" + "\n".join(output)
-            output.append(line)
-            found = re.match(r"^\s+(http://\S+?)(?:\?token=(\S+))?$", line)
-            if found:
-                break
-        server = ServerProcess(process, found.group(1), found.group(2), output)
-
-        def collect() -> None:  # keep what it prints after its URL (the pump thread keeps the pipe drained)
-            while (more := lines.get()) is not None:
-                output.append(more)
-
-        threading.Thread(target=collect, daemon=True).start()
-        yield server
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout)
 
 
 def test_new_plugin_uses_this_checkout_s_template():
@@ -320,7 +269,8 @@ def test_venv_s_himalia_plugins_finds_the_installed_plugin(venv: Venv):
 def test_venv_s_himalia_serve_answers_with_the_greeting_from_the_config_file(venv: Venv, tmp_path: Path):
     config = tmp_path / "himalia.toml"
     config.write_text('[plugins.hello]\ngreeting = "Hi from TOML"\n')
-    with serve(venv, "--config", str(config), "--root-dir", str(tmp_path)) as server:
+    with serve_process("--config", str(config), "--root-dir", str(tmp_path), env=venv.env,
+                       python=venv.python, timeout=TIMEOUT) as server:
         assert any(line.strip().startswith("plugins:") and "hello" in line for line in server.output)
         status, body = get(server.url_for("/api/hello/hello"), server.auth_headers)
         assert (status, json.loads(body)) == (200, {"plugin": "hello", "message": "Hi from TOML"})
