@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.soak                          # 3 rounds: 200 REST clients for 30 s, then
                                                             # 100 websocket clients streaming output
     .venv/bin/python -m bench.soak --rounds 1 --duration 5  # a quick look
+    .venv/bin/python -m bench.soak --together               # websockets streaming during the REST load
 
 Each round: REST clients loop over a mix of reads and writes for `--duration` seconds (each client
 saves its own file and reads it back byte for byte); then `--kernels` kernels each get
@@ -106,6 +107,12 @@ class Server:
         result["leftover_processes"] = reap(self.run_id)
         log = (self.tmp / "server.log").read_text(errors="replace")
         result["server_tracebacks"] = log.count("unexpected error answering")
+        # what the server itself complained about (kernels dying under load, sockets reset...), for
+        # the report; the full log goes with the temp dir
+        complaints = [line for line in log.splitlines() if any(w in line for w in ("WARNING", "ERROR", "Error"))
+                      and "Kernel is running over TCP without encryption" not in line]  # ipykernel's, each start
+        result["server_complaints"] = len(complaints)
+        result["server_complaint_samples"] = complaints[:20]
         self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
         return result
@@ -166,10 +173,12 @@ async def rest_client(n: int, server: Server, session: aiohttp.ClientSession, st
              "/api/contents/many", "/api/kernelspecs", "/api/sessions", "/api/kernels", "/api/me",
              "/files/notes.txt", "/api/contents/many?content=0"]
     i = 0
+    doing = ""
     while time.monotonic() < stop_at:
         i += 1
         try:
             if i % 4 == 0:
+                doing = f"PUT {mine}"
                 text = f"client {n} save {i} " + secrets.token_hex(64) * (1 + i % 32)
                 started = time.monotonic()
                 async with session.put(f"{base}/api/contents/{mine}",
@@ -182,6 +191,7 @@ async def rest_client(n: int, server: Server, session: aiohttp.ClientSession, st
                     result.errors += 1
                     result.error_samples.append(f"PUT {mine}: {r.status}")
                     continue
+                doing = f"GET {mine} after save"
                 async with session.get(f"{base}/api/contents/{mine}") as r:
                     body = await r.json()
                 result.requests += 1
@@ -190,6 +200,7 @@ async def rest_client(n: int, server: Server, session: aiohttp.ClientSession, st
                     result.error_samples.append(f"GET {mine} after save: {r.status}, content differs")
             else:
                 path = reads[i % len(reads)]
+                doing = f"GET {path}"
                 started = time.monotonic()
                 async with session.get(base + path) as r:
                     await r.read()
@@ -201,7 +212,7 @@ async def rest_client(n: int, server: Server, session: aiohttp.ClientSession, st
                     result.error_samples.append(f"GET {path}: {status}")
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as e:
             result.errors += 1
-            result.error_samples.append(f"{type(e).__name__}: {e}")
+            result.error_samples.append(f"{doing}: {type(e).__name__}: {e}")
 
 
 async def rest_phase(server: Server, clients: int, duration: float) -> RestResult:
@@ -330,6 +341,22 @@ async def ws_phase(server: Server, clients: int, kernels: int, executions: int, 
 
 # --- rounds -------------------------------------------------------------------------------------
 
+async def ws_until(stop_at: float, server: Server, args: argparse.Namespace) -> WsResult:
+    """`ws_phase` again and again (new kernels each time) until `stop_at`: websockets streaming for as
+    long as the REST clients run (`--together`); the results added up."""
+    total = WsResult(args.ws_clients, args.kernels)
+    while True:
+        one = await ws_phase(server, args.ws_clients, args.kernels, args.executions, args.lines)
+        total.executions += one.executions
+        total.lines_expected += one.lines_expected
+        total.lines_received += one.lines_received
+        total.errors += one.errors
+        total.seconds += one.seconds
+        total.error_samples += one.error_samples[:10 - len(total.error_samples)]
+        if time.monotonic() >= stop_at:
+            return total
+
+
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
     server = Server()
     report: dict[str, Any] = {"command": " ".join(["python -m bench.soak", *sys.argv[1:]]), "rounds": []}
@@ -337,8 +364,13 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         server.start()
         report["rss_mb_after_start"] = round(server.rss_mb(), 1)
         for n in range(args.rounds):
-            rest = await rest_phase(server, args.rest_clients, args.duration)
-            ws = await ws_phase(server, args.ws_clients, args.kernels, args.executions, args.lines)
+            if args.together:
+                rest, ws = await asyncio.gather(
+                    rest_phase(server, args.rest_clients, args.duration),
+                    ws_until(time.monotonic() + args.duration, server, args))
+            else:
+                rest = await rest_phase(server, args.rest_clients, args.duration)
+                ws = await ws_phase(server, args.ws_clients, args.kernels, args.executions, args.lines)
             # kernels gone (DELETE answered); let the server settle on what it holds, then read RSS
             async with aiohttp.ClientSession(headers=server.headers) as s:
                 async with s.get(f"{server.url}/api/kernels") as r:
@@ -373,7 +405,8 @@ def markdown(report: dict[str, Any]) -> str:
                    f"{ws['errors']} | {ws['seconds']:.1f} | {r['rss_mb']} |")
     out.append("")
     out.append(f"RSS after start {report.get('rss_mb_after_start')} MB; growth from round 1 to the last: "
-               f"{report['rss_growth_mb_after_round_1']} MB. Shutdown: {report['stop']}. "
+               f"{report['rss_growth_mb_after_round_1']} MB. Shutdown: "
+               f"{ {k: v for k, v in report['stop'].items() if k != 'server_complaint_samples'} }. "
                f"{'OK' if report['ok'] else 'FAILED'}.")
     return "\n".join(out)
 
@@ -388,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--executions", type=int, default=10, help="executions per kernel per round")
     p.add_argument("--lines", type=int, default=2000, help="lines each execution prints")
     p.add_argument("--max-growth-mb", type=float, default=25.0, help="RSS growth tolerated from round 1 to the last")
+    p.add_argument("--together", action="store_true",
+                   help="stream to the websockets (new kernels each pass) for as long as the REST clients "
+                        "run, instead of after them")
     p.add_argument("--json", default="", help="also write the report here")
     args = p.parse_args(argv)
     report = asyncio.run(soak(args))

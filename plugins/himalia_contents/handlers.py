@@ -234,14 +234,30 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     open_local_file = getattr(cm, "open_local_file", None)
     opened, os_path = await open_local_file(path) if open_local_file is not None else (None, None)
     try:
-        return await _serve_file(request, cm, path, name, headers, os_path)
-    finally:
+        return await _serve_file(request, cm, path, name, headers, opened, os_path)
+    except BaseException:
         if opened is not None:
             opened.close()
+        raise
+
+
+class _OpenFileResponse(web.FileResponse):
+    """A FileResponse for a file we hold open (its path may be /proc/self/fd/N, naming that very open
+    file): the file is closed once the response has been sent (or has failed), not before."""
+
+    def __init__(self, opened: Any, path: str, **kwargs: Any):
+        super().__init__(path, **kwargs)
+        self._opened = opened
+
+    async def prepare(self, request: web.BaseRequest) -> Any:
+        try:
+            return await super().prepare(request)
+        finally:
+            self._opened.close()
 
 
 async def _serve_file(request: web.Request, cm: Any, path: str, name: str, headers: dict[str, str],
-                      os_path: str | None) -> web.StreamResponse:
+                      opened: Any, os_path: str | None) -> web.StreamResponse:
     mime, encoding = mimetypes.guess_type(name)
     if name.lower().endswith(".ipynb"):
         content_type = "application/x-ipynb+json"
@@ -260,9 +276,7 @@ async def _serve_file(request: web.Request, cm: Any, path: str, name: str, heade
         content_type = ""
     if os_path is not None:
         headers["Content-Type"] = content_type
-        response = web.FileResponse(os_path, headers=headers)
-        await response.prepare(request)  # now, while the checked file is open (os_path may name its fd)
-        return response
+        return _OpenFileResponse(opened, os_path, headers=headers)
     model = await cm.get(path, type="file")
     if model["format"] == "base64":
         import base64

@@ -34,6 +34,27 @@ async def test_files_serves_raw_bytes_with_jupyter_servers_types(contents_server
         assert r.status == 404 and "d/missing.txt" in (await r.json())["message"]
 
 
+async def test_files_answers_each_request_once_and_closes_the_file(contents_server, root, caplog):
+    """The file is opened (and checked) by the contents service and held open until the response has
+    been sent; a response prepared by the handler and prepared again by aiohttp once reopened a closed
+    /proc/self/fd path, logged an error per request and, under load, reset other connections."""
+    import logging
+
+    (root / "notes.txt").write_text("plain")
+    caplog.set_level(logging.WARNING)
+    fds_before = len(os.listdir("/proc/self/fd"))
+    async with contents_server() as server:
+        for _ in range(3):
+            r = await server.get("/files/notes.txt")
+            assert r.status == 200 and await r.read() == b"plain"
+        r = await server.get("/files/notes.txt", headers={"Range": "bytes=1-2"})
+        assert r.status == 206 and await r.read() == b"la"
+        fds_after = len(os.listdir("/proc/self/fd"))
+    problems = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING]
+    assert problems == []
+    assert fds_after <= fds_before + 8  # the server's own sockets, not one open file per request
+
+
 async def test_files_streams_a_large_file(contents_server, root):
     data = os.urandom(8 * 1024 * 1024)
     (root / "big.bin").write_bytes(data)
