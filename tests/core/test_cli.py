@@ -178,6 +178,44 @@ def test_app_factory_for_aiohttp_web(tmp_path):
     assert app[CONFIG].section("auth").token == "abc"
 
 
+def test_python_m_aiohttp_web_serves_the_app(tmp_path):
+    """`python -m aiohttp.web -H 127.0.0.1 -P PORT himalia.app:init ARGS...`, as a real process."""
+    import socket
+    import urllib.error
+
+    with socket.socket() as s:  # a free port (aiohttp.web cannot report the one it bound)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "aiohttp.web", "-H", "127.0.0.1", "-P", str(port),
+                                "himalia.app:init", "--root-dir", str(tmp_path), "--token", "abc"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/status",
+                                             headers={"Authorization": "token abc"})
+            try:
+                with urllib.request.urlopen(request, timeout=5) as r:
+                    status = json.load(r)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert process.poll() is None, process.stdout.read().decode(errors="replace")
+                assert time.monotonic() < deadline, "python -m aiohttp.web did not answer within 60 s"
+                time.sleep(0.1)  # polling a port that is not open yet: there is no event to wait on
+        assert "started" in status and "kernels" in status
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=5)
+        assert refused.value.code == 401
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        process.stdout.close()
+
+
 BROKEN = "raise SystemExit('imported although disabled')"
 
 ALT_AUTH = """
