@@ -25,7 +25,8 @@ from .activity import Activity, isoformat
 from .config import Config, RawConfig, apply_overrides, read_config, validate
 from .errors import ApiError, BadRequest, StartupError, Unauthorized, json_error
 from .hooks import Hooks
-from .keys import ACTIVITY, CONFIG, HOOKS, IDENTITY, PLUGINS, SERVICES, WEBSOCKETS
+from .keys import (ACTIVITY, CONFIG, HOOKS, IDENTITY, OPENAPI_CACHE, PLUGINS, ROUTE_AUTH, SERVICES, STARTING,
+                   WEBSOCKETS)
 from .plugins import LoadedPlugins, load_plugins
 from .records import Handler, Route
 from .services import Credentials, Identity, Provider, Services
@@ -42,8 +43,6 @@ ROLES: dict[str, tuple[str, str, str]] = {
 }
 
 ANONYMOUS = Identity(username="anonymous", name="Anonymous")
-_ROUTE_AUTH = web.AppKey("himalia.route_auth", dict)
-_STARTING = web.AppKey("himalia.starting", list)  # [the resource being started, or None]
 T = TypeVar("T")
 
 
@@ -107,14 +106,14 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
     app[PLUGINS] = plugins
     app[SERVICES] = Services()
     app[ACTIVITY] = Activity()
-    app[_ROUTE_AUTH] = {}
-    app[openapi.CACHE] = {}
+    app[ROUTE_AUTH] = {}
+    app[OPENAPI_CACHE] = {}
     app[WEBSOCKETS] = weakref.WeakSet()
     app.on_shutdown.append(_close_websockets)
 
     for role, provider in chosen.items():
         app.cleanup_ctx.append(_provider_context(role, provider))
-    app[_STARTING] = [None]
+    app[STARTING] = [None]
     resources = hooks.resources(config)
     for a in resources:
         name = getattr(a.item, "__name__", type(a.item).__name__)
@@ -153,7 +152,7 @@ def _resource_marker(what: str | None) -> Callable[[web.Application], AsyncItera
     resource itself stays in `cleanup_ctx` as the plugin returned it (a plugin may look it up there)."""
 
     async def marker(app: web.Application) -> AsyncIterator[None]:
-        app[_STARTING][0] = what
+        app[STARTING][0] = what
         yield
 
     return marker
@@ -162,7 +161,7 @@ def _resource_marker(what: str | None) -> Callable[[web.Application], AsyncItera
 def startup_failure(app: web.Application, error: BaseException) -> BaseException:
     """The error to report when `runner.setup()` raised `error`: a StartupError naming the plugin
     whose resource failed to start, else `error` itself."""
-    what = app.get(_STARTING, [None])[0]
+    what = app.get(STARTING, [None])[0]
     if what is None or isinstance(error, StartupError) or not isinstance(error, Exception):
         return error
     failure = StartupError(f"{what} failed to start: {type(error).__name__}: {error}")
@@ -206,7 +205,7 @@ def _add_routes(app: web.Application, base_url: str, routes: list[tuple[str, Rou
                                f"plugin '{seen[key]}'")
         seen[key] = plugin
         added = app.router.add_route(route.method, url_path(base_url, route.path), route.handler, name=route.name)
-        app[_ROUTE_AUTH][added] = route.auth
+        app[ROUTE_AUTH][added] = route.auth
 
 
 # --- middlewares --------------------------------------------------------------------------------
@@ -281,7 +280,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """Authenticate every request unless its route opted out; record who it was and the activity."""
     app = request.app
     route = request.match_info.route
-    if not app[_ROUTE_AUTH].get(route, True):
+    if not app[ROUTE_AUTH].get(route, True):
         return await handler(request)
     identity_service = app[SERVICES].identity
     if identity_service is None:

@@ -31,5 +31,15 @@ WEBSOCKETS = web.AppKey("himalia.websockets", weakref.WeakSet)
 """Open server-side websockets; handlers add theirs so the core closes them (1001) at shutdown,
 before cleanup, instead of aiohttp cancelling them after shutdown_timeout."""
 
+ROUTE_AUTH = web.AppKey("himalia.route_auth", dict)
+"""Each route the app has → whether it requires authentication (only `GET /api` opts out); the
+authentication middleware reads it, and tests enumerate the protected routes from it."""
+
+STARTING = web.AppKey("himalia.starting", list)
+"""`[what]`: the plugin resource being started (named in a start-up error), or `[None]`."""
+
+OPENAPI_CACHE = web.AppKey("himalia.openapi_cache", dict)
+"""The assembled /api/spec.yaml, built on first request."""
+
 IDENTITY = web.RequestKey("himalia.identity", Identity)
 """Who made the request, set by the core's authentication middleware."""

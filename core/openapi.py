@@ -12,9 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from ._version import __version__
-from .keys import CONFIG, HOOKS
+from .keys import CONFIG, HOOKS, OPENAPI_CACHE
 
-CACHE = web.AppKey("himalia.openapi_cache", dict)
 """Filled on the first spec request; created empty by the app factory."""
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -109,7 +108,7 @@ def build(app: web.Application) -> dict[str, Any]:
 
 
 def spec_text(app: web.Application) -> str:
-    cache = app[CACHE]
+    cache = app[OPENAPI_CACHE]
     if "text" not in cache:
         cache["text"] = json.dumps(build(app), indent=1)
     return cache["text"]

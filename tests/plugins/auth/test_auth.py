@@ -18,10 +18,10 @@ def concrete(path: str) -> str:
 
 
 def protected_routes(app):
-    from himalia.app import _ROUTE_AUTH
+    from himalia.keys import ROUTE_AUTH
 
     for route in app.router.routes():
-        if app[_ROUTE_AUTH].get(route, True):
+        if app[ROUTE_AUTH].get(route, True):
             yield route.method, route.resource.canonical
 
 
@@ -41,11 +41,11 @@ async def test_every_route_rejects_a_missing_or_wrong_token(himalia_server):
 
 async def test_only_the_version_route_opts_out_of_auth(himalia_server):
     """A route that opts out is not in the list above: so the opted-out set itself is pinned."""
-    from himalia.app import _ROUTE_AUTH
+    from himalia.keys import ROUTE_AUTH
 
     async with himalia_server(config=AUTH) as server:
         opted_out = {(r.method, r.resource.canonical) for r in server.app.router.routes()
-                     if not server.app[_ROUTE_AUTH].get(r, True)}
+                     if not server.app[ROUTE_AUTH].get(r, True)}
         assert opted_out <= {("GET", "/api"), ("HEAD", "/api")} and ("GET", "/api") in opted_out
 
 
