@@ -178,7 +178,8 @@ class ServerProcess:
         return {"Authorization": f"token {self.token}"} if self.token else {}
 
 
-def _stop(process: Any, timeout: float) -> None:
+def stop_process(process: Any, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Stop a subprocess: SIGTERM, then SIGKILL if it has not exited within `timeout`; reaped either way."""
     import subprocess
 
     if process.poll() is None:
@@ -247,4 +248,4 @@ def serve_process(
         threading.Thread(target=collect, daemon=True).start()
         yield server
     finally:
-        _stop(process, timeout)
+        stop_process(process, timeout)

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from himalia.testing import ServerProcess, serve_process
+from himalia.testing import ServerProcess, serve_process, stop_process
 
 HERE = Path(__file__).parent
 NODE_MODULES = HERE / "node_modules"
@@ -152,12 +152,7 @@ def logged_process(cmd: list[str], *, cwd: Path, env: dict[str, str], ready: str
         threading.Thread(target=drain, daemon=True).start()
         yield found, output
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(30)
+        stop_process(process, 30)
 
 
 @contextmanager

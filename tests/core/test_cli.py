@@ -183,6 +183,8 @@ def test_python_m_aiohttp_web_serves_the_app(tmp_path):
     import socket
     import urllib.error
 
+    from himalia.testing import stop_process
+
     with socket.socket() as s:  # a free port (aiohttp.web cannot report the one it bound)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -207,12 +209,7 @@ def test_python_m_aiohttp_web_serves_the_app(tmp_path):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=5)
         assert refused.value.code == 401
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_process(process)
         process.stdout.close()
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from himalia import KernelMessage
+from himalia.testing import stop_process
 
 TOKEN = "gateway-test-token"
 STARTUP_TIMEOUT = 60.0
@@ -63,14 +64,6 @@ class Gateway:
         return await asyncio.to_thread(self.api, method, path, body)
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(15)
 
 
 @contextmanager

@@ -18,38 +18,16 @@ from himalia import SERVICES, hookimpl
 WAIT = 60.0
 
 
-class Events:
-    """Records the notifications a server sends; `wait_until` blocks until a condition holds."""
+class Watch:
+    """Something to wake a test when what it watches changes; `until` waits, bounded, for a condition."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.created: list[dict[str, Any]] = []
-        self.deleted: list[str] = []
-        self.started: list[str] = []
-        self.stopped: list[tuple[str, str]] = []
         self._changed = asyncio.Event()
 
-    @hookimpl
-    def himalia_session_created(self, session):
-        self.created.append(session)
-        self.loop.call_soon_threadsafe(self._changed.set)
+    def poke(self, *_: Any) -> None:
+        self._changed.set()
 
-    @hookimpl
-    def himalia_session_deleted(self, session_id):
-        self.deleted.append(session_id)
-        self.loop.call_soon_threadsafe(self._changed.set)
-
-    @hookimpl
-    def himalia_kernel_started(self, kernel_id, name):
-        self.started.append(kernel_id)
-        self.loop.call_soon_threadsafe(self._changed.set)
-
-    @hookimpl
-    def himalia_kernel_stopped(self, kernel_id, reason):
-        self.stopped.append((kernel_id, reason))
-        self.loop.call_soon_threadsafe(self._changed.set)
-
-    async def wait_until(self, condition: Callable[[], bool], timeout: float = WAIT) -> None:
+    async def until(self, condition: Callable[[], bool], timeout: float = WAIT) -> None:
         async def wait() -> None:
             while not condition():
                 self._changed.clear()
@@ -58,6 +36,38 @@ class Events:
                 await self._changed.wait()
 
         await asyncio.wait_for(wait(), timeout)
+
+
+class Events(Watch):
+    """Records the notifications a server sends; `until` blocks until a condition holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.get_running_loop()
+        self.created: list[dict[str, Any]] = []
+        self.deleted: list[str] = []
+        self.started: list[str] = []
+        self.stopped: list[tuple[str, str]] = []
+
+    @hookimpl
+    def himalia_session_created(self, session):
+        self.created.append(session)
+        self.loop.call_soon_threadsafe(self.poke)
+
+    @hookimpl
+    def himalia_session_deleted(self, session_id):
+        self.deleted.append(session_id)
+        self.loop.call_soon_threadsafe(self.poke)
+
+    @hookimpl
+    def himalia_kernel_started(self, kernel_id, name):
+        self.started.append(kernel_id)
+        self.loop.call_soon_threadsafe(self.poke)
+
+    @hookimpl
+    def himalia_kernel_stopped(self, kernel_id, reason):
+        self.stopped.append((kernel_id, reason))
+        self.loop.call_soon_threadsafe(self.poke)
 
 
 @pytest.fixture

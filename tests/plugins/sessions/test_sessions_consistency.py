@@ -18,7 +18,7 @@ from himalia import SERVICES, SessionRecord
 from himalia_sessions.locks import KeyedLocks
 from himalia_sessions.manager import MANAGER
 
-from .conftest import WAIT, install_kernelspec, kernel_pid, kernel_pids, process_alive
+from .conftest import WAIT, Watch, install_kernelspec, kernel_pid, kernel_pids, process_alive
 from .test_sessions_kernels import NB, create, kernel_ids, kernel_info
 
 EXITS = [sys.executable, "-c", "import sys; sys.exit(3)", "-f", "{connection_file}"]
@@ -26,26 +26,6 @@ EXITS = [sys.executable, "-c", "import sys; sys.exit(3)", "-f", "{connection_fil
 
 NO_RESTARTS = {"plugins": {"kernels": {"restart_limit": 0, "restart_check_interval": 0.2}}}
 """The first death of a kernel is final: the provider reports it dead within a fraction of a second."""
-
-
-class Watch:
-    """Something to wake a test when what it watches changes; `until` waits, bounded, for a condition."""
-
-    def __init__(self) -> None:
-        self._changed = asyncio.Event()
-
-    def poke(self, *_: Any) -> None:
-        self._changed.set()
-
-    async def until(self, condition, timeout: float = WAIT) -> None:
-        async def wait() -> None:
-            while not condition():
-                self._changed.clear()
-                if condition():
-                    return
-                await self._changed.wait()
-
-        await asyncio.wait_for(wait(), timeout)
 
 
 class ObservedLocks(KeyedLocks):
@@ -121,7 +101,7 @@ async def dead_kernel(server, events) -> str:
     async with server.ws_connect(f"/api/kernels/{kernel_id}/channels?session_id=sessions-test") as ws:
         await asyncio.wait_for(kernel_info(ws), WAIT)
     os.kill(kernel_pid(kernel_id), signal.SIGKILL)
-    await events.wait_until(lambda: kernel_id in [k for k, _ in events.stopped])
+    await events.until(lambda: kernel_id in [k for k, _ in events.stopped])
     r = await server.get(f"/api/kernels/{kernel_id}")
     assert (await r.json())["execution_state"] == "dead"
     return kernel_id

@@ -255,7 +255,7 @@ async def test_kernel_killed_outside_the_server_drops_its_session(serve, events)
             await asyncio.wait_for(kernel_info(ws), 60)
         os.kill(kernel_pid(doomed_kernel), signal.SIGKILL)
 
-        await events.wait_until(lambda: doomed["id"] in events.deleted)
+        await events.until(lambda: doomed["id"] in events.deleted)
         assert [k for k, _ in events.stopped] == [doomed_kernel]
         # the dead kernel was shut down with its last session, not left listed as dead
         assert await kernel_ids(server) == {keep["kernel"]["id"]}
