@@ -1,8 +1,10 @@
 """The app factory: config + plugins → one composed `web.Application`.
 
-Request flow: error middleware → plugin middlewares with order < 0 (CORS) → authentication (the
-core's, calling the identity service) → plugin middlewares with order >= 0 → the plugin's handler,
-which reaches services through `app[SERVICES]`. `python -m aiohttp.web himalia.app:init` works too.
+Request flow: error middleware → guards (Host, Origin/CORS; `himalia.guards`) → plugin middlewares
+with order < 0 → authentication (the core's, calling the identity service; then the checks on the
+request's own strings) → plugin middlewares with order >= 0 → the plugin's handler, which reaches
+services through `app[SERVICES]`. Every response gets the guards' headers as it is prepared.
+`python -m aiohttp.web himalia.app:init` works too.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from .activity import Activity, isoformat
 from .config import Config, RawConfig, apply_overrides, read_config, validate
 from .errors import ApiError, BadRequest, StartupError, Unauthorized, json_error
 from .hooks import Hooks
-from .keys import (ACTIVITY, CONFIG, HOOKS, IDENTITY, OPENAPI_CACHE, PLUGINS, ROUTE_AUTH, SERVICES, STARTING,
-                   WEBSOCKETS)
+from .guards import guard_middleware, security_headers
+from .keys import (ACTIVITY, CONFIG, HOOKS, IDENTITY, OPENAPI_CACHE, PLUGINS, ROUTE_AUTH, SERVICES, SHUTDOWN,
+                   STARTING, USER_CONTENT_ROUTES, WEBSOCKETS)
 from .plugins import LoadedPlugins, load_plugins
 from .records import Handler, Route
 from .services import Credentials, Identity, Provider, Services
@@ -98,7 +101,7 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
         (pre if a.item.order < 0 else post).append(a.item.func)
     app = web.Application(
         client_max_size=server.max_body_size,
-        middlewares=[error_middleware, *pre, auth_middleware, *post],
+        middlewares=[error_middleware, guard_middleware, *pre, auth_middleware, *post],
         handler_args={"access_log_class": AccessLogger},
     )
     app[CONFIG] = config
@@ -107,9 +110,12 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
     app[SERVICES] = Services()
     app[ACTIVITY] = Activity()
     app[ROUTE_AUTH] = {}
+    app[USER_CONTENT_ROUTES] = set()
+    app[SHUTDOWN] = asyncio.Event()
     app[OPENAPI_CACHE] = {}
     app[WEBSOCKETS] = weakref.WeakSet()
     app.on_shutdown.append(_close_websockets)
+    app.on_response_prepare.append(security_headers)
 
     for role, provider in chosen.items():
         app.cleanup_ctx.append(_provider_context(role, provider))
@@ -124,6 +130,8 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
 
     core_routes = [
         Route("GET", "/api", api_version, auth=False),
+        Route("GET", "/api/", api_version, auth=False),
+        Route("POST", "/api/shutdown", api_shutdown),
         Route("GET", "/api/status", api_status),
         Route("GET", "/api/spec.yaml", api_spec),
         Route("GET", "/", root_page),
@@ -206,6 +214,8 @@ def _add_routes(app: web.Application, base_url: str, routes: list[tuple[str, Rou
         seen[key] = plugin
         added = app.router.add_route(route.method, url_path(base_url, route.path), route.handler, name=route.name)
         app[ROUTE_AUTH][added] = route.auth
+        if route.user_content:
+            app[USER_CONTENT_ROUTES].add(added)
 
 
 # --- middlewares --------------------------------------------------------------------------------
@@ -336,6 +346,14 @@ class AccessLogger(AbstractAccessLogger):
 
 async def api_version(request: web.Request) -> web.Response:
     return web.json_response({"version": __version__})
+
+
+async def api_shutdown(request: web.Request) -> web.Response:
+    """Stop the server, as `himalia stop` asks (jupyter_server's `POST /api/shutdown`): the answer
+    goes out first, then the server shuts down as on SIGTERM (kernels stopped, info file removed)."""
+    log.info("shutting down on a POST /api/shutdown request")
+    request.app[SHUTDOWN].set()
+    return web.json_response({"message": "shutting down"})
 
 
 async def api_status(request: web.Request) -> web.Response:

@@ -240,9 +240,12 @@ def cmd_list(ns: argparse.Namespace) -> int:
 
 
 def cmd_stop(ns: argparse.Namespace) -> int:
+    """Ask the server to stop over its API (`POST /api/shutdown` with its token); only if it cannot
+    be asked, signal it, and only a process verified to be that server (see `serverinfo.is_server`):
+    a pid in a stale file may belong to anything by now."""
     from . import serverinfo
 
-    servers = serverinfo.running()
+    servers = serverinfo.running()  # verified servers only; stale files are pruned
     if ns.port is not None:
         servers = [s for s in servers if s.get("port") == ns.port]
     if not servers:
@@ -250,16 +253,58 @@ def cmd_stop(ns: argparse.Namespace) -> int:
     if len(servers) > 1:
         ports = ", ".join(str(s["port"]) for s in servers)
         raise StartupError(f"several servers are running (ports {ports}); say which: himalia stop PORT")
-    pid = int(servers[0]["pid"])
-    os.kill(pid, signal.SIGTERM)
+    info = servers[0]
+    pid = int(info["pid"])
+    refused = _ask_to_stop(info)
+    if refused is not None:
+        print(f"himalia: the server did not accept POST /api/shutdown ({refused}); sending SIGTERM to pid {pid}",
+              file=sys.stderr)
+        _terminate(info)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if not serverinfo.alive(pid):
-            print(f"stopped the server on port {servers[0]['port']} (pid {pid})")
+        if not serverinfo.is_server(info):
+            print(f"stopped the server on port {info['port']} (pid {pid})")
             return 0
         time.sleep(0.1)  # polling another process's exit: there is no event to wait on
     raise StartupError(f"server pid {pid} did not exit within 60 s")
 
+
+def _ask_to_stop(info: dict[str, Any]) -> str | None:
+    """POST /api/shutdown; None once the server accepted, else why not."""
+    import urllib.error
+    import urllib.request
+
+    url = info["url"].rstrip("/") + "/api/shutdown"  # the url ends in the server's base_url
+    headers = {"Authorization": f"token {info['token']}"} if info.get("token") else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="POST", headers=headers), timeout=10):
+            return None
+    except urllib.error.HTTPError as e:
+        return f"HTTP {e.code}"
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return str(getattr(e, "reason", e))
+
+
+def _terminate(info: dict[str, Any]) -> None:
+    """SIGTERM to the server's pid, verified first. Through a pidfd where there is one: opened before
+    the check, it keeps naming the checked process even if that exits and its pid is reused."""
+    from . import serverinfo
+
+    pid = int(info["pid"])
+    try:
+        fd: int | None = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None
+    try:
+        if not serverinfo.is_server(info):
+            raise StartupError(f"pid {pid} is no longer the server on port {info['port']}; not signalled")
+        if fd is not None:
+            signal.pidfd_send_signal(fd, signal.SIGTERM)
+        else:
+            os.kill(pid, signal.SIGTERM)
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,11 +13,14 @@ import re
 import sys
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+
+T = typing.TypeVar("T")
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,6 +49,9 @@ class ConfigSection:
     name: str
     schema: type
     help: str = ""
+    moved: Mapping[str, str] = field(default_factory=dict)
+    """Keys this table no longer has → where they went ("[server] allow_origin"): setting one is a
+    config error saying so, rather than "unknown key"."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,26 @@ class ServerConfig:
     max_body_size: int = setting(512 * 1024 * 1024, "Largest request body accepted, in bytes (413 above).")
     shutdown_timeout: float = setting(30.0, "Seconds allowed for a graceful shutdown.")
     log_level: str = setting("INFO", "Logging level: DEBUG, INFO, WARNING, ERROR.")
+    allow_remote_access: bool | None = setting(
+        None, "Answer requests whose Host header is not a local name or a loopback address. Unset: "
+              "true when `ip` is not a loopback address (jupyter_server's rule). The check stops DNS "
+              "rebinding: a foreign site's name resolving to this machine.")
+    local_hostnames: list[str] = setting(
+        default_factory=lambda: ["localhost"], help="Host names accepted as local by the Host check "
+                                                    "(loopback addresses always are).")
+    allow_origin: str = setting("", "Origin allowed to make cross-origin requests ('*' for any, then "
+                                    "without credentials). Empty: same-origin only.")
+    allow_origin_pat: str = setting("", "Regular expression of allowed origins (full match).")
+    allow_credentials: bool = setting(False, "Send Access-Control-Allow-Credentials to allowed origins "
+                                             "(never with allow_origin = '*').")
+
+    def __post_init__(self) -> None:
+        if self.allow_origin_pat:
+            try:
+                re.compile(self.allow_origin_pat)
+            except re.error as e:
+                raise ValueError(f"'allow_origin_pat' is not a valid regular expression ({e}): "
+                                 f"{self.allow_origin_pat!r}") from None
 
 
 @dataclass
@@ -104,12 +130,26 @@ class Config:
     disabled: tuple[str, ...] = ()
     path: Path | None = None
 
-    def section(self, name: str) -> Any:
-        """The validated `[plugins.<name>]` dataclass (defaults when the table is absent)."""
+    @typing.overload
+    def section(self, name: str) -> Any: ...
+
+    @typing.overload
+    def section(self, name: str, schema: type[T]) -> T: ...
+
+    def section(self, name: str, schema: type[T] | None = None) -> Any:
+        """The validated `[plugins.<name>]` dataclass (defaults when the table is absent).
+
+        With `schema`, the value is checked to be one and typed as one:
+        `config.section("auth", AuthConfig)` is an `AuthConfig` to a type checker.
+        """
         try:
-            return self.plugins[name]
+            value = self.plugins[name]
         except KeyError:
             raise KeyError(f"no config section [plugins.{name}] is declared") from None
+        if schema is not None and not isinstance(value, schema):
+            raise TypeError(f"config section [plugins.{name}] is a {type(value).__name__}, "
+                            f"not a {schema.__name__}")
+        return value
 
 
 def find_config_file(explicit: str | None) -> Path | None:
@@ -196,16 +236,18 @@ def validate(raw: RawConfig, sections: list[ConfigSection], known_plugins: set[s
         if not isinstance(table, dict):
             raise ConfigError(f"{raw.label}: [plugins.{name}] must be a table, got {_type_name(table)}")
     for name, section in sorted(by_name.items()):
-        plugins[name] = _build(raw, f"plugins.{name}", section.schema, plugins_raw.get(name, {}))
+        plugins[name] = _build(raw, f"plugins.{name}", section.schema, plugins_raw.get(name, {}), section.moved)
     return Config(server=server, plugins=plugins, disabled=disabled, path=raw.path)
 
 
-def _build(raw: RawConfig, table: str, schema: type, values: Any) -> Any:
+def _build(raw: RawConfig, table: str, schema: type, values: Any, moved: Mapping[str, str] = {}) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"{raw.label}: [{table}] must be a table, got {_type_name(values)}")
     fields = {f.name: f for f in dataclasses.fields(schema)}
     hints = typing.get_type_hints(schema)
     for key in values:
+        if key in moved and key not in fields:
+            raise ConfigError(f"{raw.label}: [{table}] '{key}' has moved to {moved[key]}")
         if key not in fields:
             known = ", ".join(fields) or "none"
             raise ConfigError(f"{raw.label}: [{table}] unknown key '{key}'; known keys: {known}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 
 from aiohttp import web
@@ -34,6 +35,13 @@ before cleanup, instead of aiohttp cancelling them after shutdown_timeout."""
 ROUTE_AUTH = web.AppKey("himalia.route_auth", dict)
 """Each route the app has → whether it requires authentication (only `GET /api` opts out); the
 authentication middleware reads it, and tests enumerate the protected routes from it."""
+
+USER_CONTENT_ROUTES = web.AppKey("himalia.user_content_routes", set)
+"""The routes declared with `user_content=True`: every response they give is sandboxed
+(`Content-Security-Policy: sandbox allow-scripts`, see `himalia.guards`)."""
+
+SHUTDOWN = web.AppKey("himalia.shutdown", asyncio.Event)
+"""Set by `POST /api/shutdown`; `himalia serve` stops when it is set, as on SIGTERM."""
 
 STARTING = web.AppKey("himalia.starting", list)
 """`[what]`: the plugin resource being started (named in a start-up error), or `[None]`."""

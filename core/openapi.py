@@ -28,16 +28,25 @@ def json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-AUTH_ERRORS = {"401": error_response("Missing or wrong token"), "403": error_response("Forbidden (XSRF, origin)")}
+AUTH_ERRORS = {"401": error_response("Missing or wrong token"),
+               "403": error_response("Forbidden (XSRF, origin, non-local Host)")}
+
+_VERSION = {
+    "summary": "Server version; the only route that needs no authentication",
+    "security": [],
+    "responses": {"200": json_response("The version", {
+        "type": "object", "required": ["version"], "properties": {"version": {"type": "string"}}})},
+}
 
 
 CORE: dict[str, Any] = {
     "paths": {
-        "/api": {"get": {
-            "summary": "Server version; the only route that needs no authentication",
-            "security": [],
-            "responses": {"200": json_response("The version", {
-                "type": "object", "required": ["version"], "properties": {"version": {"type": "string"}}})},
+        "/api": {"get": _VERSION},
+        "/api/": {"get": _VERSION},
+        "/api/shutdown": {"post": {
+            "summary": "Stop the server (as on SIGTERM: kernels are shut down); the answer comes first",
+            "responses": {"200": json_response("Shutting down", {
+                "type": "object", "properties": {"message": {"type": "string"}}}), **AUTH_ERRORS},
         }},
         "/api/status": {"get": {
             "summary": "Server activity",

@@ -17,6 +17,9 @@ class Route:
     """One HTTP or websocket route. `path` is relative to the server's base_url ("/api/kernels").
 
     `auth=False` opts the route out of authentication; only `GET /api` does so by default.
+    `user_content=True` says its responses carry content from users (files from the root, a converted
+    notebook): the core sandboxes every response of the route (`Content-Security-Policy: sandbox
+    allow-scripts`), so such a page cannot act as the logged-in user.
     """
 
     method: str
@@ -24,6 +27,7 @@ class Route:
     handler: Handler
     name: str | None = None
     auth: bool = True
+    user_content: bool = False
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from . import serverinfo
 from .app import AccessLogger, startup_failure, url_path
 from .config import Config
 from .errors import StartupError
-from .keys import CONFIG, PLUGINS, SERVICES
+from .keys import CONFIG, PLUGINS, SERVICES, SHUTDOWN
 
 log = logging.getLogger("himalia")
 
@@ -78,7 +78,7 @@ async def run(app: web.Application, *, out: Any = sys.stdout) -> int:
     config = app[CONFIG]
     runner = web.AppRunner(app, handle_signals=False, access_log_class=AccessLogger,
                            shutdown_timeout=min(config.server.shutdown_timeout, 5.0))
-    stop = asyncio.Event()
+    stop = app[SHUTDOWN]  # set by SIGINT/SIGTERM below, or by POST /api/shutdown
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -93,7 +93,8 @@ async def run(app: web.Application, *, out: Any = sys.stdout) -> int:
         token = getattr(app[SERVICES].identity, "token", None)
         info = {
             "url": url, "base_url": config.server.base_url, "hostname": config.server.ip, "port": port,
-            "token": token or "", "pid": os.getpid(), "root_dir": config.server.root_dir,
+            "token": token or "", "pid": os.getpid(), "start_time": serverinfo.start_time(os.getpid()),
+            "root_dir": config.server.root_dir,
             "version": __version__, "secure": False, "config": str(config.path) if config.path else None,
         }
         serverinfo.write(info)

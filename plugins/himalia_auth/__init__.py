@@ -1,15 +1,17 @@
-"""Default plugin `auth`: token authentication, XSRF for cookie logins, CORS, and `GET /api/me`."""
+"""Default plugin `auth`: token authentication, XSRF for cookie logins, and `GET /api/me`.
+
+Host and Origin checks (CORS) are the core's (`himalia.guards`), so they hold with any identity provider."""
 
 from __future__ import annotations
 
-from himalia import CliOption, ConfigSection, Middleware, Provider, Route, hookimpl
+from himalia import CliOption, ConfigSection, Provider, Route, hookimpl
 
-from .config import AuthConfig
+from .config import MOVED, AuthConfig
 
 
 @hookimpl
 def himalia_config_sections():
-    return [ConfigSection("auth", AuthConfig, "Token authentication and cross-origin policy.")]
+    return [ConfigSection("auth", AuthConfig, "Token authentication.", moved=MOVED)]
 
 
 @hookimpl
@@ -23,13 +25,6 @@ def himalia_identity_providers():
     from .identity import token_identity
 
     return [Provider("token", token_identity, "Jupyter token: header, ?token= login, cookie + XSRF")]
-
-
-@hookimpl
-def himalia_middlewares(config):
-    from .cors import cors_middleware
-
-    return [Middleware(cors_middleware(config.section("auth")), order=-10)]
 
 
 @hookimpl

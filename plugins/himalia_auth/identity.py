@@ -27,7 +27,6 @@ from himalia import (
 )
 
 from .config import AuthConfig
-from .cors import origin_allowed
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 COOKIE = "himalia-login"
@@ -66,20 +65,17 @@ class TokenIdentityProvider:
         if token is not None:
             if not _same(token, self.token):
                 raise Unauthorized("invalid token in the Authorization header", "invalid token")
-            self._check_origin(credentials)
             return Authenticated(self.identity)
         query_token = credentials.query.get("token")
         if query_token is not None:
             if not _same(query_token, self.token):
                 raise Unauthorized("invalid token in the ?token= parameter", "invalid token")
-            self._check_origin(credentials)
             cookies = [Cookie(COOKIE, self._cookie_value, max_age=self.config.cookie_max_age)]
             if XSRF_COOKIE not in credentials.cookies:
                 cookies.append(Cookie(XSRF_COOKIE, secrets.token_hex(16), httponly=False))
             return Authenticated(self.identity, cookies)
         cookie = credentials.cookies.get(COOKIE)
         if cookie is not None and _same(cookie, self._cookie_value):
-            self._check_origin(credentials)
             if credentials.method not in SAFE_METHODS and not self.config.disable_check_xsrf:
                 self._check_xsrf(credentials)
             return Authenticated(self.identity)
@@ -96,17 +92,9 @@ class TokenIdentityProvider:
             raise Forbidden(f"XSRF check failed: a cookie-authenticated {credentials.method} must send the "
                             "_xsrf cookie's value in the X-XSRFToken header", "xsrf")
 
-    def _check_origin(self, credentials: Credentials) -> None:
-        # Browsers send Origin on websocket upgrades and cross-origin requests; the CORS middleware
-        # has already refused other origins for plain requests, websockets are checked here.
-        origin = credentials.headers.get("Origin")
-        if credentials.is_websocket and origin and not origin_allowed(self.config, origin, credentials.headers):
-            raise Forbidden(f"websocket from origin {origin} is not allowed; set [plugins.auth] allow_origin",
-                            "origin")
-
 
 @asynccontextmanager
 async def token_identity(app: web.Application) -> AsyncIterator[TokenIdentityProvider]:
-    yield TokenIdentityProvider(app[CONFIG].section("auth"))
+    yield TokenIdentityProvider(app[CONFIG].section("auth", AuthConfig))
 
 

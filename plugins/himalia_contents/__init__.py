@@ -40,7 +40,7 @@ def himalia_routes(config):
         *[Route(method, pattern, handler) for pattern in (ROOT, CONTENTS) for method, handler in (
             ("GET", h.get_contents), ("PUT", h.put_contents), ("POST", h.post_contents),
             ("PATCH", h.patch_contents), ("DELETE", h.delete_contents))],
-        Route("GET", "/files/{path:.*}", h.get_file),
+        Route("GET", "/files/{path:.*}", h.get_file, user_content=True),
         Route("GET", "/api/resolvePath", h.resolve_path),
     ]
 

@@ -114,6 +114,62 @@ def test_stop_command_stops_the_server(tmp_path, runtime):
             served.proc.wait()
 
 
+def test_stop_asks_over_the_api_and_the_server_exits_cleanly(tmp_path, runtime):
+    """`himalia stop` posts /api/shutdown with the token; the server exits 0 having run its clean-up."""
+    env = env_with(JUPYTER_RUNTIME_DIR=str(runtime))
+    served = start_serve("--root-dir", str(tmp_path), env=env)
+    try:
+        info = json.loads((runtime / f"himalia-{served.proc.pid}.json").read_text())
+        assert isinstance(info["start_time"], int)
+        port = served.url.rsplit(":", 1)[1].strip("/")
+        r = run("stop", port, env=env)
+        assert r.returncode == 0, r.stderr
+        assert "SIGTERM" not in r.stderr  # it was asked, not signalled
+        assert served.proc.wait(timeout=DEADLINE) == 0
+        assert "Himalia shutting down" in served.proc.stdout.read()
+        assert not (runtime / f"himalia-{served.proc.pid}.json").exists()
+    finally:
+        if served.proc.poll() is None:
+            served.proc.kill()
+            served.proc.wait()
+
+
+def test_api_shutdown_needs_the_token(tmp_path, runtime):
+    import urllib.error
+
+    env = env_with(JUPYTER_RUNTIME_DIR=str(runtime))
+    served = start_serve("--root-dir", str(tmp_path), env=env)
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(served.url + "api/shutdown", method="POST"), timeout=10)
+        assert refused.value.code == 401
+        assert served.get("/api/status")[0] == 200
+    finally:
+        stop(served)
+
+
+@pytest.mark.parametrize("recorded", ["another start time", "no start time"])
+def test_stop_never_signals_a_process_that_is_not_the_server(tmp_path, runtime, recorded):
+    """The server died by SIGKILL (its info file stayed) and the pid went to an unrelated process."""
+    runtime.mkdir()
+    bystander = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        info = {"pid": bystander.pid, "port": 1, "url": "http://127.0.0.1:1/", "token": "t", "root_dir": "/"}
+        if recorded == "another start time":
+            from himalia import serverinfo
+
+            info["start_time"] = serverinfo.start_time(bystander.pid) - 1
+        planted = runtime / f"himalia-{bystander.pid}.json"
+        planted.write_text(json.dumps(info))
+        r = run("stop", env=env_with(JUPYTER_RUNTIME_DIR=str(runtime)))
+        assert r.returncode == 2 and "no running Himalia server" in r.stderr
+        assert bystander.poll() is None, "himalia stop killed an unrelated process"
+        assert not planted.exists(), "the stale file should have been pruned"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
 def test_stale_server_info_files_are_pruned(tmp_path, runtime):
     runtime.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

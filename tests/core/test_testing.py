@@ -20,11 +20,11 @@ async def test_config_path_is_read_and_relative_paths_resolve_against_it(tmp_pat
 
 async def test_config_dict_overrides_the_file_key_by_key(tmp_path, himalia_server):
     conf = tmp_path / "himalia.toml"
-    conf.write_text('[plugins.auth]\ntoken = "from-the-file"\nallow_origin = "https://a.example"\n')
+    conf.write_text('[plugins.auth]\ntoken = "from-the-file"\ncookie_max_age = 60\n')
     async with himalia_server(config_path=str(conf),
                               config={"plugins": {"auth": {"token": "from-the-dict"}}}) as server:
         assert server.token == "from-the-dict"
-        assert server.app[CONFIG].section("auth").allow_origin == "https://a.example"
+        assert server.app[CONFIG].section("auth").cookie_max_age == 60
         # the file sets no root_dir: the fixture's temporary one is served
         assert server.app[CONFIG].server.root_dir == str(tmp_path / "root")
 
