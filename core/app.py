@@ -230,7 +230,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if request.writer.output_size > 0:
             raise  # a websocket or stream already began: no JSON error can follow; aiohttp closes it
         if e.status >= 500:
-            log.warning("%s %s: %s", request.method, request.path, e.message)
+            log.warning("%s %s: %s", request.method, loggable(request.raw_path), loggable(e.message))
         return json_error(e.status, e.message, e.reason)
     except web.HTTPException as e:
         if e.status < 400:
@@ -247,7 +247,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         if request.writer.output_size > 0:
             raise  # as above: writing an HTTP response into an upgraded connection would corrupt it
-        log.exception("unexpected error answering %s %s", request.method, request.path)
+        log.exception("unexpected error answering %s %s", request.method, loggable(request.raw_path))
         return json_error(500, f"unexpected server error answering {request.method} {request.path}; "
                                "see the server log", "internal error")
 
@@ -327,13 +327,22 @@ def _refuse_malformed(request: web.Request) -> None:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
 
 
+def loggable(text: str) -> str:
+    """`text` safe to put in a log line: a client's string can hold a newline (`GET /x%0A...` decodes
+    to one) that would start a forged line. Control characters, backslashes and non-ASCII come out as
+    Python escapes; what is left is printable ASCII, one line."""
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
 class AccessLogger(AbstractAccessLogger):
-    """One line per request, query strings dropped so tokens never reach a log; 2xx/3xx at DEBUG."""
+    """One line per request, query strings dropped so tokens never reach a log; 2xx/3xx at DEBUG.
+    The path is logged as the client sent it (percent-escapes kept), never decoded: see `loggable`."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         level = logging.DEBUG if response.status < 400 else logging.WARNING if response.status < 500 else logging.ERROR
         if self.logger.isEnabledFor(level):
-            self.logger.log(level, "%d %s %s (%s) %.2fms", response.status, request.method, request.path,
+            path = loggable(request.raw_path.split("?", 1)[0])
+            self.logger.log(level, "%d %s %s (%s) %.2fms", response.status, loggable(request.method), path,
                             request.remote, time * 1000)
 
     @property

@@ -133,12 +133,23 @@ def build_from_argv(argv: list[str]):
     return create_app(config, plugins), config
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F] if c != 0x09} | {0x0A: "\\n", 0x0D: "\\r"}
+
+
+class OneLineFormatter(logging.Formatter):
+    """Every message is one line: control characters a client smuggled into a logged string (a path,
+    a name) come out escaped, so no log line can be forged. Tracebacks keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = record.message.translate(_CONTROL)
+        return super().formatMessage(record)
+
+
 def _setup_logging(level: str, debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO),
-        format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter("[%(levelname)1.1s %(asctime)s %(name)s] %(message)s", "%H:%M:%S"))
+    logging.basicConfig(level=logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO),
+                        handlers=[handler])
 
 
 def cmd_serve(argv: list[str]) -> int:
