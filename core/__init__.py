@@ -24,6 +24,7 @@ from .errors import (
     NotFound,
     PayloadTooLarge,
     Unauthorized,
+    check_strings,
     read_json,
 )
 from . import wire
@@ -58,6 +59,6 @@ __all__ = [
     "Credentials", "Forbidden", "GatewayTimeout", "HOOKS", "Hooks", "IDENTITY", "Identity",
     "IdentityProvider", "KernelChannels", "KernelManager", "KernelMessage", "Middleware", "Model",
     "NotFound", "PLUGINS", "PayloadTooLarge", "Provider", "Route", "SERVICES", "Services",
-    "SessionRecord", "SessionStore", "StartupError", "Unauthorized", "WEBSOCKETS", "__version__", "error_response", "hookimpl",
+    "SessionRecord", "SessionStore", "StartupError", "Unauthorized", "WEBSOCKETS", "__version__", "check_strings", "error_response", "hookimpl",
     "isoformat", "json_response", "read_json", "setting", "utcnow", "wire",
 ]

@@ -25,7 +25,7 @@ from . import openapi
 from ._version import __version__
 from .activity import Activity, isoformat
 from .config import Config, RawConfig, apply_overrides, read_config, validate
-from .errors import ApiError, BadRequest, StartupError, Unauthorized, json_error
+from .errors import ApiError, BadRequest, StartupError, Unauthorized, json_error, refuse_unstorable
 from .hooks import Hooks
 from .guards import guard_middleware, security_headers
 from .keys import (ACTIVITY, CONFIG, HOOKS, IDENTITY, OPENAPI_CACHE, PLUGINS, ROUTE_AUTH, SERVICES, SHUTDOWN,
@@ -252,14 +252,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                                "see the server log", "internal error")
 
 
-def _decodes_as_utf8(raw_path: str) -> bool:
+def _decodes_as_utf8(raw: str) -> bool:
     """False for paths like `/api/contents/%FF`: the router would keep such escapes verbatim, so the
-    name would silently alias the valid URL `/api/contents/%25FF` (jupyter_server answers 400)."""
-    path = raw_path.split("?", 1)[0]
-    if "%" not in path:
+    name would silently alias the valid URL `/api/contents/%25FF` (jupyter_server answers 400); in
+    a query string, yarl would turn them into U+FFFD, another silent alias."""
+    if "%" not in raw:
         return True
     try:
-        unquote_to_bytes(path).decode("utf-8")
+        unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
         return False
     return True
@@ -317,11 +317,20 @@ def _refuse_malformed(request: web.Request) -> None:
     """Checks on the request itself, made once it is authenticated (a stranger learns nothing, not even
     that), before any handler looks anything up.
 
-    A path that is not UTF-8 once percent-decoded is a 400. A body the headers declare too large is a 413
-    straight away; otherwise aiohttp would read and buffer up to max_body_size bytes before refusing,
-    and a client declaring more would wait that long for an answer."""
-    if not _decodes_as_utf8(request.raw_path):
+    A path or query string that is not UTF-8 once percent-decoded is a 400, and so is a NUL in the
+    path or in a query parameter (names and values): every string a handler reads from the URL is
+    checked here, once, as `read_json` checks the body's. A body the headers declare too large is a
+    413 straight away; otherwise aiohttp would read and buffer up to max_body_size bytes before
+    refusing, and a client declaring more would wait that long for an answer."""
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    if not _decodes_as_utf8(raw_path):
         raise BadRequest(f"URL path {request.path!r} is not valid UTF-8 once percent-decoded", "bad path")
+    refuse_unstorable(request.path, f"URL path {request.path!r}")
+    if not _decodes_as_utf8(raw_query):
+        raise BadRequest("the query string is not valid UTF-8 once percent-decoded", "bad query")
+    for name, value in request.query.items():
+        refuse_unstorable(name, f"query parameter name {name!r}")
+        refuse_unstorable(value, f"query parameter '{name}'")
     limit = request.app[CONFIG].server.max_body_size
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)

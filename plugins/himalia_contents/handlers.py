@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from himalia import CONFIG, SERVICES, BadRequest, ContentsManager, Model, NotFound
+from himalia import CONFIG, SERVICES, BadRequest, ContentsManager, Model, NotFound, check_strings
 
 THREAD_THRESHOLD = 64 * 1024
 """Bodies and models above this many bytes (or listings above 500 entries) are (de)serialized in a thread."""
@@ -73,6 +73,7 @@ def _parse(raw: bytes) -> dict[str, Any]:
         raise BadRequest("request body is not valid JSON: nested too deeply", "malformed json") from None
     if not isinstance(body, dict):
         raise BadRequest(f"request body must be a JSON object, got {type(body).__name__}", "malformed json")
+    check_strings(body, nul_allowed_in=("content",))  # as read_json does: no NUL or lone surrogate in names
     return body
 
 
