@@ -32,6 +32,7 @@ from .hooks import Hooks
 from .keys import ACTIVITY, CONFIG, HOOKS, IDENTITY, PLUGINS, SERVICES, WEBSOCKETS
 from .openapi import AUTH_ERRORS, error_response, json_response
 from .records import CliOption, Middleware, Route
+from .urls import url_path
 from .services import (
     Authenticated,
     ChannelsClosed,
@@ -60,5 +61,5 @@ __all__ = [
     "IdentityProvider", "KernelChannels", "KernelManager", "KernelMessage", "Middleware", "Model",
     "NotFound", "PLUGINS", "PayloadTooLarge", "Provider", "Route", "SERVICES", "Services",
     "SessionRecord", "SessionStore", "StartupError", "Unauthorized", "WEBSOCKETS", "__version__", "check_strings", "error_response", "hookimpl",
-    "isoformat", "json_response", "read_json", "setting", "utcnow", "wire",
+    "isoformat", "json_response", "read_json", "setting", "url_path", "utcnow", "wire",
 ]

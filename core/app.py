@@ -33,6 +33,7 @@ from .keys import (ACTIVITY, CONFIG, HOOKS, IDENTITY, OPENAPI_CACHE, PLUGINS, RO
 from .plugins import LoadedPlugins, load_plugins
 from .records import Handler, Route
 from .services import Credentials, Identity, Provider, Services
+from .urls import url_path
 
 log = logging.getLogger("himalia")
 access_log = logging.getLogger("himalia.access")
@@ -52,6 +53,11 @@ T = TypeVar("T")
 # --- loading ------------------------------------------------------------------------------------
 
 
+PluginOverrides = Callable[[LoadedPlugins], dict[tuple[str, ...], Any]]
+"""Called once plugins are loaded, before validation: config keys set by flags that plugins added
+(`--token` → plugins.auth.token), known only then."""
+
+
 def load(
     config_path: str | None = None,
     *,
@@ -60,14 +66,37 @@ def load(
     overrides: dict[tuple[str, ...], Any] | None = None,
     entry_points: bool = True,
     extra_plugins: dict[str, Any] | None = None,
+    plugin_overrides: PluginOverrides | None = None,
 ) -> tuple[Config, LoadedPlugins]:
-    """Read the config, load plugins (failing closed on any plugin error), validate the config."""
+    """Read the config, apply overrides (before loading, so `--set plugins.disable=[...]` blocks a
+    plugin before it is imported), load plugins (failing closed on any plugin error), apply the
+    overrides of plugin-added flags, validate the config."""
     raw = read_config(config_path, config_data)
     if overrides:
         apply_overrides(raw, overrides)
     plugins = load_plugins([*raw.disabled(), *disable], entry_points=entry_points, extra=extra_plugins)
     plugins.raise_for_errors()
+    if plugin_overrides is not None:
+        apply_overrides(raw, plugin_overrides(plugins))
     return validate_with(raw, plugins, disable), plugins
+
+
+def build_app(
+    config_path: str | None = None,
+    *,
+    config_data: dict[str, Any] | None = None,
+    disable: list[str] | tuple[str, ...] = (),
+    overrides: dict[tuple[str, ...], Any] | None = None,
+    entry_points: bool = True,
+    extra_plugins: dict[str, Any] | None = None,
+    plugin_overrides: PluginOverrides | None = None,
+) -> web.Application:
+    """The one way an app is built: `himalia serve`, `python -m aiohttp.web himalia.app:init` and the
+    `himalia_server` test fixture all come here (see `load` for the arguments). Raises StartupError."""
+    config, plugins = load(config_path, config_data=config_data, disable=disable, overrides=overrides,
+                           entry_points=entry_points, extra_plugins=extra_plugins,
+                           plugin_overrides=plugin_overrides)
+    return create_app(config, plugins)
 
 
 def validate_with(raw: RawConfig, plugins: LoadedPlugins, disable: list[str] | tuple[str, ...] = ()) -> Config:
@@ -196,12 +225,6 @@ async def _close_websockets(app: web.Application) -> None:
     sockets = [ws for ws in list(app[WEBSOCKETS]) if not ws.closed]
     await asyncio.gather(*(asyncio.wait_for(ws.close(code=1001, message=b"server shutting down"), 5)
                            for ws in sockets), return_exceptions=True)
-
-
-def url_path(base_url: str, path: str) -> str:
-    """Join base_url and a route path: ("/jh/user/", "/api") → "/jh/user/api", ("/jh/", "/") → "/jh/"."""
-    base = "/" + base_url.strip("/") if base_url.strip("/") else ""
-    return base + "/" + path.lstrip("/")
 
 
 def _add_routes(app: web.Application, base_url: str, routes: list[tuple[str, Route]]) -> None:

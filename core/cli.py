@@ -89,19 +89,13 @@ def _plugin_overrides(ns: argparse.Namespace, extra: dict[str, str]) -> dict[tup
     return out
 
 
-def _load(ns: argparse.Namespace, argv_rest: list[str], parser: argparse.ArgumentParser | None):
-    """Read config, apply overrides, load plugins (fail closed), add plugin flags, parse the rest, validate."""
-    from .app import validate_with
-    from .config import apply_overrides, read_config
-    from .hooks import Hooks
-    from .plugins import load_plugins
+def _plugin_flags(parser: argparse.ArgumentParser, ns: argparse.Namespace, argv_rest: list[str]):
+    """Once plugins are loaded: add their flags to `parser`, parse the rest of the command line into
+    `ns`, and return the config keys those flags set."""
+    def overrides(plugins: Any) -> dict[tuple[str, ...], Any]:
+        from .hooks import Hooks
 
-    raw = read_config(ns.config)
-    apply_overrides(raw, _overrides(ns))
-    plugins = load_plugins([*raw.disabled(), *ns.disable])
-    plugins.raise_for_errors()
-    extra: dict[str, str] = {}
-    if parser is not None:
+        extra: dict[str, str] = {}
         taken = set(parser._option_string_actions)
         for a in Hooks(plugins.pm).cli_options():
             opt = a.item
@@ -110,10 +104,18 @@ def _load(ns: argparse.Namespace, argv_rest: list[str], parser: argparse.Argumen
             action = parser.add_argument(opt.flag, type=opt.type, help=opt.help, default=None)
             taken.add(opt.flag)
             extra[action.dest] = opt.key
-        ns = parser.parse_args(argv_rest, namespace=ns)
-    apply_overrides(raw, _plugin_overrides(ns, extra))
-    config = validate_with(raw, plugins, ns.disable)
-    return config, plugins, ns
+        parser.parse_args(argv_rest, namespace=ns)
+        return _plugin_overrides(ns, extra)
+
+    return overrides
+
+
+def _load(ns: argparse.Namespace, argv_rest: list[str], parser: argparse.ArgumentParser):
+    """Read config, apply overrides, load plugins (fail closed), add plugin flags, parse the rest, validate."""
+    from .app import load
+
+    return load(ns.config, disable=ns.disable, overrides=_overrides(ns),
+                plugin_overrides=_plugin_flags(parser, ns, argv_rest))
 
 
 def _subparser(name: str) -> argparse.ArgumentParser:
@@ -124,13 +126,16 @@ def _subparser(name: str) -> argparse.ArgumentParser:
 
 
 def build_from_argv(argv: list[str]):
-    """`serve`'s options → (app, config); used by `himalia serve` and by `himalia.app:init`."""
-    from .app import create_app
+    """`serve`'s options → (app, config), the app built by `himalia.app.build_app` (as the test
+    fixture builds it); used by `himalia serve` and by `himalia.app:init`."""
+    from . import app as app_module
+    from .keys import CONFIG
 
     parser = _subparser("serve")
     ns, rest = parser.parse_known_args(argv)
-    config, plugins, ns = _load(ns, rest, parser)
-    return create_app(config, plugins), config
+    app = app_module.build_app(ns.config, disable=ns.disable, overrides=_overrides(ns),
+                               plugin_overrides=_plugin_flags(parser, ns, rest))
+    return app, app[CONFIG]
 
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F] if c != 0x09} | {0x0A: "\\n", 0x0D: "\\r"}
@@ -229,7 +234,7 @@ def cmd_plugins(ns: argparse.Namespace) -> int:
 def cmd_config(ns: argparse.Namespace, rest: list[str]) -> int:
     from .config import dump
 
-    config, _plugins, _ns = _load(ns, rest, _subparser("config"))
+    config, _plugins = _load(ns, rest, _subparser("config"))
     sys.stdout.write(dump(config))
     return 0
 

@@ -147,8 +147,8 @@ class Config:
         except KeyError:
             raise KeyError(f"no config section [plugins.{name}] is declared") from None
         if schema is not None and not isinstance(value, schema):
-            raise TypeError(f"config section [plugins.{name}] is a {type(value).__name__}, "
-                            f"not a {schema.__name__}")
+            raise TypeError(f"config section [plugins.{name}] holds {type(value).__name__}, "
+                            f"not {schema.__name__}")
         return value
 
 

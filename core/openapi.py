@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ._version import __version__
 from .keys import CONFIG, HOOKS, OPENAPI_CACHE
+from .urls import url_path
 
 """Filled on the first spec request; created empty by the app factory."""
 
@@ -88,7 +89,7 @@ CORE: dict[str, Any] = {
 
 def build(app: web.Application) -> dict[str, Any]:
     config = app[CONFIG]
-    base = config.server.base_url.rstrip("/")
+    base = url_path(config.server.base_url, "/").rstrip("/")
     doc: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {"title": "Himalia", "version": __version__,

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from ._version import __version__
 from . import serverinfo
-from .app import AccessLogger, startup_failure, url_path
+from .app import AccessLogger, startup_failure
+from .urls import url_path
 from .config import Config
 from .errors import StartupError
 from .keys import CONFIG, PLUGINS, SERVICES, SHUTDOWN

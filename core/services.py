@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload, runtime_checkable
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -332,7 +332,20 @@ class Services:
     kernels: KernelManager | None = None
     identity: IdentityProvider | None = None
 
+    @overload
+    def require(self, role: Literal["contents"]) -> ContentsManager: ...
+
+    @overload
+    def require(self, role: Literal["session_store"]) -> SessionStore: ...
+
+    @overload
+    def require(self, role: Literal["kernels"]) -> KernelManager: ...
+
+    @overload
+    def require(self, role: Literal["identity"]) -> IdentityProvider: ...
+
     def require(self, role: str) -> Any:
+        """The service in `role`, typed as its Protocol; a 503 naming the role when none is running."""
         from .errors import ApiError
 
         service = getattr(self, role)

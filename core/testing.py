@@ -25,9 +25,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from .app import create_app, load, url_path
+from . import app as app_module
+from .urls import url_path
 from .config import read_config
-from .keys import SERVICES
+from .keys import CONFIG, SERVICES
 from .serve import start
 
 DEFAULT_TIMEOUT = 60.0
@@ -109,9 +110,9 @@ async def serve_app(
     own_root = isinstance(server_table, dict) and "root_dir" in server_table
     if isinstance(server_table, dict) and not own_root:  # anything else: validation names the file
         server_table["root_dir"] = str(root_dir)
-    cfg, loaded = load(str(config_path) if config_path else None, config_data=data, disable=disable,
-                       entry_points=entry_points, extra_plugins=plugins)
-    app = create_app(cfg, loaded)
+    app = app_module.build_app(str(config_path) if config_path else None, config_data=data, disable=disable,
+                               entry_points=entry_points, extra_plugins=plugins)  # as `himalia serve` builds it
+    cfg = app[CONFIG]
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
     await start(runner)
     try:

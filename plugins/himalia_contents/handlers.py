@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from himalia import CONFIG, SERVICES, BadRequest, ContentsManager, Model, NotFound, check_strings
+from himalia import CONFIG, SERVICES, BadRequest, ContentsManager, Model, NotFound, check_strings, url_path
 
 THREAD_THRESHOLD = 64 * 1024
 """Bodies and models above this many bytes (or listings above 500 entries) are (de)serialized in a thread."""
@@ -32,9 +32,8 @@ def api_path(request: web.Request) -> str:
 
 
 def location(request: web.Request, path: str, *extra: str) -> str:
-    base = request.app[CONFIG].server.base_url.rstrip("/")
     parts = "/".join(quote(p) for p in [path, *extra] if p)
-    return f"{base}/api/contents/{parts}" if parts else f"{base}/api/contents"
+    return url_path(request.app[CONFIG].server.base_url, f"/api/contents/{parts}" if parts else "/api/contents")
 
 
 def flag(request: web.Request, name: str, default: str) -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from himalia import AUTH_ERRORS, CONFIG, BadRequest, error_response, json_response, read_json
+from himalia import AUTH_ERRORS, CONFIG, BadRequest, error_response, json_response, read_json, url_path
 
 from .manager import KEEP, MANAGER
 
@@ -42,8 +42,7 @@ def _kernel(body: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _location(request: web.Request, session_id: str) -> str:
-    base = request.app[CONFIG].server.base_url.strip("/")
-    return f"/{base}/api/sessions/{session_id}" if base else f"/api/sessions/{session_id}"
+    return url_path(request.app[CONFIG].server.base_url, f"/api/sessions/{session_id}")
 
 
 async def list_sessions(request: web.Request) -> web.Response:

@@ -207,11 +207,64 @@ def test_plugin_cli_option_sets_a_config_key(tmp_path, sample, monkeypatch):
         def himalia_config_sections(self):
             return [ConfigSection("sample", SampleConfig)]
 
-    import himalia.plugins as plugins_module
+    import himalia.app as app_module
 
-    real = plugins_module.load_plugins
-    monkeypatch.setattr(plugins_module, "load_plugins",
+    real = app_module.load_plugins
+    monkeypatch.setattr(app_module, "load_plugins",
                         lambda disabled, **kw: real(disabled, extra={"sample": sample, "sections": Sections()}))
     app, config = build_from_argv(["--root-dir", str(tmp_path), "--sample-flag", "on", "--port", "0"])
     assert config.section("sample").flag == "on"
     assert config.server.port == 0 and config.server.root_dir == str(tmp_path)
+
+
+async def test_serve_init_and_the_fixture_build_the_app_through_one_function(tmp_path, himalia_server, monkeypatch):
+    """Issue 14: tests used to start the app along another path than `himalia serve` does."""
+    import himalia.app as app_module
+    from himalia.app import init
+    from himalia.cli import build_from_argv
+
+    built = []
+    real = app_module.build_app
+
+    def spy(*args, **kwargs):
+        built.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app_module, "build_app", spy)
+    build_from_argv(["--root-dir", str(tmp_path), "--token", "t"])  # what cmd_serve runs
+    assert len(built) == 1
+    init(["--root-dir", str(tmp_path), "--token", "t"])  # python -m aiohttp.web himalia.app:init
+    assert len(built) == 2
+    async with himalia_server() as server:
+        assert (await server.get("/api/status")).status == 200
+    assert len(built) == 3
+
+
+async def test_api_with_a_trailing_slash_answers_the_version(himalia_server):
+    """jupyter_server answers GET /api/ like GET /api (its OpenAPI spec lists it); we answered 404."""
+    import aiohttp
+
+    async with himalia_server() as server:
+        async with aiohttp.ClientSession() as anonymous:
+            for path in ("/api", "/api/"):
+                async with anonymous.get(server.url_for(path)) as r:
+                    assert r.status == 200 and (await r.json())["version"], path
+
+
+def test_url_path_joins_base_url_whatever_its_slashes():
+    from himalia import url_path
+
+    assert url_path("/", "/api") == "/api"
+    assert url_path("", "api") == "/api"
+    assert url_path("/jh/user/", "/api") == "/jh/user/api"
+    assert url_path("jh/user", "api/x") == "/jh/user/api/x"
+    assert url_path("/jh/", "/") == "/jh/"
+
+
+async def test_locations_honour_a_base_url_written_without_slashes(himalia_server):
+    """The contents plugin joined base_url by hand and wrote `jh/api/contents/...` for base_url "jh"."""
+    async with himalia_server(config={"server": {"base_url": "jh"}}) as server:
+        r = await server.post("/api/contents", json={"type": "file"})
+        assert r.status == 201 and r.headers["Location"].startswith("/jh/api/contents/untitled")
+        spec = await (await server.get("/api/spec.yaml")).json(content_type=None)
+        assert spec["servers"] == [{"url": "/jh"}]

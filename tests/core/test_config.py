@@ -157,3 +157,17 @@ def test_dump_redacts_secret_table_values_and_credentials_in_urls(tmp_path):
     sections = [ConfigSection("gw", GatewayLike)]
     reread = validate(RawConfig(tomllib.loads(text), tmp_path / "himalia.toml"), sections)
     assert sorted(reread.section("gw").headers) == ["Authorization", "X-Team"]
+
+
+def test_section_with_its_schema_is_typed_and_checked():
+    """`config.section("auth", AuthConfig)` is an AuthConfig to a type checker (overloads), and a
+    wrong schema is caught at run time rather than surfacing as an AttributeError later."""
+    from himalia.app import load
+    from himalia_auth.config import AuthConfig
+
+    config, _ = load(config_data={"plugins": {"auth": {"token": "t"}}})
+    assert config.section("auth", AuthConfig).token == "t"
+    with pytest.raises(TypeError, match=r"\[plugins.auth\] holds AuthConfig, not ServerConfig"):
+        from himalia.config import ServerConfig
+
+        config.section("auth", ServerConfig)
