@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -450,5 +451,17 @@ def init(argv: list[str] | None = None) -> web.Application:
         print(f"Himalia {__version__} started; token: {token}" if token else f"Himalia {__version__} started",
               file=sys.stderr)
 
+    async def stop_on_request(app: web.Application) -> AsyncIterator[None]:
+        """`POST /api/shutdown` here too: aiohttp.web's run_app stops gracefully on SIGTERM."""
+        async def wait() -> None:
+            await app[SHUTDOWN].wait()
+            signal.raise_signal(signal.SIGTERM)
+
+        task = asyncio.create_task(wait())
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
     app.on_startup.append(announce)
+    app.cleanup_ctx.append(stop_on_request)
     return app

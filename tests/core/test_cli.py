@@ -264,6 +264,11 @@ def test_python_m_aiohttp_web_serves_the_app(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=5)
         assert refused.value.code == 401
+        shutdown = urllib.request.Request(f"http://127.0.0.1:{port}/api/shutdown", method="POST",
+                                          headers={"Authorization": "token abc"})
+        with urllib.request.urlopen(shutdown, timeout=10) as r:
+            assert r.status == 200
+        assert process.wait(timeout=60) == 0  # POST /api/shutdown stops this start-up path too
     finally:
         stop_process(process)
         process.stdout.close()
