@@ -177,13 +177,14 @@ def himalia_middlewares(config: Config) -> list[Middleware]:
     """Add aiohttp middlewares around the handlers.
 
     Called once while the app is built. Collect-all. `Middleware(func, order)`: order < 0 runs
-    before authentication, order >= 0 on authenticated requests only; lower is outermost.
+    before authentication (after the core's Host and Origin checks), order >= 0 on authenticated
+    requests only; lower is outermost.
 
     Example::
 
         @hookimpl
         def himalia_middlewares(config):
-            return [Middleware(cors_middleware, order=-10)]
+            return [Middleware(request_timer, order=-10)]
 
     .. versionadded:: 0.1
     """
