@@ -134,6 +134,24 @@ def test_stop_asks_over_the_api_and_the_server_exits_cleanly(tmp_path, runtime):
             served.proc.wait()
 
 
+def test_stop_falls_back_to_sigterm_for_a_verified_server_that_refuses_the_api(tmp_path, runtime):
+    """The token in the file no longer works (say it was edited): the pid is verified, then signalled."""
+    env = env_with(JUPYTER_RUNTIME_DIR=str(runtime))
+    served = start_serve("--root-dir", str(tmp_path), env=env)
+    try:
+        info_file = runtime / f"himalia-{served.proc.pid}.json"
+        info = json.loads(info_file.read_text())
+        info_file.write_text(json.dumps({**info, "token": "not-the-token"}))
+        r = run("stop", env=env)
+        assert r.returncode == 0, r.stderr
+        assert "HTTP 401" in r.stderr and "sending SIGTERM" in r.stderr
+        assert served.proc.wait(timeout=DEADLINE) == 0
+    finally:
+        if served.proc.poll() is None:
+            served.proc.kill()
+            served.proc.wait()
+
+
 def test_api_shutdown_needs_the_token(tmp_path, runtime):
     import urllib.error
 
