@@ -28,6 +28,7 @@ from .errors import (
     read_json,
 )
 from . import wire
+from .guards import sandbox
 from .hooks import Hooks
 from .keys import ACTIVITY, CONFIG, HOOKS, IDENTITY, PLUGINS, SERVICES, WEBSOCKETS
 from .openapi import AUTH_ERRORS, error_response, json_response
@@ -61,5 +62,5 @@ __all__ = [
     "IdentityProvider", "KernelChannels", "KernelManager", "KernelMessage", "Middleware", "Model",
     "NotFound", "PLUGINS", "PayloadTooLarge", "Provider", "Route", "SERVICES", "Services",
     "SessionRecord", "SessionStore", "StartupError", "Unauthorized", "WEBSOCKETS", "__version__", "check_strings", "error_response", "hookimpl",
-    "isoformat", "json_response", "read_json", "setting", "url_path", "utcnow", "wire",
+    "isoformat", "json_response", "read_json", "sandbox", "setting", "url_path", "utcnow", "wire",
 ]

@@ -108,7 +108,7 @@ async def test_a_route_declared_as_user_content_is_sandboxed(himalia_server):
     from aiohttp import web
 
     from himalia import Route, hookimpl
-    from himalia.guards import sandbox
+    from himalia import sandbox
 
     class Plugin:
         @hookimpl
