@@ -43,6 +43,15 @@ async def test_allow_remote_access_and_local_hostnames_admit_other_names(himalia
         assert (await server.get("/api/status", headers={"Host": "localhost:8888"})).status == 403
 
 
+async def test_remote_access_defaults_from_the_listening_address(himalia_server):
+    """jupyter_server's rule: listening on a non-loopback address means remote names are expected."""
+    async with himalia_server(config={**AUTH, "server": {"ip": "0.0.0.0"}}) as server:
+        assert (await server.get("/api/status", headers={"Host": "box.lan:8888"})).status == 200
+    config = {**AUTH, "server": {"ip": "0.0.0.0", "allow_remote_access": False}}
+    async with himalia_server(config=config) as server:
+        assert (await server.get("/api/status", headers={"Host": "box.lan:8888"})).status == 403
+
+
 async def test_without_auth_a_cross_origin_post_and_websocket_are_refused(himalia_server):
     """With no identity provider at all, the Origin check still holds: it is the core's."""
     async with himalia_server(config=NO_AUTH, disable=["auth"]) as server:
