@@ -205,8 +205,11 @@ def _build(raw: RawConfig, table: str, schema: type, values: Any) -> Any:
         raise ConfigError(f"{raw.label}: [{table}] must be a table, got {_type_name(values)}")
     fields = {f.name: f for f in dataclasses.fields(schema)}
     hints = typing.get_type_hints(schema)
+    moved: dict[str, str] = getattr(schema, "moved_keys", {})
     for key in values:
         if key not in fields:
+            if key in moved:  # a key that another table owns now: say where
+                raise ConfigError(f"{raw.label}: [{table}] '{key}' has moved to {moved[key]}")
             known = ", ".join(fields) or "none"
             raise ConfigError(f"{raw.label}: [{table}] unknown key '{key}'; known keys: {known}")
     kwargs: dict[str, Any] = {}

@@ -7,7 +7,7 @@ reachability to `/api/status`.
 
 from __future__ import annotations
 
-from himalia import CliOption, ConfigSection, Provider, hookimpl
+from himalia import CliOption, ConfigSection, Provider, Requirement, hookimpl
 
 from .config import GatewayConfig
 
@@ -41,7 +41,7 @@ def _gateway_kernels(app):
 @hookimpl
 def himalia_kernel_providers():
     return [Provider("gateway", _gateway_kernels, "kernels on a remote Jupyter Kernel/Enterprise Gateway",
-                     preferred=_url_is_set)]
+                     preferred=_url_is_set, requires=(Requirement("kernels", provided_by="kernels"),))]
 
 
 @hookimpl

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
 
-from himalia import ChannelsClosed, KernelChannels, KernelManager, KernelMessage, isoformat, utcnow, wire
+from himalia import ChannelsClosed, KernelChannels, KernelManager, KernelMessage, isoformat, wire
 
 from .config import KernelsConfig
 
@@ -28,11 +28,7 @@ _OWNERS_MAX = 10000
 _REPLY_CHANNELS = ("shell", "control")
 
 
-def encode(msg: KernelMessage, protocol: str) -> tuple[bytes, bool]:
-    """The websocket frame for `msg` in `protocol`, and whether it is binary."""
-    if protocol == wire.V1:
-        return wire.to_v1(msg), True
-    return wire.to_legacy(msg)
+encode = wire.encode
 
 
 def _size(msg: KernelMessage) -> int:
@@ -156,9 +152,7 @@ class SessionBuffer:
 
 
 def _synthetic(msg_type: str, content: dict[str, Any], parent: bytes = b"{}") -> KernelMessage:
-    header = {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "username": "himalia", "session": "himalia",
-              "date": isoformat(utcnow()), "version": "5.3"}
-    return KernelMessage("iopub", json.dumps(header).encode(), parent, b"{}", json.dumps(content).encode())
+    return wire.message("iopub", msg_type, content, parent=parent)
 
 
 class KernelHub:

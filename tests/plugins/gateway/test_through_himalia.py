@@ -24,8 +24,7 @@ async def test_the_gateway_provider_is_chosen_when_a_url_is_set(himalia_server, 
     from himalia_gateway.manager import GatewayKernelManager
 
     def provider(server):
-        service = server.app[SERVICES].kernels
-        return getattr(service, "inner", service)  # the kernels plugin wraps the provider's service
+        return server.app[SERVICES].kernel_provider  # the kernels plugin's service serves it
 
     async with himalia_server(config=gateway_config(gateway.url)) as server:
         assert isinstance(provider(server), GatewayKernelManager)
@@ -202,7 +201,7 @@ async def test_a_dropped_upstream_is_reconnected_under_a_connected_client(himali
         kid = (await (await server.post("/api/kernels", json={})).json())["id"]
         async with server.ws_connect(f"/api/kernels/{kid}/channels?session_id=s1", protocols=(V1,)) as ws:
             assert (await ws_execute(ws, "x = 41"))[1]["status"] == "ok"
-            provider = server.app[SERVICES].kernels.inner
+            provider = server.app[SERVICES].kernel_provider
             (upstream,) = provider._channels[kid]
             assert upstream.protocol == V1  # negotiated end to end, unlike jupyter_server's gateway client
             handshakes = sum(b"/channels?" in r for r in proxy.requests)

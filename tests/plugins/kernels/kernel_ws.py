@@ -188,9 +188,7 @@ async def connect(server: Any, kernel_id: str, protocol: str = V1,
 def _local_kernel(server: Any, kernel_id: str) -> Any:
     from himalia import SERVICES
 
-    service = server.app[SERVICES].kernels
-    inner = getattr(service, "inner", service)
-    return inner._kernels[kernel_id]
+    return server.app[SERVICES].kernel_provider._kernels[kernel_id]
 
 
 def kernel_processes(server: Any, kernel_id: str) -> list[psutil.Process]:

@@ -89,7 +89,7 @@ async def test_restart_loses_state(himalia_server, protocol):
 
 
 async def test_killed_kernel_is_restarted_and_reported(himalia_server, protocol):
-    config = {"plugins": {"kernels": {"restart_check_interval": 1.0}}}
+    config = {"plugins": {"local": {"restart_check_interval": 1.0}}}
     async with himalia_server(config=config) as server, running_kernel(server) as kernel, \
             connect(server, kernel["id"], protocol) as ws:
         await ws.execute("x = 1")

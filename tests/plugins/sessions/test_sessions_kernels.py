@@ -245,7 +245,7 @@ async def test_kernel_that_fails_to_start_records_nothing(serve, events):
 
 async def test_kernel_killed_outside_the_server_drops_its_session(serve, events):
     # no automatic restart: the first death is final (the restarter then reports the kernel dead)
-    config = {"plugins": {"kernels": {"restart_limit": 0, "restart_check_interval": 0.2}}}
+    config = {"plugins": {"local": {"restart_limit": 0, "restart_check_interval": 0.2}}}
     async with serve(config=config) as server:
         keep = await create(server, path="keep.ipynb")
         doomed = await create(server, path="doomed.ipynb")
