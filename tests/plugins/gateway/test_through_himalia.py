@@ -279,3 +279,19 @@ async def test_a_kernel_deleted_behind_our_back_is_dead_then_404(himalia_server,
         assert r.status == 404
         assert await (await server.get("/api/kernels")).json() == []
         assert stopped == [(kid, "gone from the gateway")]
+
+
+async def test_one_session_create_opens_one_upstream_websocket(himalia_server, gateway, proxy):
+    """One session create = one kernel start = one channel set: the websocket on which the gateway's
+    kernel first answered is the one the relay keeps (the sessions plugin opens none of its own)."""
+    async with himalia_server(config=gateway_config(proxy.url)) as server:
+        r = await server.post("/api/sessions", json={"path": "nb.ipynb", "type": "notebook",
+                                                     "kernel": {"name": "python3"}})
+        assert r.status == 201, await r.text()
+        session = await r.json()
+        kid = session["kernel"]["id"]
+        async with server.ws_connect(f"/api/kernels/{kid}/channels?session_id=c1", protocols=(V1,)) as ws:
+            assert (await ws_execute(ws, "print(1)"))[0] == "1\n"
+        handshakes = [r for r in proxy.requests if r.startswith(b"GET ") and b"/channels?" in r]
+        assert len(handshakes) == 1, handshakes
+        assert (await server.delete(f"/api/sessions/{session['id']}")).status == 204
