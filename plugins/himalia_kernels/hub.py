@@ -165,6 +165,11 @@ class KernelHub:
         self.clients: dict[str, Client] = {}
         self.buffers: OrderedDict[str, SessionBuffer] = OrderedDict()
         self.owners: dict[str, str] = {}
+        """msg_id sent to the kernel → the session key of the connection whose request it is."""
+        self.aliases: OrderedDict[str, list[Any]] = OrderedDict()
+        """msg_id sent to the kernel → [the msg_id the client gave, answers still to come (its reply and
+        its idle status)], for a request whose msg_id another connection's pending request already
+        uses: replies are routed by (connection, msg_id)."""
         self.execution_state = "starting"
         self.reason: str | None = None
         self.last_activity = time.time()
@@ -232,6 +237,9 @@ class KernelHub:
         return not self.closing and (self.failed is not None or self._task.done())
 
     async def _dispatch(self, msg: KernelMessage) -> None:
+        sent_as = None
+        if self.aliases:
+            msg, sent_as = self._unalias(msg)
         if msg.channel == "iopub":
             self.last_activity = time.time()
             if msg.msg_type == "status":
@@ -243,7 +251,7 @@ class KernelHub:
                 await client.deliver(msg, frames)
             return
         parent = json.loads(msg.parent_header) if msg.parent_header != b"{}" else {}
-        parent_id = parent.get("msg_id")
+        parent_id = sent_as or parent.get("msg_id")
         key = self.owners.get(parent_id)
         if key is not None and msg.channel in _REPLY_CHANNELS and msg.msg_type.endswith("_reply"):
             del self.owners[parent_id]
@@ -267,12 +275,48 @@ class KernelHub:
             if state == "dead":
                 self._on_dead(self, self.reason)
 
+    def _unalias(self, msg: KernelMessage) -> tuple[KernelMessage, str | None]:
+        """A message answering an aliased request, with the msg_id its client gave back in its parent
+        header; and the msg_id it was sent under (None when the message answers no aliased request)."""
+        if msg.parent_header == b"{}":
+            return msg, None
+        parent = json.loads(msg.parent_header)
+        sent_as = parent.get("msg_id")
+        alias = self.aliases.get(sent_as)
+        if alias is None:
+            return msg, None
+        if (msg.channel == "iopub" and msg.msg_type == "status" and b'"idle"' in msg.content) or \
+                (msg.channel in _REPLY_CHANNELS and msg.msg_type.endswith("_reply")):
+            alias[1] -= 1
+            if alias[1] <= 0:  # both its reply and its idle status are through
+                del self.aliases[sent_as]
+        parent["msg_id"] = alias[0]
+        return KernelMessage(msg.channel, msg.header, json.dumps(parent).encode(), msg.metadata, msg.content,
+                             msg.buffers), sent_as
+
     async def send(self, client: Client, msg: KernelMessage) -> None:
-        """Relay a client's message to the kernel, remembering whom the replies go to."""
+        """Relay a client's message to the kernel, remembering whom the replies go to.
+
+        Replies and stdin requests are routed by (connection, msg_id), as jupyter_server's per-connection
+        channels route them: a request reusing the msg_id of another connection's pending request (one
+        it saw on iopub, say) is sent under a fresh msg_id, and its answers get the client's back."""
         if msg.channel in _REPLY_CHANNELS or msg.channel == "stdin":
             if msg.channel != "stdin":
                 owners = self.owners
-                owners[msg.header_dict["msg_id"]] = client.session_key
+                msg_id = msg.header_dict["msg_id"]
+                owner = owners.get(msg_id)
+                if owner is not None and owner != client.session_key:
+                    sent_as = uuid.uuid4().hex
+                    header = {**msg.header_dict, "msg_id": sent_as}
+                    msg = KernelMessage(msg.channel, json.dumps(header).encode(), msg.parent_header, msg.metadata,
+                                        msg.content, msg.buffers)
+                    self.aliases[sent_as] = [msg_id, 2]
+                    while len(self.aliases) > _OWNERS_MAX:
+                        self.aliases.popitem(last=False)
+                    log.info("kernel %s: session %s reused the msg_id of a pending request of another "
+                             "connection; sent as %s", self.kernel_id, client.session_key, sent_as)
+                    msg_id = sent_as
+                owners[msg_id] = client.session_key
                 if len(owners) > _OWNERS_MAX:
                     del owners[next(iter(owners))]
             await self.channels.send(msg)  # type: ignore[union-attr]
