@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 
 from himalia import ChannelsClosed, KernelChannels, KernelManager, KernelMessage, isoformat, wire
 
+from .backlog import Backlog
 from .config import KernelsConfig
 
 log = logging.getLogger("himalia.kernels")
@@ -40,7 +41,7 @@ class Client:
     """One websocket attached to a hub, under its session key."""
 
     __slots__ = ("ws", "protocol", "session_key", "buffered", "transport", "max_backlog", "replaying",
-                 "closed", "hub")
+                 "closed", "hub", "__weakref__")
 
     def __init__(self, hub: KernelHub, ws: web.WebSocketResponse, protocol: str, session_key: str,
                  buffered: bool, transport: Any, max_backlog: int):
@@ -73,12 +74,27 @@ class Client:
         if transport is None or transport.is_closing():
             self.hub.detach(self, unsent=msg)
             return False
-        if transport.get_write_buffer_size() > self.max_backlog:
-            log.warning("kernel %s: client %s reads too slowly (%d bytes unread); disconnecting it",
-                        self.hub.kernel_id, self.session_key, transport.get_write_buffer_size())
+        unread = transport.get_write_buffer_size()
+        if unread > self.max_backlog:
+            log.warning("kernel %s: client %s reads too slowly (%d bytes unread, over [plugins.kernels] "
+                        "client_max_backlog_bytes); disconnecting it", self.hub.kernel_id, self.session_key, unread)
             self.hub.detach(self, unsent=msg)
             asyncio.ensure_future(self.ws.close(code=1013, message=b"client too slow"))
             return False
+        backlog = self.hub.backlog
+        if backlog is not None:
+            backlog.update(self, unread)
+            victim = backlog.over_cap()
+            if victim is not None:
+                log.warning("kernel %s: websocket clients leave %d bytes unread in all, over [plugins.kernels] "
+                            "server_max_backlog_bytes (%d); disconnecting client %s of kernel %s, the one with "
+                            "the most (%d bytes)", self.hub.kernel_id, backlog.total, backlog.cap,
+                            victim.session_key, victim.hub.kernel_id, backlog.sizes[victim])
+                backlog.disconnected += 1
+                victim.hub.detach(victim, unsent=msg if victim is self else None)
+                asyncio.ensure_future(victim.ws.close(code=1013, message=b"server backlog full"))
+                if victim is self:
+                    return False
         try:
             await self.ws.send_frame(frame[0], WSMsgType.BINARY if frame[1] else WSMsgType.TEXT)
         except (ConnectionError, RuntimeError):
@@ -159,8 +175,9 @@ class KernelHub:
     """The relay for one kernel: its channels, its clients, its live activity."""
 
     def __init__(self, kernel_id: str, kernels: KernelManager, config: KernelsConfig,
-                 on_dead: Callable[[KernelHub, str], None]):
+                 on_dead: Callable[[KernelHub, str], None], backlog: Backlog | None = None):
         self.kernel_id = kernel_id
+        self.backlog = backlog
         self.config = config
         self.clients: dict[str, Client] = {}
         self.buffers: OrderedDict[str, SessionBuffer] = OrderedDict()
@@ -346,6 +363,8 @@ class KernelHub:
         if client.closed:
             return
         client.closed = True
+        if self.backlog is not None:
+            self.backlog.forget(client)
         if self.clients.get(client.session_key) is not client:
             return
         del self.clients[client.session_key]

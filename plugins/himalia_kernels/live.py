@@ -14,6 +14,7 @@ from aiohttp import web
 
 from himalia import CONFIG, HOOKS, SERVICES, Hooks, KernelChannels, KernelManager, Model
 
+from .backlog import Backlog
 from .config import KernelsConfig
 from .hub import KernelHub
 
@@ -31,6 +32,8 @@ class LiveKernels:
         self.hooks = hooks
         self.app = app
         self.hubs: dict[str, KernelHub] = {}
+        self.backlog = Backlog(config.server_max_backlog_bytes)
+        """What every websocket client of every kernel leaves unread, bounded server-wide."""
         self._started: set[str] = set()
         """Kernels running as far as the events said: kernel_started fired, kernel_stopped not yet."""
         self._dead: set[str] = set()
@@ -46,7 +49,7 @@ class LiveKernels:
             self._closing = {t for t in self._closing if not t.done()}
             hub = None
         if hub is None:
-            hub = self.hubs[kernel_id] = KernelHub(kernel_id, self.inner, self.config, self._died)
+            hub = self.hubs[kernel_id] = KernelHub(kernel_id, self.inner, self.config, self._died, self.backlog)
         return hub
 
     def _merge(self, model: Model) -> Model:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -333,3 +335,51 @@ async def test_shutdown_escalates_to_sigterm_then_sigkill(himalia_server, tmp_pa
     finally:
         listener.close()
         await listener.wait_closed()
+
+
+async def _stalled_websocket(server, kernel_id: str, session_id: str) -> socket.socket:
+    """A websocket client that completes the handshake and then never reads (a small receive buffer,
+    so what it leaves unread piles up in the server, not in this machine's socket buffers)."""
+    port = int(server.url.split(":")[2].split("/")[0])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), 10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (f"GET /api/kernels/{kernel_id}/channels?session_id={session_id} HTTP/1.1\r\n"
+               f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+               f"Authorization: token {server.token}\r\n\r\n")
+    await loop.sock_sendall(sock, request.encode())
+    head = b""
+    async with asyncio.timeout(30):
+        while b"\r\n\r\n" not in head:
+            head += await loop.sock_recv(sock, 1)  # byte by byte: not one byte past the handshake
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+async def test_stalled_clients_are_bounded_server_wide(himalia_server, caplog):
+    """issue 20 #9: each client may leave client_max_backlog_bytes unread, but all together no more
+    than server_max_backlog_bytes: past it, the client with the largest backlog is disconnected (1013),
+    with the reason logged; a client that reads keeps everything."""
+    cap = 16 * 1024 * 1024
+    config = {"plugins": {"kernels": {"server_max_backlog_bytes": cap, "client_max_backlog_bytes": 64 * 1024 * 1024}}}
+    async with himalia_server(config=config) as server, running_kernel(server) as kernel:
+        relay = server.app[SERVICES].kernel_relay
+        stalled = [await _stalled_websocket(server, kernel["id"], f"stalled-{i}") for i in range(4)]
+        try:
+            assert relay.connections(kernel["id"]) == 4
+            async with connect(server, kernel["id"], V1, session_id="reader") as reader:
+                for i in range(40):  # 1 MB of output at a time, read in full by the reader before the next
+                    ex = await reader.execute(f"print('{i % 10}' * 1_000_000)")
+                    assert ex.stdout == str(i % 10) * 1_000_000 + "\n"
+                assert relay.connections(kernel["id"]) == 1  # every stalled one was cut off; the reader stays
+                assert relay.backlog.disconnected >= 1
+                assert relay.backlog.total <= cap
+            messages = [r.getMessage() for r in caplog.records if "server_max_backlog_bytes" in r.getMessage()]
+            assert messages and "disconnecting client stalled-" in messages[0]
+        finally:
+            for sock in stalled:
+                sock.close()
