@@ -221,6 +221,9 @@ def openapi() -> dict[str, Any]:
                                   "400": error_response("Malformed body or path outside the root"),
                                   "404": error_response("No such kernelspec (the message lists installed ones)"),
                                   "500": error_response("The kernel failed to start"),
+                                  "503": error_response("The kernel died before it answered (the message "
+                                                        "names the exit code or signal) or did not answer "
+                                                        "within kernel_info_timeout; nothing is left running"),
                                   **AUTH_ERRORS},
                 },
             },
@@ -241,7 +244,10 @@ def openapi() -> dict[str, Any]:
                 "parameters": [kernel_id],
                 "post": {"summary": "Restart a kernel; returns once it answers again",
                          "responses": {"200": json_response("The kernel", kernel), **not_found,
-                                       "500": error_response("The kernel failed to restart"), **AUTH_ERRORS}},
+                                       "500": error_response("The kernel failed to restart"),
+                                       "503": error_response("The kernel died while restarting, or did not "
+                                                             "answer within kernel_info_timeout"),
+                                       **AUTH_ERRORS}},
             },
             "/api/kernels/{kernel_id}/channels": {
                 "parameters": [kernel_id, {"name": "session_id", "in": "query", "required": False,

@@ -86,3 +86,55 @@ def test_the_gateways_old_timeout_name_says_where_it_went(tmp_path):
     with pytest.raises(ConfigError, match=r"\[plugins.gateway\] 'kernel_info_timeout' has moved to "
                                           r"\[plugins.gateway\] 'ws_connect_timeout'"):
         load(config_data={"server": {"root_dir": str(tmp_path)}, "plugins": {"gateway": {"kernel_info_timeout": 5}}})
+
+
+def _install(name: str, argv: list[str]) -> None:
+    import json
+    import os
+    from pathlib import Path
+
+    spec_dir = Path(os.environ["JUPYTER_DATA_DIR"]) / "kernels" / name  # per test, see tests/conftest.py
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": name, "language": "python"}))
+
+
+class Events:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    @hookimpl
+    def himalia_kernel_started(self, kernel_id):
+        self.seen.append(kernel_id)
+
+    @hookimpl
+    def himalia_kernel_stopped(self, kernel_id):
+        self.seen.append(kernel_id)
+
+
+async def test_a_kernel_that_dies_at_start_is_a_503_naming_its_exit_code(himalia_server):
+    import sys
+
+    _install("exits", [sys.executable, "-c", "import sys; sys.exit(3)", "-f", "{connection_file}"])
+    events = Events()
+    config = {"plugins": {"local": {"restart_limit": 0, "restart_check_interval": 0.2}}}
+    async with himalia_server(config=config, plugins={"events": events}) as server:
+        r = await server.post("/api/kernels", json={"name": "exits"})
+        assert r.status == 503
+        assert await r.json() == {"message": "kernel 'exits' died at start: exit code 3",
+                                  "reason": "kernel failed to start"}
+        assert await (await server.get("/api/kernels")).json() == []
+        assert events.seen == []  # it never started: no event (the conftest checks no process is left)
+
+
+async def test_a_kernel_that_never_answers_is_a_503_naming_the_timeout(himalia_server):
+    import sys
+
+    # a process that lives but speaks no Jupyter protocol
+    _install("mute", [sys.executable, "-c", "import time; time.sleep(300)", "-f", "{connection_file}"])
+    config = {"plugins": {"kernels": {"kernel_info_timeout": 1.0}}}
+    async with himalia_server(config=config) as server:
+        r = await server.post("/api/kernels", json={"name": "mute"})
+        assert r.status == 503
+        assert await r.json() == {"message": "kernel 'mute' started but did not answer within 1s",
+                                  "reason": "kernel failed to start"}
+        assert await (await server.get("/api/kernels")).json() == []
