@@ -122,16 +122,20 @@ def himalia_kernel_providers() -> list[Provider[KernelManager]]:
 
     Called once at start-up. Collect-all. `[server] kernel_provider` picks one; when it is empty,
     the one provider whose `preferred(config)` is true (the gateway, when its url is set), else
-    `local`. `factory(app)` is an async context manager yielding a `KernelManager`; leaving it
-    shuts every kernel it started down.
+    `local`. `factory(app)` is an async context manager yielding a `KernelManager` (stored as
+    `app[SERVICES].kernel_provider`); leaving it shuts every kernel it started down. A provider
+    implements the provider contract only, readiness included (see `KernelManager.start_kernel`):
+    the kernels plugin's kernel service (`app[SERVICES].kernels`) serves its kernels with the routes,
+    the websocket relay, culling and the events, so it should require that service.
 
     Example::
 
         @hookimpl
         def himalia_kernel_providers():
-            return [Provider("local", local_kernels)]
+            return [Provider("local", local_kernels, requires=(Requirement("kernels", provided_by="kernels"),))]
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 the chosen provider is `kernel_provider`; `Provider.requires`.
     """
 
 
