@@ -249,20 +249,20 @@ class LocalKernels:
             kernel.channels.add(channels)
             kernel.parked = channels
             channels.connect()
-        channels_ = list(kernel.channels)
+        watched = list(kernel.channels)
         # the restarter reports a death within restart_check_interval, and gives up after restart_limit
         # restarts: bound the whole wait by that as well as by the silence timeout of each start
         bound = (kernel.ready_timeout + 5) * (self.config.restart_limit + 1) \
             + self.config.restart_check_interval * (self.config.restart_limit + 2)
         try:
-            await asyncio.wait_for(asyncio.gather(*(ch.wait_settled() for ch in channels_)), bound)
+            await asyncio.wait_for(asyncio.gather(*(ch.wait_settled() for ch in watched)), bound)
         except asyncio.TimeoutError:
             raise KernelNotReady.silent(kernel.name, kernel.ready_timeout, restart=restart) from None
         if kernel.state == "dead":
             raise KernelNotReady.died(kernel.name, kernel.reason or "died", restart=restart)
-        if all(ch.closed for ch in channels_):
+        if all(ch.closed for ch in watched):
             raise KernelNotReady.died(kernel.name, "stopped while starting", restart=restart)
-        if not any(ch.answered for ch in channels_):
+        if not any(ch.answered for ch in watched):
             raise KernelNotReady.silent(kernel.name, kernel.ready_timeout, restart=restart)
 
     def _model(self, kernel: _Kernel) -> Model:
