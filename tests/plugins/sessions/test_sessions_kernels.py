@@ -441,3 +441,37 @@ async def test_location_includes_the_base_url(serve):
         assert r.headers["Location"] == f"/hub/user/ada/api/sessions/{session['id']}"
         r = await server.get(r.headers["Location"].removeprefix("/hub/user/ada"))
         assert (await r.json())["id"] == session["id"]
+
+
+async def test_event_hooks_carry_the_app_of_their_server(serve, himalia_server):
+    """Two servers in one process: each observer call says which server the session or kernel is on
+    (implementations written without `app`, like the `events` fixture's, keep working)."""
+
+    class PerApp:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, object]] = []
+
+        @hookimpl
+        def himalia_session_created(self, session, app):
+            self.calls.append(("created", app))
+
+        @hookimpl
+        def himalia_session_deleted(self, session_id, app):
+            self.calls.append(("deleted", app))
+
+        @hookimpl
+        def himalia_kernel_started(self, kernel_id, name, app):
+            self.calls.append(("started", app))
+
+        @hookimpl
+        def himalia_kernel_stopped(self, kernel_id, reason, app):
+            self.calls.append(("stopped", app))
+
+    one, two = PerApp(), PerApp()
+    async with serve(plugins={"per_app": one}) as a, himalia_server(plugins={"per_app": two}) as b:
+        for server in (a, b):
+            session = await create(server)
+            assert (await server.delete(f"/api/sessions/{session['id']}")).status == 204
+    for observer, server in ((one, a), (two, b)):
+        assert [what for what, _ in observer.calls] == ["started", "created", "stopped", "deleted"]
+        assert all(app is server.app for _, app in observer.calls)
