@@ -45,3 +45,46 @@ class Backlog:
         if total <= self.cap:
             return None
         return max(self.sizes, key=self.sizes.__getitem__)
+
+
+class _Buffer(Protocol):
+    bytes: int
+
+    def drop_all(self) -> None: ...
+
+
+class ReplayBudget:
+    """The server-wide bound on what reconnect buffers hold: each disconnected session keeps at most
+    buffer_max_bytes, and all of them together, across every kernel, at most `cap`. Past it, the
+    buffers of the sessions that left first are emptied (their clients are told on reconnect)."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.buffers: dict[Any, None] = {}
+        """Live buffers, oldest first (insertion order)."""
+        self.total = 0
+
+    def track(self, buffer: _Buffer) -> None:
+        self.buffers[buffer] = None
+        self.total += buffer.bytes
+
+    def release(self, buffer: _Buffer) -> None:
+        if self.buffers.pop(buffer, 0) is None:
+            self.total -= buffer.bytes
+
+    def grew(self, delta: int) -> None:
+        self.total += delta
+
+    def enforce(self) -> list[Any]:
+        """Empty the oldest buffers until the total fits; the buffers emptied."""
+        emptied = []
+        if not self.cap:
+            return emptied
+        for buffer in list(self.buffers):
+            if self.total <= self.cap:
+                break
+            if buffer.bytes:
+                self.total -= buffer.bytes
+                buffer.drop_all()
+                emptied.append(buffer)
+        return emptied

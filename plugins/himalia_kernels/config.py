@@ -18,6 +18,11 @@ class KernelsConfig:
                                               "reconnect; older output is dropped, and the client is told so.")
     buffer_max_bytes: int = setting(64 * 1024 * 1024, "Bytes kept per disconnected client session for replay.")
     buffer_max_sessions: int = setting(16, "Disconnected sessions buffered per kernel; the oldest is dropped.")
+    buffer_max_total_bytes: int = setting(256 * 1024 * 1024, "Bytes the reconnect buffers of all disconnected "
+                                                             "sessions of all kernels may hold together; past "
+                                                             "it, the buffers of the sessions that left first "
+                                                             "are emptied (their clients are told on reconnect). "
+                                                             "0: no server-wide cap.")
     client_max_backlog_bytes: int = setting(64 * 1024 * 1024, "Bytes a websocket client may leave unread "
                                                               "before it is disconnected (its session is "
                                                               "then buffered like any disconnected one).")
@@ -43,7 +48,7 @@ class KernelsConfig:
                 raise ValueError(f"'{name}' must be >= 0, got {getattr(self, name)}")
         if self.cull_interval <= 0:
             raise ValueError(f"'cull_interval' must be > 0, got {self.cull_interval}")
-        for name in ("buffer_max_messages", "buffer_max_bytes", "buffer_max_sessions", "client_max_backlog_bytes",
-                     "server_max_backlog_bytes"):
+        for name in ("buffer_max_messages", "buffer_max_bytes", "buffer_max_sessions", "buffer_max_total_bytes",
+                     "client_max_backlog_bytes", "server_max_backlog_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"'{name}' must be >= 0, got {getattr(self, name)}")

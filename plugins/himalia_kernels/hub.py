@@ -20,7 +20,7 @@ from aiohttp import WSMsgType, web
 
 from himalia import ChannelsClosed, KernelChannels, KernelManager, KernelMessage, isoformat, wire
 
-from .backlog import Backlog
+from .backlog import Backlog, ReplayBudget
 from .config import KernelsConfig
 
 log = logging.getLogger("himalia.kernels")
@@ -118,9 +118,12 @@ class SessionBuffer:
     replies and stdin requests only when nothing but them is left over the caps; what was dropped is
     announced on replay."""
 
-    def __init__(self, max_messages: int, max_bytes: int):
+    def __init__(self, max_messages: int, max_bytes: int, budget: ReplayBudget | None = None):
         self.max_messages = max_messages
         self.max_bytes = max_bytes
+        self.budget = budget
+        self.over_budget = False
+        """Emptied once because all sessions' buffers together passed buffer_max_total_bytes."""
         self.items: deque[KernelMessage] = deque()
         self.kept: deque[KernelMessage] = deque()
         """Replies and stdin requests passed over while dropping iopub; counted in the caps."""
@@ -131,6 +134,27 @@ class SessionBuffer:
         self.dropped_parent: bytes | None = None
 
     def add(self, msg: KernelMessage) -> None:
+        before = self.bytes
+        self._add(msg)
+        if self.budget is not None:
+            self.budget.grew(self.bytes - before)
+
+    def drop_all(self) -> None:
+        """Forget every message (the server-wide budget is spent); say so on replay."""
+        for old in (*self.kept, *self.items):
+            if old.channel == "iopub":
+                self.dropped += 1
+            else:
+                self.dropped_replies += 1
+            if self.dropped_parent is None:
+                self.dropped_parent = old.parent_header
+        self.dropped_bytes += self.bytes
+        self.items.clear()
+        self.kept.clear()
+        self.bytes = 0
+        self.over_budget = True
+
+    def _add(self, msg: KernelMessage) -> None:
         self.items.append(msg)
         self.bytes += _size(msg)
         while len(self.items) + len(self.kept) > self.max_messages or self.bytes > self.max_bytes:
@@ -160,7 +184,11 @@ class SessionBuffer:
             text = (f"[himalia] {what} ({self.dropped_bytes} bytes) produced while this "
                     f"client was disconnected were dropped: the server keeps at most {self.max_messages} "
                     f"messages and {self.max_bytes} bytes per disconnected session "
-                    f"([plugins.kernels] buffer_max_messages, buffer_max_bytes).\n")
+                    f"([plugins.kernels] buffer_max_messages, buffer_max_bytes)")
+            if self.over_budget:
+                text += (f", and at most {self.budget.cap if self.budget else 0} bytes for all disconnected "
+                         "sessions together (buffer_max_total_bytes)")
+            text += ".\n"
             out.append(_synthetic("stream", {"name": "stderr", "text": text}, self.dropped_parent or b"{}"))
         out.extend(self.kept)
         out.extend(self.items)
@@ -175,9 +203,11 @@ class KernelHub:
     """The relay for one kernel: its channels, its clients, its live activity."""
 
     def __init__(self, kernel_id: str, kernels: KernelManager, config: KernelsConfig,
-                 on_dead: Callable[[KernelHub, str], None], backlog: Backlog | None = None):
+                 on_dead: Callable[[KernelHub, str], None], backlog: Backlog | None = None,
+                 replay_budget: ReplayBudget | None = None):
         self.kernel_id = kernel_id
         self.backlog = backlog
+        self.replay_budget = replay_budget
         self.config = config
         self.clients: dict[str, Client] = {}
         self.buffers: OrderedDict[str, SessionBuffer] = OrderedDict()
@@ -263,6 +293,8 @@ class KernelHub:
                 self._track(json.loads(msg.content))
             for buffer in self.buffers.values():
                 buffer.add(msg)
+            if self.buffers and self.replay_budget is not None and self.replay_budget.total > self.replay_budget.cap:
+                self._enforce_budget()
             frames: dict[str, tuple[bytes, bool]] = {}
             for client in list(self.clients.values()):
                 await client.deliver(msg, frames)
@@ -279,6 +311,8 @@ class KernelHub:
             await client.deliver(msg, {})
         elif key in self.buffers:
             self.buffers[key].add(msg)
+            if self.replay_budget is not None and self.replay_budget.total > self.replay_budget.cap:
+                self._enforce_budget()
         else:
             log.debug("kernel %s: %s %s for no known client dropped", self.kernel_id, msg.channel, msg.msg_type)
 
@@ -353,6 +387,7 @@ class KernelHub:
         client = Client(self, ws, protocol, key, buffered, transport, self.config.client_max_backlog_bytes)
         buffer = self.buffers.pop(key, None)
         if buffer is not None:
+            self._release(buffer)
             client.replaying = buffer.replay()
         self.clients[key] = client
         return client
@@ -370,19 +405,39 @@ class KernelHub:
         del self.clients[client.session_key]
         if not buffer or not client.buffered or self.closing or self.config.buffer_max_sessions == 0:
             return
-        buf = SessionBuffer(self.config.buffer_max_messages, self.config.buffer_max_bytes)
+        buf = SessionBuffer(self.config.buffer_max_messages, self.config.buffer_max_bytes, self.replay_budget)
+        if self.replay_budget is not None:
+            self.replay_budget.track(buf)
         for msg in client.replaying or ():
             buf.add(msg)
         if unsent is not None:
             buf.add(unsent)
         self.buffers[client.session_key] = buf
         while len(self.buffers) > self.config.buffer_max_sessions:
-            dropped, _ = self.buffers.popitem(last=False)
+            dropped, old = self.buffers.popitem(last=False)
+            self._release(old)
             log.info("kernel %s: dropped the reconnect buffer of session %s", self.kernel_id, dropped)
+        if self.replay_budget is not None and self.replay_budget.total > self.replay_budget.cap:
+            self._enforce_budget()
+
+    def _release(self, buffer: SessionBuffer) -> None:
+        if self.replay_budget is not None:
+            self.replay_budget.release(buffer)
+
+    def _enforce_budget(self) -> None:
+        budget = self.replay_budget
+        assert budget is not None
+        emptied = budget.enforce()
+        if emptied:
+            log.warning("reconnect buffers of disconnected sessions hold more than [plugins.kernels] "
+                        "buffer_max_total_bytes (%d) in all; emptied the %d oldest (their clients are told "
+                        "on reconnect)", budget.cap, len(emptied))
 
     async def close(self) -> None:
         """Stop relaying: close the channels and every websocket."""
         self.closing = True
+        for buffer in self.buffers.values():
+            self._release(buffer)
         self.buffers.clear()
         if self.channels is not None:
             await self.channels.close()

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from himalia import CONFIG, HOOKS, SERVICES, Hooks, KernelChannels, KernelManager, Model
 
-from .backlog import Backlog
+from .backlog import Backlog, ReplayBudget
 from .config import KernelsConfig
 from .hub import KernelHub
 
@@ -33,6 +33,8 @@ class LiveKernels:
         self.app = app
         self.hubs: dict[str, KernelHub] = {}
         self.backlog = Backlog(config.server_max_backlog_bytes)
+        self.replay_budget = ReplayBudget(config.buffer_max_total_bytes)
+        """What every disconnected session's reconnect buffer holds, bounded server-wide."""
         """What every websocket client of every kernel leaves unread, bounded server-wide."""
         self._started: set[str] = set()
         """Kernels running as far as the events said: kernel_started fired, kernel_stopped not yet."""
@@ -49,7 +51,8 @@ class LiveKernels:
             self._closing = {t for t in self._closing if not t.done()}
             hub = None
         if hub is None:
-            hub = self.hubs[kernel_id] = KernelHub(kernel_id, self.inner, self.config, self._died, self.backlog)
+            hub = self.hubs[kernel_id] = KernelHub(kernel_id, self.inner, self.config, self._died, self.backlog,
+                                                   self.replay_budget)
         return hub
 
     def _merge(self, model: Model) -> Model:
