@@ -29,7 +29,8 @@ from .keys import (ACTIVITY, CONFIG, HOOKS, IDENTITY, OPENAPI_CACHE, PLUGINS, RO
                    WEBSOCKETS)
 from .plugins import LoadedPlugins, load_plugins
 from .records import Handler, Route
-from .services import Credentials, Identity, Provider, Requirement, Service, Services
+from .requirements import check_requirements, ordered_services, service_context
+from .services import Credentials, Identity, Provider, Services
 
 log = logging.getLogger("himalia")
 access_log = logging.getLogger("himalia.access")
@@ -88,8 +89,8 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
         provider = hooks.select_provider(hook_role, getattr(server, key), default, config)
         if provider is not None:
             chosen[role] = provider
-    services = _ordered_services(hooks, config, chosen)
-    _check_requirements(hooks, config, plugins, chosen, services)
+    services = ordered_services(hooks, config, chosen)
+    check_requirements(hooks, config, plugins, chosen, services, {role: r[0] for role, r in ROLES.items()})
     if "identity" not in chosen and not server.allow_unauthenticated_access:
         raise StartupError("no identity provider is installed or enabled, so every request would be "
                            "unauthenticated; enable the auth plugin or set [server] "
@@ -116,7 +117,7 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
     for role, provider in chosen.items():
         app.cleanup_ctx.append(_provider_context(role, provider))
     for plugin, service in services:
-        app.cleanup_ctx.append(_service_context(plugin, service))
+        app.cleanup_ctx.append(service_context(plugin, service, _entered))
     app[STARTING] = [None]
     resources = hooks.resources(config)
     for a in resources:
@@ -150,81 +151,6 @@ def _provider_context(role: str, provider: Provider[Any]) -> Callable[[web.Appli
 
     context.__name__ = f"{role}_provider_{provider.name}"
     return context
-
-
-def _service_context(plugin: str, service: Service[Any]) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def context(app: web.Application) -> AsyncIterator[None]:
-        what = f"plugin '{plugin}' service '{service.role}'"
-        async with _entered(what, lambda: service.factory(app)) as value:
-            setattr(app[SERVICES], service.role, value)
-            try:
-                yield
-            finally:
-                setattr(app[SERVICES], service.role, None)
-
-    context.__name__ = f"{service.role}_service"
-    return context
-
-
-ROLE_NAMES = {"kernels": "the kernel service", "kernel_provider": "a kernel provider",
-              "contents": "the contents service", "session_store": "a session store",
-              "identity": "an identity provider"}
-
-
-def _ordered_services(hooks: Hooks, config: Config,
-                      chosen: dict[str, Provider[Any]]) -> list[tuple[str, Service[Any]]]:
-    """`himalia_services` records in start-up order: each after the services it requires (plugin-name
-    order otherwise). A role offered twice, or by a service and a provider, names both."""
-    offered: dict[str, str] = {role: "a provider" for role in chosen}
-    pending: list[tuple[str, Service[Any]]] = []
-    for a in hooks.services(config):
-        role = a.item.role
-        if role not in Services.__dataclass_fields__:
-            raise StartupError(f"plugin '{a.plugin}' offers a service for unknown role '{role}'")
-        if role in offered:
-            raise StartupError(f"service '{role}' from plugin '{a.plugin}' conflicts with {offered[role]}")
-        offered[role] = f"plugin '{a.plugin}'"
-        pending.append((a.plugin, a.item))
-    ordered: list[tuple[str, Service[Any]]] = []
-    ready = set(chosen)
-    while pending:
-        next_round = [(p, s) for p, s in pending
-                      if all(r.role in ready or r.role not in offered for r in s.requires)]
-        if not next_round:
-            names = ", ".join(f"'{s.role}' (plugin '{p}')" for p, s in pending)
-            raise StartupError(f"services require each other in a cycle: {names}")
-        for item in next_round:
-            ordered.append(item)
-            ready.add(item[1].role)
-            pending.remove(item)
-    return ordered
-
-
-def _check_requirements(hooks: Hooks, config: Config, plugins: LoadedPlugins, chosen: dict[str, Provider[Any]],
-                        services: list[tuple[str, Service[Any]]]) -> None:
-    """One line for the first requirement nothing fills: which plugin needs what, who provides it."""
-    filled = set(chosen) | {s.role for _, s in services}
-    needs: list[tuple[str, Requirement]] = [(a.plugin, a.item) for a in hooks.requirements(config)]
-    for role, provider in chosen.items():
-        if provider.requires:
-            plugin = next(a.plugin for a in hooks.providers(ROLES[role][0]) if a.item.name == provider.name)
-            needs.extend((plugin, r) for r in provider.requires)
-    needs.extend((p, r) for p, s in services for r in s.requires)
-    missing = [(p, r) for p, r in needs if r.role not in filled]
-    if not missing:
-        return
-    plugin, first = missing[0]
-    info = plugins.infos.get(first.provided_by)
-    if info is None:
-        state = "it is not installed"
-    elif info.disabled or first.provided_by in config.disabled:
-        state = "it is disabled"
-    elif info.error:
-        state = "it failed to load"
-    else:
-        state = "it offers none with this config"
-    raise StartupError(f"plugin '{plugin}' needs {ROLE_NAMES.get(first.role, f'the {first.role} service')}, which "
-                       f"plugin '{first.provided_by}' provides; {state}")
 
 
 def _resource_marker(what: str | None) -> Callable[[web.Application], AsyncIterator[None]]:
