@@ -33,6 +33,7 @@ from .keys import (ACTIVITY, CONFIG, HOOKS, IDENTITY, OPENAPI_CACHE, PLUGINS, RO
                    STARTING, USER_CONTENT_ROUTES, WEBSOCKETS)
 from .plugins import LoadedPlugins, load_plugins
 from .records import Handler, Route
+from .requirements import check_requirements, ordered_services, service_context
 from .services import Credentials, Identity, Provider, Services
 from .urls import url_path
 
@@ -43,7 +44,7 @@ access_log = logging.getLogger("himalia.access")
 ROLES: dict[str, tuple[str, str, str]] = {
     "contents": ("contents", "contents_provider", "filesystem"),
     "session_store": ("session_store", "session_store", "sqlite"),
-    "kernels": ("kernel", "kernel_provider", "local"),
+    "kernel_provider": ("kernel", "kernel_provider", "local"),
     "identity": ("identity", "identity_provider", "token"),
 }
 
@@ -121,6 +122,8 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
         provider = hooks.select_provider(hook_role, getattr(server, key), default, config)
         if provider is not None:
             chosen[role] = provider
+    services = ordered_services(hooks, config, chosen)
+    check_requirements(hooks, config, plugins, chosen, services, {role: r[0] for role, r in ROLES.items()})
     if "identity" not in chosen and not server.allow_unauthenticated_access:
         raise StartupError("no identity provider is installed or enabled, so every request would be "
                            "unauthenticated; enable the auth plugin or set [server] "
@@ -149,6 +152,8 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
 
     for role, provider in chosen.items():
         app.cleanup_ctx.append(_provider_context(role, provider))
+    for plugin, service in services:
+        app.cleanup_ctx.append(service_context(plugin, service, _entered))
     app[STARTING] = [None]
     resources = hooks.resources(config)
     for a in resources:
@@ -173,7 +178,8 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
 
 def _provider_context(role: str, provider: Provider[Any]) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        what = f"{role.replace('_', ' ')} provider '{provider.name}'"
+        label = "kernels" if role == "kernel_provider" else role.replace("_", " ")  # as before the role's rename
+        what = f"{label} provider '{provider.name}'"
         async with _entered(what, lambda: provider.factory(app)) as service:
             setattr(app[SERVICES], role, service)
             try:

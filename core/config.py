@@ -246,9 +246,9 @@ def _build(raw: RawConfig, table: str, schema: type, values: Any, moved: Mapping
     fields = {f.name: f for f in dataclasses.fields(schema)}
     hints = typing.get_type_hints(schema)
     for key in values:
-        if key in moved and key not in fields:
-            raise ConfigError(f"{raw.label}: [{table}] '{key}' has moved to {moved[key]}")
         if key not in fields:
+            if key in moved:  # a key that another table owns now: say where
+                raise ConfigError(f"{raw.label}: [{table}] '{key}' has moved to {moved[key]}")
             known = ", ".join(fields) or "none"
             raise ConfigError(f"{raw.label}: [{table}] unknown key '{key}'; known keys: {known}")
     kwargs: dict[str, Any] = {}

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from .config import Config, ConfigSection
     from .records import CliOption, Middleware, Route
-    from .services import AppResource, Model, Provider
+    from .services import AppResource, Model, Provider, Requirement, Service
 
 log = logging.getLogger("himalia.hooks")
 T = TypeVar("T")
@@ -144,6 +144,12 @@ class Hooks:
     def middlewares(self, config: Config) -> list[Attributed[Middleware]]:
         return self._collect("himalia_middlewares", config=config)
 
+    def services(self, config: Config) -> list[Attributed[Service[Any]]]:
+        return self._collect("himalia_services", config=config)
+
+    def requirements(self, config: Config) -> list[Attributed[Requirement]]:
+        return self._collect("himalia_requirements", config=config)
+
     def resources(self, config: Config) -> list[Attributed[AppResource]]:
         return self._collect("himalia_resources", config=config)
 
@@ -158,17 +164,20 @@ class Hooks:
 
     # -- events ------------------------------------------------------------------------------
 
-    def kernel_started(self, kernel_id: str, name: str) -> None:
-        self._notify("himalia_kernel_started", kernel_id=kernel_id, name=name)
+    # The event hooks carry the app their kernel or session belongs to; an implementation written
+    # before the argument existed (no `app` in its signature) is called without it, as pluggy allows.
 
-    def kernel_stopped(self, kernel_id: str, reason: str) -> None:
-        self._notify("himalia_kernel_stopped", kernel_id=kernel_id, reason=reason)
+    def kernel_started(self, kernel_id: str, name: str, app: web.Application | None = None) -> None:
+        self._notify("himalia_kernel_started", kernel_id=kernel_id, name=name, app=app)
 
-    def session_created(self, session: Model) -> None:
-        self._notify("himalia_session_created", session=session)
+    def kernel_stopped(self, kernel_id: str, reason: str, app: web.Application | None = None) -> None:
+        self._notify("himalia_kernel_stopped", kernel_id=kernel_id, reason=reason, app=app)
 
-    def session_deleted(self, session_id: str) -> None:
-        self._notify("himalia_session_deleted", session_id=session_id)
+    def session_created(self, session: Model, app: web.Application | None = None) -> None:
+        self._notify("himalia_session_created", session=session, app=app)
+
+    def session_deleted(self, session_id: str, app: web.Application | None = None) -> None:
+        self._notify("himalia_session_deleted", session_id=session_id, app=app)
 
     def contents_pre_save(self, path: str, model: Model) -> None:
         """Run every pre-save hook; they may mutate `model`. A failure aborts the save (ApiError)."""

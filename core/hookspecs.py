@@ -26,6 +26,8 @@ if TYPE_CHECKING:
         KernelManager,
         Model,
         Provider,
+        Requirement,
+        Service,
         SessionStore,
     )
 
@@ -120,16 +122,20 @@ def himalia_kernel_providers() -> list[Provider[KernelManager]]:
 
     Called once at start-up. Collect-all. `[server] kernel_provider` picks one; when it is empty,
     the one provider whose `preferred(config)` is true (the gateway, when its url is set), else
-    `local`. `factory(app)` is an async context manager yielding a `KernelManager`; leaving it
-    shuts every kernel it started down.
+    `local`. `factory(app)` is an async context manager yielding a `KernelManager` (stored as
+    `app[SERVICES].kernel_provider`); leaving it shuts every kernel it started down. A provider
+    implements the provider contract only, readiness included (see `KernelManager.start_kernel`):
+    the kernels plugin's kernel service (`app[SERVICES].kernels`) serves its kernels with the routes,
+    the websocket relay, culling and the events, so it should require that service.
 
     Example::
 
         @hookimpl
         def himalia_kernel_providers():
-            return [Provider("local", local_kernels)]
+            return [Provider("local", local_kernels, requires=(Requirement("kernels", provided_by="kernels"),))]
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 the chosen provider is `kernel_provider`; `Provider.requires`.
     """
 
 
@@ -148,6 +154,45 @@ def himalia_identity_providers() -> list[Provider[IdentityProvider]]:
             return [Provider("token", token_identity)]
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def himalia_services(config: Config) -> list[Service[Any]]:
+    """Offer services built on top of the chosen providers, each under its own `Services` role.
+
+    Called once while the app is built. Collect-all. Each `Service(role, factory, requires=...)` is
+    entered at start-up after every provider and after the services it requires, before any plugin
+    resource (so a resource sees every service, whatever the plugins' names), and exited in reverse
+    at shutdown. A role is filled once: two plugins offering one role, or a service for a provider's
+    role, is a start-up error naming both plugins.
+
+    Example::
+
+        @hookimpl
+        def himalia_services(config):
+            return [Service("kernels", kernel_service, requires=(Requirement("kernel_provider", "local"),))]
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def himalia_requirements(config: Config) -> list[Requirement]:
+    """Declare the services this plugin cannot work without.
+
+    Called once while the app is built. Collect-all. A `Requirement(role, provided_by)` whose role
+    no enabled plugin fills is a one-line start-up error naming both plugins: `plugin 'sessions'
+    needs the kernel service, which plugin 'kernels' provides; it is disabled`. Providers declare
+    theirs on the `Provider` record (checked only for the chosen provider).
+
+    Example::
+
+        @hookimpl
+        def himalia_requirements(config):
+            return [Requirement("kernels", provided_by="kernels")]
+
+    .. versionadded:: 0.2
     """
 
 
@@ -252,72 +297,80 @@ def himalia_status(app: web.Application) -> dict[str, Any]:
 
 
 @hookspec
-def himalia_kernel_started(kernel_id: str, name: str) -> None:
-    """Notification: kernel `kernel_id` of spec `name` has started.
+def himalia_kernel_started(kernel_id: str, name: str, app: web.Application) -> None:
+    """Notification: kernel `kernel_id` of spec `name` has started and answered, on server `app`.
 
     Called once per kernel start (not restarts), by the kernel service, in plugin-name order.
     The return value is ignored. An exception from an implementation is logged and does not affect
-    the kernel.
+    the kernel. A kernel that dies before it answers never started: no event is sent for it.
+    `app` is the server the kernel belongs to (one process may run several): implementations may
+    leave it out of their signature.
 
     Example::
 
         @hookimpl
-        def himalia_kernel_started(kernel_id, name):
+        def himalia_kernel_started(kernel_id, name, app):
             log.info("kernel %s (%s) started", kernel_id, name)
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 the `app` argument.
     """
 
 
 @hookspec
-def himalia_kernel_stopped(kernel_id: str, reason: str) -> None:
-    """Notification: kernel `kernel_id` is gone; `reason` says why ("shutdown", "culled",
-    "died: exit code 1", "died: signal 9").
+def himalia_kernel_stopped(kernel_id: str, reason: str, app: web.Application) -> None:
+    """Notification: kernel `kernel_id` of server `app` is gone; `reason` says why ("shutdown",
+    "culled", "died: exit code 1", "died: signal 9 (SIGKILL)").
 
-    Called once per kernel, by the kernel service. The return value is ignored; exceptions are
-    logged.
+    Called once per kernel, by the kernel service, on the event loop. The return value is ignored;
+    exceptions are logged. `app` may be left out of the signature.
 
     Example::
 
         @hookimpl
-        def himalia_kernel_stopped(kernel_id, reason):
+        def himalia_kernel_stopped(kernel_id, reason, app):
             if reason.startswith("died"):
                 alerts.append(f"kernel {kernel_id} {reason}")
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 the `app` argument.
     """
 
 
 @hookspec
-def himalia_session_created(session: Model) -> None:
-    """Notification: a session was created; `session` is its REST model.
+def himalia_session_created(session: Model, app: web.Application) -> None:
+    """Notification: a session was created on server `app`; `session` is its REST model.
 
     Called once per created session, by the sessions plugin. The return value is ignored;
-    exceptions are logged.
+    exceptions are logged. `app` may be left out of the signature.
 
     Example::
 
         @hookimpl
-        def himalia_session_created(session):
+        def himalia_session_created(session, app):
             log.info("session %s opened %s", session["id"], session["path"])
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 the `app` argument.
     """
 
 
 @hookspec
-def himalia_session_deleted(session_id: str) -> None:
-    """Notification: session `session_id` was deleted (by a client, or cleaned up after its kernel died).
+def himalia_session_deleted(session_id: str, app: web.Application) -> None:
+    """Notification: session `session_id` of server `app` was deleted (by a client, or cleaned up
+    after its kernel died).
 
-    Called once per deleted session. The return value is ignored; exceptions are logged.
+    Called once per deleted session. The return value is ignored; exceptions are logged. `app` may be
+    left out of the signature.
 
     Example::
 
         @hookimpl
-        def himalia_session_deleted(session_id):
+        def himalia_session_deleted(session_id, app):
             open_sessions.discard(session_id)
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 the `app` argument.
     """
 
 

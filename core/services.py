@@ -14,6 +14,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload, runtime_checkable
 
+from .errors import ApiError
+
 if TYPE_CHECKING:
     from aiohttp import web
 
@@ -29,6 +31,19 @@ Model = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class Requirement:
+    """A service a plugin (or a provider) cannot work without, and the plugin that provides it.
+
+    `role` is a `Services` attribute ("kernels", "contents", ...); `provided_by` names the plugin that
+    provides it by default, for the start-up error when nothing does: `plugin 'sessions' needs the kernel
+    service, which plugin 'kernels' provides; it is disabled`.
+    """
+
+    role: str
+    provided_by: str
+
+
+@dataclass(frozen=True)
 class Provider(Generic[T]):
     """A named way to build one service, yielded by a `himalia_*_providers` hook.
 
@@ -38,12 +53,33 @@ class Provider(Generic[T]):
 
     `preferred(config)`, when given and true, makes this provider the default for its role if the
     config does not name one (the gateway's kernel provider uses it when a gateway url is set).
+
+    `requires` lists the services the provider needs when it is the chosen one (a kernel provider
+    needs the kernel service that serves its kernels); checked at start-up.
     """
 
     name: str
     factory: Callable[[web.Application], AbstractAsyncContextManager[T]]
     description: str = ""
     preferred: Callable[[Config], bool] | None = None
+    requires: tuple[Requirement, ...] = ()
+
+
+@dataclass(frozen=True)
+class Service(Generic[T]):
+    """A service a plugin builds on top of the chosen providers, yielded by `himalia_services`.
+
+    `factory(app)` is entered at start-up after every provider and after the services it `requires`,
+    and before any plugin resource, so every resource sees it whatever the plugins' names; it yields
+    the object stored as `app[SERVICES].<role>` and is exited in reverse order at shutdown.
+    (The kernels plugin's kernel service, `role="kernels"`, is one: it serves the chosen kernel
+    provider's kernels with live models, the websocket relay, culling and the kernel events.)
+    """
+
+    role: str
+    factory: Callable[[web.Application], AbstractAsyncContextManager[T]]
+    description: str = ""
+    requires: tuple[Requirement, ...] = ()
 
 
 # --- contents -----------------------------------------------------------------------------------
@@ -129,6 +165,36 @@ class ChannelsClosed(Exception):
     """Raised by `KernelChannels.recv` once the kernel's channels are closed for good."""
 
 
+class KernelNotReady(ApiError):
+    """A kernel that was started or restarted did not come up: it died first (`why` is the reason,
+    "died: exit code 3", "died: signal 9 (SIGKILL)"), or did not answer within the timeout. Nothing of
+    a kernel that failed to start stays running. 503: the server's failure, not the client's."""
+
+    status = 503
+    default_reason = "kernel failed to start"
+
+    def __init__(self, message: str, reason: str | None = None, *, why: str = "", status: int | None = None):
+        super().__init__(message, reason, status=status)
+        self.why = why
+
+    @classmethod
+    def died(cls, kernel_name: str, why: str, *, restart: bool = False) -> KernelNotReady:
+        """"kernel 'x' died at start: exit code 3" for a reason like "died: exit code 3"."""
+        when = "while restarting" if restart else "at start"
+        if why == "died" or why.startswith("died:"):
+            detail = why.removeprefix("died").lstrip(": ")
+            message = f"kernel '{kernel_name}' died {when}" + (f": {detail}" if detail else "")
+        else:
+            message = f"kernel '{kernel_name}' stopped before it answered: {why}"
+        return cls(message, "kernel failed to restart" if restart else None, why=why)
+
+    @classmethod
+    def silent(cls, kernel_name: str, timeout: float, *, restart: bool = False) -> KernelNotReady:
+        what = "restarted" if restart else "started"
+        return cls(f"kernel '{kernel_name}' {what} but did not answer within {timeout:g}s",
+                   "kernel failed to restart" if restart else None, why="did not answer")
+
+
 class KernelChannels(Protocol):
     """A live connection to one kernel's shell, control, stdin and iopub channels.
 
@@ -179,9 +245,18 @@ class KernelManager(Protocol):
         ...
 
     async def start_kernel(
-        self, name: str | None = None, *, path: str | None = None, env: Mapping[str, str] | None = None
+        self, name: str | None = None, *, path: str | None = None, env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Model:
-        """Start a kernel of spec `name` (None: the default) in API directory `path`; its model."""
+        """Start a kernel of spec `name` (None: the default) in API directory `path`; its model, once
+        the kernel has answered (a reply to a kernel_info_request, or a status of its own on iopub).
+
+        Readiness is part of the contract: a kernel that dies before it answers, or does not answer
+        within `timeout` seconds (None: 60), raises `KernelNotReady` naming why (exit code, signal,
+        timeout), and nothing of it stays running. Cancelling the call leaves nothing running either.
+        A provider may keep the channels it used to see the answer for the next `open_channels`
+        call, so a start costs one channel set (one upstream websocket for a remote provider).
+        """
         ...
 
     async def list_kernels(self) -> list[Model]: ...
@@ -192,12 +267,24 @@ class KernelManager(Protocol):
 
     async def interrupt_kernel(self, kernel_id: str) -> None: ...
 
-    async def restart_kernel(self, kernel_id: str) -> Model:
-        """Restart and return once the kernel answers again (its open channels keep working)."""
+    async def restart_kernel(self, kernel_id: str, *, timeout: float | None = None) -> Model:
+        """Restart and return once the kernel answers again (its open channels keep working);
+        `KernelNotReady` when it dies instead or stays silent for `timeout` seconds (None: 60)."""
         ...
 
     async def open_channels(self, kernel_id: str) -> KernelChannels:
         """A new KernelChannels to the kernel (see its contract); NotFound for unknown ids."""
+        ...
+
+
+class KernelRelay(Protocol):
+    """The websocket relay of the kernel service (`app[SERVICES].kernel_relay`, from the kernels
+    plugin): one `KernelChannels` per kernel shared by every websocket client of it, with replay
+    buffers for disconnected client sessions. Its own role, so nothing has to unwrap the kernel
+    service to find it."""
+
+    def connections(self, kernel_id: str) -> int:
+        """Websocket clients attached to `kernel_id` now (0 for an unknown or idle kernel)."""
         ...
 
 
@@ -321,15 +408,20 @@ class IdentityProvider(Protocol):
 
 @dataclass
 class Services:
-    """The chosen providers' services, filled in at start-up; reached through `app[SERVICES]`.
+    """The chosen providers' services and the services plugins build on them, filled in at start-up
+    (before any plugin resource starts); reached through `app[SERVICES]`.
 
-    A plugin may wrap a service during its own start-up resource (the kernels plugin decorates the
-    kernel manager with live activity); it must keep the Protocol.
+    `kernel_provider` is the chosen kernel provider (local processes, a gateway, a third party's);
+    `kernels` is the kernel service every other plugin uses: the same Protocol, serving the
+    provider's kernels with live models, the websocket relay, culling and the kernel events (the
+    kernels plugin provides it). No plugin replaces another's service.
     """
 
     contents: ContentsManager | None = None
     session_store: SessionStore | None = None
     kernels: KernelManager | None = None
+    kernel_provider: KernelManager | None = None
+    kernel_relay: KernelRelay | None = None
     identity: IdentityProvider | None = None
 
     @overload

@@ -1,7 +1,9 @@
-"""The two websocket wire protocols for kernel messages, both ways, without re-serialising content.
+"""The two websocket wire protocols for kernel messages, both ways, without re-serialising content, and
+the header of the messages the server makes itself.
 
-Shared by the kernels plugin (the client side of the kernel websocket) and the gateway plugin (the
-upstream side, towards a remote gateway), so the format lives in one place.
+Shared by the kernels plugin (the client side of the kernel websocket: `decode`, `encode`) and the
+gateway plugin (the upstream side, towards a remote gateway: the same two), so the format lives in
+one place.
 
 `v1.kernel.websocket.jupyter.org` (JupyterLab's default): one binary frame per message,
 `[n: u64 LE][n offsets: u64 LE][channel][header][parent][metadata][content][buffers...]`.
@@ -139,13 +141,60 @@ def _checked(msg: KernelMessage) -> KernelMessage:
     return msg
 
 
+def header(msg_type: str, *, session: str = "himalia", msg_id: str | None = None) -> dict[str, Any]:
+    """A Jupyter message header (protocol 5.3) for a message the server makes itself."""
+    return {"msg_id": msg_id or uuid.uuid4().hex, "msg_type": msg_type, "username": "himalia",
+            "session": session, "date": isoformat(utcnow()), "version": "5.3"}
+
+
+def message(channel: str, msg_type: str, content: dict[str, Any] | None = None, *, session: str = "himalia",
+            parent: bytes = b"{}") -> KernelMessage:
+    """A message the server makes itself (a kernel_info_request, a status, a stream note)."""
+    km = KernelMessage(channel, json.dumps(header(msg_type, session=session)).encode(), parent, b"{}",
+                       json.dumps(content or {}).encode())
+    return km
+
+
 def status_message(execution_state: str, reason: str | None = None, *, session: str = "himalia",
                    parent: bytes = b"{}") -> KernelMessage:
     """An iopub `status` message made by the server, for states only the server knows
     (restarting after a death, dead, gone), with the reason when there is one."""
-    header = {"msg_id": uuid.uuid4().hex, "msg_type": "status", "username": "himalia", "session": session,
-              "date": isoformat(utcnow()), "version": "5.3"}
     content: dict[str, Any] = {"execution_state": execution_state}
     if reason is not None:
         content["reason"] = reason
-    return KernelMessage("iopub", json.dumps(header).encode(), parent, b"{}", json.dumps(content).encode())
+    return message("iopub", "status", content, session=session, parent=parent)
+
+
+SERVER_STATES = ("restarting", "dead")
+"""iopub states only a kernel provider announces (a kernel never publishes them itself)."""
+
+
+def answer_to(msg: KernelMessage, request: KernelMessage) -> str | None:
+    """Whether `msg` shows the kernel is up after `request` (a kernel_info_request) was sent:
+    "answered" for the reply or any status the kernel publishes itself, the reason for a `dead`
+    status, None for anything else (a `restarting` status is no answer: the provider still tries)."""
+    if msg.channel == "iopub" and msg.msg_type == "status":
+        content = json.loads(msg.content)
+        state = content.get("execution_state")
+        if state == "dead":
+            return content.get("reason") or "died"
+        return None if state in SERVER_STATES else "answered"
+    if msg.msg_type == "kernel_info_reply" and json.loads(msg.parent_header).get("msg_id") == \
+            request.header_dict["msg_id"]:
+        return "answered"
+    return None
+
+
+def decode(data: bytes | str, protocol: str) -> KernelMessage:
+    """A client's (or a gateway's) websocket frame → a message: text frames are legacy JSON; binary frames
+    are v1 under the v1 protocol, else legacy binary. Raises MalformedMessage."""
+    if isinstance(data, str):
+        return from_legacy_text(data)
+    return from_v1(data) if protocol == V1 else from_legacy_binary(data)
+
+
+def encode(msg: KernelMessage, protocol: str) -> tuple[bytes, bool]:
+    """The websocket frame for `msg` in `protocol`, and whether it is binary."""
+    if protocol == V1:
+        return to_v1(msg), True
+    return to_legacy(msg)

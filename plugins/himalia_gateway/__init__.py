@@ -7,14 +7,15 @@ reachability to `/api/status`.
 
 from __future__ import annotations
 
-from himalia import CliOption, ConfigSection, Provider, hookimpl
+from himalia import CliOption, ConfigSection, Provider, Requirement, hookimpl
 
-from .config import GatewayConfig
+from .config import MOVED, GatewayConfig
 
 
 @hookimpl
 def himalia_config_sections():
-    return [ConfigSection("gateway", GatewayConfig, "A remote Jupyter Kernel Gateway or Enterprise Gateway.")]
+    return [ConfigSection("gateway", GatewayConfig, "A remote Jupyter Kernel Gateway or Enterprise Gateway.",
+                          moved=MOVED)]
 
 
 @hookimpl
@@ -41,7 +42,7 @@ def _gateway_kernels(app):
 @hookimpl
 def himalia_kernel_providers():
     return [Provider("gateway", _gateway_kernels, "kernels on a remote Jupyter Kernel/Enterprise Gateway",
-                     preferred=_url_is_set)]
+                     preferred=_url_is_set, requires=(Requirement("kernels", provided_by="kernels"),))]
 
 
 @hookimpl

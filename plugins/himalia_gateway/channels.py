@@ -81,11 +81,8 @@ class GatewayChannels:
             if self._finished is not None or ws is None:
                 raise ChannelsClosed(self._finished or "closed")
             try:
-                if self.protocol == V1:
-                    await ws.send_bytes(wire.to_v1(msg))
-                else:
-                    frame, binary = wire.to_legacy(msg)
-                    await (ws.send_bytes(frame) if binary else ws.send_str(frame.decode()))
+                frame, binary = wire.encode(msg, self.protocol)
+                await (ws.send_bytes(frame) if binary else ws.send_str(frame.decode()))
                 return
             except (ConnectionError, aiohttp.ClientError, RuntimeError):
                 await ws.close()  # so the reader surely notices, and reconnects
@@ -129,10 +126,10 @@ class GatewayChannels:
             ws = await asyncio.wait_for(self.client.session.ws_connect(
                 self.client.ws_url(path), params={"session_id": self.session_id}, protocols=self._protocols,
                 heartbeat=self.config.ping_interval or None, max_msg_size=0, ssl=self.client.ssl),
-                self.config.kernel_info_timeout)
+                self.config.ws_connect_timeout)
         except asyncio.TimeoutError:
             raise GatewayTimeout(f"the gateway at {self.config.url} did not open {what} within "
-                                 f"{self.config.kernel_info_timeout:g}s", "gateway timeout") from None
+                                 f"{self.config.ws_connect_timeout:g}s", "gateway timeout") from None
         except aiohttp.WSServerHandshakeError as e:
             if e.status == 404:
                 raise NotFound(f"kernel {self.kernel_id} is gone from the gateway", "kernel gone") from None
@@ -180,12 +177,9 @@ class GatewayChannels:
     async def _pump(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for frame in ws:
             try:
-                if frame.type == aiohttp.WSMsgType.BINARY:
-                    msg = wire.from_v1(frame.data) if self.protocol == V1 else wire.from_legacy_binary(frame.data)
-                elif frame.type == aiohttp.WSMsgType.TEXT:
-                    msg = wire.from_legacy_text(frame.data)
-                else:
+                if frame.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
                     break
+                msg = wire.decode(frame.data, self.protocol)
             except wire.MalformedMessage as e:
                 log.warning("kernel %s: dropped a malformed message from the gateway: %s", self.kernel_id, e)
                 continue

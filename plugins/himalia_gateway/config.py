@@ -11,6 +11,10 @@ URL_ENV = "JUPYTER_GATEWAY_URL"
 TOKEN_ENV = "JUPYTER_GATEWAY_AUTH_TOKEN"  # noqa: S105 - the name of a variable, not a secret
 
 
+MOVED = {"kernel_info_timeout": "[plugins.gateway] 'ws_connect_timeout' (it only ever bounded the "
+                                 "websocket's opening)"}
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     url: str = setting("", "Base URL of the Jupyter Kernel Gateway or Enterprise Gateway (http[s]://host:port/"
@@ -38,14 +42,17 @@ class GatewayConfig:
     retry_max: int = setting(5, "Reconnection attempts before a dropped kernel websocket is given up.")
     allowed_envs: list[str] = setting(default_factory=list, help="Names of this server's environment variables "
                                                                  "passed to remote kernels (KERNEL_* always are).")
-    kernel_info_timeout: float = setting(60.0, "Seconds allowed to open a kernel's websocket on the gateway.")
+    ws_connect_timeout: float = setting(60.0, "Seconds allowed to open a kernel's websocket on the gateway. "
+                                              "(How long a new kernel gets to answer is [plugins.kernels] "
+                                              "kernel_info_timeout, for every provider.)")
     ping_interval: float = setting(30.0, "Seconds between keepalive pings on each upstream kernel websocket, "
                                          "and between checks that its kernel still exists; 0 turns both off.")
     probe_interval: float = setting(30.0, "Seconds between reachability checks shown in /api/status.")
 
+
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "request_timeout", "retry_interval", "retry_interval_max",
-                     "kernel_info_timeout", "probe_interval"):
+                     "ws_connect_timeout", "probe_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"'{name}' must be > 0, got {getattr(self, name)}")
         for name in ("retry_max", "ping_interval"):

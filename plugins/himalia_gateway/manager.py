@@ -3,7 +3,11 @@
 Like jupyter_server's `GatewayMappingKernelManager`, it answers for the kernels it started only (a
 shared gateway may run other users' kernels). A kernel the gateway no longer knows is forgotten and
 its channels end with a `dead` status (reason "gone from the gateway"), so the relay reports it the
-way it reports a local kernel's death. The started/stopped events are the relay's to send.
+way it reports a local kernel's death. The started/stopped events are the kernel service's to send.
+
+A start (or restart) returns once the kernel answered a kernel_info_request over the upstream
+websocket; that websocket is kept for the kernel service's first `open_channels`, so one new kernel
+costs one upstream websocket.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from himalia import CONFIG, ApiError, Model, NotFound
+from himalia import CONFIG, ApiError, ChannelsClosed, KernelNotReady, Model, NotFound, wire
 
 from .channels import GatewayChannels
 from .client import GatewayClient, UpstreamError, quoted
@@ -42,6 +46,9 @@ class GatewayKernelManager:
         self._kernels: dict[str, str] = {}
         """Our kernels: id → spec name."""
         self._channels: dict[str, weakref.WeakSet[GatewayChannels]] = {}
+        self._parked: dict[str, GatewayChannels] = {}
+        """Channels that saw a new kernel answer, kept for the first open_channels of it."""
+        self._cleanups: set[asyncio.Task[None]] = set()
 
     # -- kernelspecs -------------------------------------------------------------------------
 
@@ -104,7 +111,7 @@ class GatewayKernelManager:
     # -- kernels -----------------------------------------------------------------------------
 
     async def start_kernel(self, name: str | None = None, *, path: str | None = None,
-                           env: Mapping[str, str] | None = None) -> Model:
+                           env: Mapping[str, str] | None = None, timeout: float | None = None) -> Model:
         body: dict[str, Any] = {"env": self.kernel_env(path, env)}
         if name:
             body["name"] = name
@@ -118,9 +125,62 @@ class GatewayKernelManager:
         if not isinstance(model, dict) or not isinstance(model.get("id"), str):
             raise ApiError(f"the gateway at {self.config.url} answered POST /api/kernels without a kernel id",
                            "bad gateway response", status=502)
-        self._kernels[model["id"]] = model.get("name", name or "")
-        log.info("kernel %s (%s) started on the gateway %s", model["id"], model.get("name"), self.config.url)
+        kernel_id = model["id"]
+        self._kernels[kernel_id] = model.get("name", name or "")
+        try:
+            await self._answered(kernel_id, model.get("name") or name or "default", timeout, restart=False)
+        except BaseException:
+            # died, silent or cancelled: delete it on the gateway, in a task no cancellation reaches
+            self._discard(kernel_id)
+            raise
+        log.info("kernel %s (%s) started on the gateway %s", kernel_id, model.get("name"), self.config.url)
         return model
+
+    async def _answered(self, kernel_id: str, name: str, timeout: float | None, *, restart: bool) -> None:
+        """Return once the kernel answers a kernel_info_request on a websocket kept for the next
+        open_channels; KernelNotReady if it is reported dead first or stays silent for `timeout`."""
+        timeout = 60.0 if timeout is None else timeout
+        channels = self._parked.pop(kernel_id, None)
+        if channels is None or channels.closed:
+            channels = await self.open_channels(kernel_id)
+        request = wire.message("shell", "kernel_info_request", session=channels.session_id)
+
+        async def answer() -> str:
+            await channels.send(request)
+            while True:
+                verdict = wire.answer_to(await channels.recv(), request)
+                if verdict is not None:
+                    return verdict
+
+        try:
+            verdict = await asyncio.wait_for(answer(), timeout)
+        except asyncio.TimeoutError:
+            await channels.close()
+            raise KernelNotReady.silent(name, timeout, restart=restart) from None
+        except ChannelsClosed:
+            verdict = channels._finished or "the gateway closed its websocket"
+        except BaseException:
+            await channels.close()
+            raise
+        if verdict != "answered":
+            await channels.close()
+            raise KernelNotReady.died(name, verdict, restart=restart)
+        self._parked[kernel_id] = channels
+
+    def _discard(self, kernel_id: str) -> None:
+        parked = self._parked.pop(kernel_id, None)
+
+        async def delete() -> None:
+            if parked is not None:
+                await parked.close()
+            try:
+                await self.shutdown_kernel(kernel_id)
+            except Exception as e:  # best effort: it may be gone already
+                log.debug("kernel %s: cleanup after a failed start: %s", kernel_id, e)
+
+        task = asyncio.ensure_future(delete())
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     def kernel_env(self, path: str | None, env: Mapping[str, str] | None) -> dict[str, str]:
         """What jupyter_server's gateway client sends: KERNEL_* and allowed_envs, from this process's
@@ -169,14 +229,18 @@ class GatewayKernelManager:
     async def interrupt_kernel(self, kernel_id: str) -> None:
         await self._post(kernel_id, "interrupt")
 
-    async def restart_kernel(self, kernel_id: str) -> Model:
+    async def restart_kernel(self, kernel_id: str, *, timeout: float | None = None) -> Model:
         model = await self._post(kernel_id, "restart")
         for channels in list(self._channels.get(kernel_id, ())):
             await channels.refresh()  # the restarted kernel may listen on new ports
+        # jupyter_server's restart (the gateway's) returns once the kernel answers again
         return model if isinstance(model, dict) and "id" in model else await self.get_kernel(kernel_id)
 
     async def open_channels(self, kernel_id: str, *, session_id: str | None = None) -> GatewayChannels:
         self._ours(kernel_id)
+        parked = self._parked.pop(kernel_id, None)
+        if parked is not None and not parked.closed and session_id is None:
+            return parked  # the websocket that saw the kernel answer at start: no second upstream one
         try:
             channels = await GatewayChannels.open(self.client, kernel_id, session_id=session_id,
                                                   on_gone=self._gone_from_channels)
@@ -193,6 +257,7 @@ class GatewayKernelManager:
         for kid, result in zip(ids, results):
             if isinstance(result, BaseException):
                 log.warning("kernel %s on the gateway was not shut down: %s", kid, result)
+        await asyncio.gather(*self._cleanups, return_exceptions=True)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -225,6 +290,7 @@ class GatewayKernelManager:
             return
         if reason != "shutdown":
             log.warning("kernel %s is %s", kernel_id, reason)
+        self._parked.pop(kernel_id, None)  # closed with the others below
         for channels in list(self._channels.pop(kernel_id, ())):
             if reason == "shutdown":
                 await channels.close()

@@ -1,30 +1,46 @@
-"""Default plugin `kernels`: the `local` kernel provider, the kernel and kernelspec routes, and the
-kernel websocket with its relay, which serve any kernel provider (local or remote)."""
+"""Default plugin `kernels`: the kernel service, which serves the chosen kernel provider's kernels (local,
+gateway, a third party's): the kernel and kernelspec routes, the websocket relay with its replay buffers,
+live models and activity, culling, and the started/stopped events. It runs no kernel itself."""
 
 from __future__ import annotations
 
-from himalia import ConfigSection, Provider, Route, hookimpl
+from himalia import ConfigSection, Requirement, Route, Service, hookimpl
 
-from .config import KernelsConfig
+from .config import MOVED, KernelsConfig
 
 
 @hookimpl
 def himalia_config_sections():
-    return [ConfigSection("kernels", KernelsConfig, "Kernel lifecycle, reconnect buffers and culling.")]
+    return [ConfigSection("kernels", KernelsConfig, "Kernel lifecycle, reconnect buffers and culling.",
+                          moved=MOVED)]
+
+
+def _kernel_service(app):
+    from .live import kernel_service
+
+    return kernel_service(app)
+
+
+def _kernel_relay(app):
+    from .live import kernel_relay
+
+    return kernel_relay(app)
+
+
+_NEEDS_PROVIDER = (Requirement("kernel_provider", provided_by="local"),)
 
 
 @hookimpl
-def himalia_kernel_providers():
-    from .local import local_kernels
-
-    return [Provider("local", local_kernels, "Kernels as local processes, via jupyter_client")]
+def himalia_services(config):
+    return [Service("kernels", _kernel_service, "live kernels, culling and events over the kernel provider",
+                    requires=_NEEDS_PROVIDER),
+            Service("kernel_relay", _kernel_relay, "the kernel websocket relay",
+                    requires=(Requirement("kernels", provided_by="kernels"),))]
 
 
 @hookimpl
-def himalia_resources(config):
-    from .live import live_kernels
-
-    return [live_kernels]
+def himalia_requirements(config):
+    return list(_NEEDS_PROVIDER)
 
 
 @hookimpl

@@ -9,15 +9,20 @@ from urllib.parse import quote
 
 from aiohttp import WSMsgType, web
 
-from himalia import CONFIG, SERVICES, WEBSOCKETS, ApiError, BadRequest, ChannelsClosed, Model, read_json, wire
+from himalia import CONFIG, SERVICES, WEBSOCKETS, BadRequest, ChannelsClosed, KernelManager, Model, read_json, wire
 
 from .live import LiveKernels
 
 log = logging.getLogger("himalia.kernels")
 
 
-def _kernels(request: web.Request) -> Any:
+def _kernels(request: web.Request) -> KernelManager:
     return request.app[SERVICES].require("kernels")
+
+
+def _relay(request: web.Request) -> LiveKernels:
+    """This plugin's relay, under its own role (this plugin fills it: the annotation only names the type)."""
+    return request.app[SERVICES].require("kernel_relay")
 
 
 def _url(request: web.Request, path: str) -> str:
@@ -123,9 +128,7 @@ async def restart_kernel(request: web.Request) -> web.Response:
 async def kernel_channels(request: web.Request) -> web.StreamResponse:
     """`/api/kernels/{id}/channels?session_id=...`: both wire protocols, every channel."""
     kernel_id = request.match_info["kernel_id"]
-    kernels = _kernels(request)
-    if not isinstance(kernels, LiveKernels):
-        raise ApiError("the kernel relay is not running", "service unavailable", status=503)
+    kernels = _relay(request)
     await kernels.get_kernel(kernel_id)  # unknown ids are refused before anything is allocated
     ws = web.WebSocketResponse(protocols=(wire.V1,), compress=False,
                                max_msg_size=request.app[CONFIG].server.max_body_size)
@@ -151,13 +154,10 @@ async def kernel_channels(request: web.Request) -> web.StreamResponse:
             return ws
         await client.flush_replay()
         async for frame in ws:
+            if frame.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
+                continue
             try:
-                if frame.type == WSMsgType.BINARY:
-                    msg = wire.from_v1(frame.data) if protocol == wire.V1 else wire.from_legacy_binary(frame.data)
-                elif frame.type == WSMsgType.TEXT:
-                    msg = wire.from_legacy_text(frame.data)
-                else:
-                    continue
+                msg = wire.decode(frame.data, protocol)
             except wire.MalformedMessage as e:
                 log.warning("kernel %s: ignoring a malformed message from a client: %s", kernel_id, e.message)
                 continue
@@ -221,6 +221,9 @@ def openapi() -> dict[str, Any]:
                                   "400": error_response("Malformed body or path outside the root"),
                                   "404": error_response("No such kernelspec (the message lists installed ones)"),
                                   "500": error_response("The kernel failed to start"),
+                                  "503": error_response("The kernel died before it answered (the message "
+                                                        "names the exit code or signal) or did not answer "
+                                                        "within kernel_info_timeout; nothing is left running"),
                                   **AUTH_ERRORS},
                 },
             },
@@ -241,7 +244,10 @@ def openapi() -> dict[str, Any]:
                 "parameters": [kernel_id],
                 "post": {"summary": "Restart a kernel; returns once it answers again",
                          "responses": {"200": json_response("The kernel", kernel), **not_found,
-                                       "500": error_response("The kernel failed to restart"), **AUTH_ERRORS}},
+                                       "500": error_response("The kernel failed to restart"),
+                                       "503": error_response("The kernel died while restarting, or did not "
+                                                             "answer within kernel_info_timeout"),
+                                       **AUTH_ERRORS}},
             },
             "/api/kernels/{kernel_id}/channels": {
                 "parameters": [kernel_id, {"name": "session_id", "in": "query", "required": False,

@@ -18,8 +18,9 @@ from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
 
-from himalia import ChannelsClosed, KernelChannels, KernelManager, KernelMessage, isoformat, utcnow, wire
+from himalia import ChannelsClosed, KernelChannels, KernelManager, KernelMessage, isoformat, wire
 
+from .backlog import Backlog, ReplayBudget
 from .config import KernelsConfig
 
 log = logging.getLogger("himalia.kernels")
@@ -28,11 +29,7 @@ _OWNERS_MAX = 10000
 _REPLY_CHANNELS = ("shell", "control")
 
 
-def encode(msg: KernelMessage, protocol: str) -> tuple[bytes, bool]:
-    """The websocket frame for `msg` in `protocol`, and whether it is binary."""
-    if protocol == wire.V1:
-        return wire.to_v1(msg), True
-    return wire.to_legacy(msg)
+encode = wire.encode
 
 
 def _size(msg: KernelMessage) -> int:
@@ -44,7 +41,7 @@ class Client:
     """One websocket attached to a hub, under its session key."""
 
     __slots__ = ("ws", "protocol", "session_key", "buffered", "transport", "max_backlog", "replaying",
-                 "closed", "hub")
+                 "closed", "hub", "__weakref__")
 
     def __init__(self, hub: KernelHub, ws: web.WebSocketResponse, protocol: str, session_key: str,
                  buffered: bool, transport: Any, max_backlog: int):
@@ -77,12 +74,27 @@ class Client:
         if transport is None or transport.is_closing():
             self.hub.detach(self, unsent=msg)
             return False
-        if transport.get_write_buffer_size() > self.max_backlog:
-            log.warning("kernel %s: client %s reads too slowly (%d bytes unread); disconnecting it",
-                        self.hub.kernel_id, self.session_key, transport.get_write_buffer_size())
+        unread = transport.get_write_buffer_size()
+        if unread > self.max_backlog:
+            log.warning("kernel %s: client %s reads too slowly (%d bytes unread, over [plugins.kernels] "
+                        "client_max_backlog_bytes); disconnecting it", self.hub.kernel_id, self.session_key, unread)
             self.hub.detach(self, unsent=msg)
             asyncio.ensure_future(self.ws.close(code=1013, message=b"client too slow"))
             return False
+        backlog = self.hub.backlog
+        if backlog is not None:
+            backlog.update(self, unread)
+            victim = backlog.over_cap()
+            if victim is not None:
+                log.warning("kernel %s: websocket clients leave %d bytes unread in all, over [plugins.kernels] "
+                            "server_max_backlog_bytes (%d); disconnecting client %s of kernel %s, the one with "
+                            "the most (%d bytes)", self.hub.kernel_id, backlog.total, backlog.cap,
+                            victim.session_key, victim.hub.kernel_id, backlog.sizes[victim])
+                backlog.disconnected += 1
+                victim.hub.detach(victim, unsent=msg if victim is self else None)
+                asyncio.ensure_future(victim.ws.close(code=1013, message=b"server backlog full"))
+                if victim is self:
+                    return False
         try:
             await self.ws.send_frame(frame[0], WSMsgType.BINARY if frame[1] else WSMsgType.TEXT)
         except (ConnectionError, RuntimeError):
@@ -106,9 +118,12 @@ class SessionBuffer:
     replies and stdin requests only when nothing but them is left over the caps; what was dropped is
     announced on replay."""
 
-    def __init__(self, max_messages: int, max_bytes: int):
+    def __init__(self, max_messages: int, max_bytes: int, budget: ReplayBudget | None = None):
         self.max_messages = max_messages
         self.max_bytes = max_bytes
+        self.budget = budget
+        self.over_budget = False
+        """Emptied once because all sessions' buffers together passed buffer_max_total_bytes."""
         self.items: deque[KernelMessage] = deque()
         self.kept: deque[KernelMessage] = deque()
         """Replies and stdin requests passed over while dropping iopub; counted in the caps."""
@@ -119,6 +134,27 @@ class SessionBuffer:
         self.dropped_parent: bytes | None = None
 
     def add(self, msg: KernelMessage) -> None:
+        before = self.bytes
+        self._add(msg)
+        if self.budget is not None:
+            self.budget.grew(self.bytes - before)
+
+    def drop_all(self) -> None:
+        """Forget every message (the server-wide budget is spent); say so on replay."""
+        for old in (*self.kept, *self.items):
+            if old.channel == "iopub":
+                self.dropped += 1
+            else:
+                self.dropped_replies += 1
+            if self.dropped_parent is None:
+                self.dropped_parent = old.parent_header
+        self.dropped_bytes += self.bytes
+        self.items.clear()
+        self.kept.clear()
+        self.bytes = 0
+        self.over_budget = True
+
+    def _add(self, msg: KernelMessage) -> None:
         self.items.append(msg)
         self.bytes += _size(msg)
         while len(self.items) + len(self.kept) > self.max_messages or self.bytes > self.max_bytes:
@@ -148,7 +184,11 @@ class SessionBuffer:
             text = (f"[himalia] {what} ({self.dropped_bytes} bytes) produced while this "
                     f"client was disconnected were dropped: the server keeps at most {self.max_messages} "
                     f"messages and {self.max_bytes} bytes per disconnected session "
-                    f"([plugins.kernels] buffer_max_messages, buffer_max_bytes).\n")
+                    f"([plugins.kernels] buffer_max_messages, buffer_max_bytes)")
+            if self.over_budget:
+                text += (f", and at most {self.budget.cap if self.budget else 0} bytes for all disconnected "
+                         "sessions together (buffer_max_total_bytes)")
+            text += ".\n"
             out.append(_synthetic("stream", {"name": "stderr", "text": text}, self.dropped_parent or b"{}"))
         out.extend(self.kept)
         out.extend(self.items)
@@ -156,21 +196,27 @@ class SessionBuffer:
 
 
 def _synthetic(msg_type: str, content: dict[str, Any], parent: bytes = b"{}") -> KernelMessage:
-    header = {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "username": "himalia", "session": "himalia",
-              "date": isoformat(utcnow()), "version": "5.3"}
-    return KernelMessage("iopub", json.dumps(header).encode(), parent, b"{}", json.dumps(content).encode())
+    return wire.message("iopub", msg_type, content, parent=parent)
 
 
 class KernelHub:
     """The relay for one kernel: its channels, its clients, its live activity."""
 
     def __init__(self, kernel_id: str, kernels: KernelManager, config: KernelsConfig,
-                 on_dead: Callable[[KernelHub, str], None]):
+                 on_dead: Callable[[KernelHub, str], None], backlog: Backlog | None = None,
+                 replay_budget: ReplayBudget | None = None):
         self.kernel_id = kernel_id
+        self.backlog = backlog
+        self.replay_budget = replay_budget
         self.config = config
         self.clients: dict[str, Client] = {}
         self.buffers: OrderedDict[str, SessionBuffer] = OrderedDict()
         self.owners: dict[str, str] = {}
+        """msg_id sent to the kernel → the session key of the connection whose request it is."""
+        self.aliases: OrderedDict[str, list[Any]] = OrderedDict()
+        """msg_id sent to the kernel → [the msg_id the client gave, answers still to come (its reply and
+        its idle status)], for a request whose msg_id another connection's pending request already
+        uses: replies are routed by (connection, msg_id)."""
         self.execution_state = "starting"
         self.reason: str | None = None
         self.last_activity = time.time()
@@ -238,18 +284,23 @@ class KernelHub:
         return not self.closing and (self.failed is not None or self._task.done())
 
     async def _dispatch(self, msg: KernelMessage) -> None:
+        sent_as = None
+        if self.aliases:
+            msg, sent_as = self._unalias(msg)
         if msg.channel == "iopub":
             self.last_activity = time.time()
             if msg.msg_type == "status":
                 self._track(json.loads(msg.content))
             for buffer in self.buffers.values():
                 buffer.add(msg)
+            if self.buffers and self.replay_budget is not None and self.replay_budget.total > self.replay_budget.cap:
+                self._enforce_budget()
             frames: dict[str, tuple[bytes, bool]] = {}
             for client in list(self.clients.values()):
                 await client.deliver(msg, frames)
             return
         parent = json.loads(msg.parent_header) if msg.parent_header != b"{}" else {}
-        parent_id = parent.get("msg_id")
+        parent_id = sent_as or parent.get("msg_id")
         key = self.owners.get(parent_id)
         if key is not None and msg.channel in _REPLY_CHANNELS and msg.msg_type.endswith("_reply"):
             del self.owners[parent_id]
@@ -260,6 +311,8 @@ class KernelHub:
             await client.deliver(msg, {})
         elif key in self.buffers:
             self.buffers[key].add(msg)
+            if self.replay_budget is not None and self.replay_budget.total > self.replay_budget.cap:
+                self._enforce_budget()
         else:
             log.debug("kernel %s: %s %s for no known client dropped", self.kernel_id, msg.channel, msg.msg_type)
 
@@ -273,12 +326,48 @@ class KernelHub:
             if state == "dead":
                 self._on_dead(self, self.reason)
 
+    def _unalias(self, msg: KernelMessage) -> tuple[KernelMessage, str | None]:
+        """A message answering an aliased request, with the msg_id its client gave back in its parent
+        header; and the msg_id it was sent under (None when the message answers no aliased request)."""
+        if msg.parent_header == b"{}":
+            return msg, None
+        parent = json.loads(msg.parent_header)
+        sent_as = parent.get("msg_id")
+        alias = self.aliases.get(sent_as)
+        if alias is None:
+            return msg, None
+        if (msg.channel == "iopub" and msg.msg_type == "status" and b'"idle"' in msg.content) or \
+                (msg.channel in _REPLY_CHANNELS and msg.msg_type.endswith("_reply")):
+            alias[1] -= 1
+            if alias[1] <= 0:  # both its reply and its idle status are through
+                del self.aliases[sent_as]
+        parent["msg_id"] = alias[0]
+        return KernelMessage(msg.channel, msg.header, json.dumps(parent).encode(), msg.metadata, msg.content,
+                             msg.buffers), sent_as
+
     async def send(self, client: Client, msg: KernelMessage) -> None:
-        """Relay a client's message to the kernel, remembering whom the replies go to."""
+        """Relay a client's message to the kernel, remembering whom the replies go to.
+
+        Replies and stdin requests are routed by (connection, msg_id), as jupyter_server's per-connection
+        channels route them: a request reusing the msg_id of another connection's pending request (one
+        it saw on iopub, say) is sent under a fresh msg_id, and its answers get the client's back."""
         if msg.channel in _REPLY_CHANNELS or msg.channel == "stdin":
             if msg.channel != "stdin":
                 owners = self.owners
-                owners[msg.header_dict["msg_id"]] = client.session_key
+                msg_id = msg.header_dict["msg_id"]
+                owner = owners.get(msg_id)
+                if owner is not None and owner != client.session_key:
+                    sent_as = uuid.uuid4().hex
+                    header = {**msg.header_dict, "msg_id": sent_as}
+                    msg = KernelMessage(msg.channel, json.dumps(header).encode(), msg.parent_header, msg.metadata,
+                                        msg.content, msg.buffers)
+                    self.aliases[sent_as] = [msg_id, 2]
+                    while len(self.aliases) > _OWNERS_MAX:
+                        self.aliases.popitem(last=False)
+                    log.info("kernel %s: session %s reused the msg_id of a pending request of another "
+                             "connection; sent as %s", self.kernel_id, client.session_key, sent_as)
+                    msg_id = sent_as
+                owners[msg_id] = client.session_key
                 if len(owners) > _OWNERS_MAX:
                     del owners[next(iter(owners))]
             await self.channels.send(msg)  # type: ignore[union-attr]
@@ -298,6 +387,7 @@ class KernelHub:
         client = Client(self, ws, protocol, key, buffered, transport, self.config.client_max_backlog_bytes)
         buffer = self.buffers.pop(key, None)
         if buffer is not None:
+            self._release(buffer)
             client.replaying = buffer.replay()
         self.clients[key] = client
         return client
@@ -308,24 +398,46 @@ class KernelHub:
         if client.closed:
             return
         client.closed = True
+        if self.backlog is not None:
+            self.backlog.forget(client)
         if self.clients.get(client.session_key) is not client:
             return
         del self.clients[client.session_key]
         if not buffer or not client.buffered or self.closing or self.config.buffer_max_sessions == 0:
             return
-        buf = SessionBuffer(self.config.buffer_max_messages, self.config.buffer_max_bytes)
+        buf = SessionBuffer(self.config.buffer_max_messages, self.config.buffer_max_bytes, self.replay_budget)
+        if self.replay_budget is not None:
+            self.replay_budget.track(buf)
         for msg in client.replaying or ():
             buf.add(msg)
         if unsent is not None:
             buf.add(unsent)
         self.buffers[client.session_key] = buf
         while len(self.buffers) > self.config.buffer_max_sessions:
-            dropped, _ = self.buffers.popitem(last=False)
+            dropped, old = self.buffers.popitem(last=False)
+            self._release(old)
             log.info("kernel %s: dropped the reconnect buffer of session %s", self.kernel_id, dropped)
+        if self.replay_budget is not None and self.replay_budget.total > self.replay_budget.cap:
+            self._enforce_budget()
+
+    def _release(self, buffer: SessionBuffer) -> None:
+        if self.replay_budget is not None:
+            self.replay_budget.release(buffer)
+
+    def _enforce_budget(self) -> None:
+        budget = self.replay_budget
+        assert budget is not None
+        emptied = budget.enforce()
+        if emptied:
+            log.warning("reconnect buffers of disconnected sessions hold more than [plugins.kernels] "
+                        "buffer_max_total_bytes (%d) in all; emptied the %d oldest (their clients are told "
+                        "on reconnect)", budget.cap, len(emptied))
 
     async def close(self) -> None:
         """Stop relaying: close the channels and every websocket."""
         self.closing = True
+        for buffer in self.buffers.values():
+            self._release(buffer)
         self.buffers.clear()
         if self.channels is not None:
             await self.channels.close()

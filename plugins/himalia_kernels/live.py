@@ -1,18 +1,20 @@
-"""The kernel service as clients see it: any provider's KernelManager with each kernel's relay (live
-execution_state, connections, last_activity, reason) merged into its models, the started/stopped
-events, and the idle-kernel culler."""
+"""The kernel service (`app[SERVICES].kernels`): the chosen provider's kernels with each kernel's relay
+(live execution_state, connections, last_activity, reason) merged into their models, the started/stopped
+events, and the idle-kernel culler. It is also the relay (`app[SERVICES].kernel_relay`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 
 from aiohttp import web
 
 from himalia import CONFIG, HOOKS, SERVICES, Hooks, KernelChannels, KernelManager, Model
 
+from .backlog import Backlog, ReplayBudget
 from .config import KernelsConfig
 from .hub import KernelHub
 
@@ -20,13 +22,20 @@ log = logging.getLogger("himalia.kernels")
 
 
 class LiveKernels:
-    """A KernelManager decorating the provider's: same Protocol, live models, one hub per kernel."""
+    """The kernel service: a KernelManager over the provider's (same Protocol), live models, one hub
+    per kernel, and the KernelRelay role."""
 
-    def __init__(self, inner: KernelManager, config: KernelsConfig, hooks: Hooks):
-        self.inner = inner
+    def __init__(self, provider: KernelManager, config: KernelsConfig, hooks: Hooks,
+                 app: web.Application | None = None):
+        self.inner = provider
         self.config = config
         self.hooks = hooks
+        self.app = app
         self.hubs: dict[str, KernelHub] = {}
+        self.backlog = Backlog(config.server_max_backlog_bytes)
+        self.replay_budget = ReplayBudget(config.buffer_max_total_bytes)
+        """What every disconnected session's reconnect buffer holds, bounded server-wide."""
+        """What every websocket client of every kernel leaves unread, bounded server-wide."""
         self._started: set[str] = set()
         """Kernels running as far as the events said: kernel_started fired, kernel_stopped not yet."""
         self._dead: set[str] = set()
@@ -42,7 +51,8 @@ class LiveKernels:
             self._closing = {t for t in self._closing if not t.done()}
             hub = None
         if hub is None:
-            hub = self.hubs[kernel_id] = KernelHub(kernel_id, self.inner, self.config, self._died)
+            hub = self.hubs[kernel_id] = KernelHub(kernel_id, self.inner, self.config, self._died, self.backlog,
+                                                   self.replay_budget)
         return hub
 
     def _merge(self, model: Model) -> Model:
@@ -55,7 +65,7 @@ class LiveKernels:
         if kernel_id not in self._started:  # reported already (died, or a concurrent stop)
             return
         self._started.discard(kernel_id)
-        self.hooks.kernel_stopped(kernel_id, reason)
+        self.hooks.kernel_stopped(kernel_id, reason, self.app)
 
     def _died(self, hub: KernelHub, reason: str) -> None:
         if hub.kernel_id in self._started:
@@ -64,8 +74,15 @@ class LiveKernels:
 
     # -- KernelManager ----------------------------------------------------------------------
 
+    def connections(self, kernel_id: str) -> int:
+        hub = self.hubs.get(kernel_id)
+        return hub.connections if hub is not None else 0
+
     async def list_kernelspecs(self) -> Model:
-        return await self.inner.list_kernelspecs()
+        specs = await self.inner.list_kernelspecs()
+        if self.config.default_kernel_name:
+            specs["default"] = self.config.default_kernel_name
+        return specs
 
     async def get_kernelspec(self, name: str) -> Model:
         return await self.inner.get_kernelspec(name)
@@ -74,12 +91,16 @@ class LiveKernels:
         return await self.inner.get_kernelspec_resource(name, resource)
 
     async def start_kernel(self, name: str | None = None, *, path: str | None = None,
-                           env: Mapping[str, str] | None = None) -> Model:
-        model = await self.inner.start_kernel(name, path=path, env=env)
+                           env: Mapping[str, str] | None = None, timeout: float | None = None) -> Model:
+        """Start through the provider, which returns once the kernel answered (or raises
+        KernelNotReady); then relay it and announce it."""
+        name = name or self.config.default_kernel_name or None
+        model = await self.inner.start_kernel(name, path=path, env=env,
+                                              timeout=self.config.kernel_info_timeout if timeout is None else timeout)
         kernel_id = model["id"]
         self._started.add(kernel_id)
         self.hub(kernel_id)  # start relaying (and tracking activity) now, not at the first websocket
-        self.hooks.kernel_started(kernel_id, model.get("name", name or ""))
+        self.hooks.kernel_started(kernel_id, model.get("name", name or ""), self.app)
         return self._merge(model)
 
     async def list_kernels(self) -> list[Model]:
@@ -103,12 +124,13 @@ class LiveKernels:
     async def interrupt_kernel(self, kernel_id: str) -> None:
         await self.inner.interrupt_kernel(kernel_id)
 
-    async def restart_kernel(self, kernel_id: str) -> Model:
-        model = await self.inner.restart_kernel(kernel_id)
+    async def restart_kernel(self, kernel_id: str, *, timeout: float | None = None) -> Model:
+        model = await self.inner.restart_kernel(
+            kernel_id, timeout=self.config.kernel_info_timeout if timeout is None else timeout)
         if kernel_id in self._dead:  # a dead kernel brought back: it runs again
             self._dead.discard(kernel_id)
             self._started.add(kernel_id)
-            self.hooks.kernel_started(kernel_id, model.get("name", ""))
+            self.hooks.kernel_started(kernel_id, model.get("name", ""), self.app)
         return self._merge(model)
 
     async def open_channels(self, kernel_id: str) -> KernelChannels:
@@ -154,25 +176,27 @@ class LiveKernels:
         return culled
 
 
-async def live_kernels(app: web.Application) -> AsyncIterator[None]:
-    """Resource: wrap the chosen kernel service with the relay; cull; shut every kernel down at exit."""
-    services = app[SERVICES]
-    inner = services.kernels
-    if inner is None:
-        yield
-        return
+@asynccontextmanager
+async def kernel_service(app: web.Application) -> AsyncIterator[LiveKernels]:
+    """Service factory: the kernel service over the chosen provider (a declared requirement, so it is
+    there); culls; shuts every kernel down at exit, before the provider is released."""
+    provider = app[SERVICES].require("kernel_provider")
     config: KernelsConfig = app[CONFIG].section("kernels")
-    live = LiveKernels(inner, config, app[HOOKS])
-    services.kernels = live
+    live = LiveKernels(provider, config, app[HOOKS], app)
     culler = asyncio.create_task(_cull_forever(live, config)) if config.cull_idle_timeout > 0 else None
     try:
-        yield
+        yield live
     finally:
         if culler is not None:
             culler.cancel()
             await asyncio.gather(culler, return_exceptions=True)
         await live.shutdown_all()
-        services.kernels = inner
+
+
+@asynccontextmanager
+async def kernel_relay(app: web.Application) -> AsyncIterator[LiveKernels]:
+    """Service factory for the relay role: the kernel service's hubs (it requires that service)."""
+    yield app[SERVICES].require("kernels")
 
 
 async def _cull_forever(live: LiveKernels, config: KernelsConfig) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from himalia import ConfigSection, Provider, Route, hookimpl
+from himalia import ConfigSection, Provider, Requirement, Route, hookimpl
 
 from .config import SessionsConfig
 
@@ -17,6 +17,18 @@ def himalia_session_store_providers():
     from .store_sqlite import sqlite_store
 
     return [Provider("sqlite", sqlite_store, "SQLite, in memory or in [plugins.sessions] database")]
+
+
+@hookimpl
+def himalia_requirements(config):
+    return [Requirement("kernels", provided_by="kernels")]
+
+
+@hookimpl
+def himalia_kernel_stopped(kernel_id, reason, app):
+    from .manager import kernel_stopped
+
+    kernel_stopped(app, kernel_id)
 
 
 @hookimpl

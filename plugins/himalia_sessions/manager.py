@@ -1,10 +1,11 @@
 """The session workflows: create, read (dropping sessions whose kernel is gone), update, delete;
-and the start-up resource that builds the manager and keeps it in step with kernel events.
+and the start-up resource that builds the manager (kernel stops reach it through the sessions
+plugin's `himalia_kernel_stopped`, which carries the app).
 
-The manager keeps no state beyond locks and the waits of kernels it is starting: rows live in
-the session store, kernels in the kernel provider, working directories come from the contents
-manager, all reached through `Services` on every call (the kernels plugin may wrap its service
-after start-up). Domain arguments only.
+The manager keeps no state beyond locks: rows live in the session store, kernels in the kernel
+service, working directories come from the contents manager, all reached through `Services` on
+every call. A new kernel is ready when `start_kernel` returns (readiness is part of the kernel
+service's contract), so the manager opens no channels of its own. Domain arguments only.
 """
 
 from __future__ import annotations
@@ -21,13 +22,10 @@ from typing import Any
 from aiohttp import web
 
 from himalia import (
-    CONFIG,
     HOOKS,
-    PLUGINS,
     SERVICES,
     ApiError,
     BadRequest,
-    Config,
     Conflict,
     ContentsManager,
     Hooks,
@@ -37,11 +35,9 @@ from himalia import (
     Services,
     SessionRecord,
     SessionStore,
-    hookimpl,
 )
 
 from .locks import KeyedLocks
-from .startup import first_answer, start_failure
 
 log = logging.getLogger("himalia.sessions")
 
@@ -66,13 +62,13 @@ class SessionManager:
     session's row), then `kernel:{id}` (who uses a kernel: attaching sessions, shutting it down).
     """
 
-    def __init__(self, services: Services, hooks: Hooks, *, start_timeout: float = 60.0):
+    def __init__(self, services: Services, hooks: Hooks, app: web.Application | None = None):
         self.services = services
         self.hooks = hooks
-        self.start_timeout = start_timeout
-        """Seconds a new kernel gets to answer or die; a kernel still silent after them is kept."""
+        self.app = app
         self._locks = KeyedLocks()
-        self._start_waits: dict[str, set[asyncio.Future[str]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.loop = asyncio.get_running_loop()
 
     # -- services -------------------------------------------------------------------------------
 
@@ -107,12 +103,26 @@ class SessionManager:
 
     # -- kernel events --------------------------------------------------------------------------
 
-    def wake_starts(self, kernel_id: str, reason: str) -> None:
-        """The provider reports `kernel_id` stopped: a create or update waiting for it to answer
-        stops waiting (synchronous, so no wait can miss it)."""
-        for waiter in self._start_waits.get(kernel_id, ()):
-            if not waiter.done():
-                waiter.set_result(reason)
+    def loop_call(self, kernel_id: str) -> None:
+        """`himalia_kernel_stopped` for this manager's app: drop the kernel's sessions in a task (the
+        event may come from any thread; the task runs on the manager's loop)."""
+        self.loop.call_soon_threadsafe(self._on_kernel_stopped, kernel_id)
+
+    def _on_kernel_stopped(self, kernel_id: str) -> None:
+        task = self.loop.create_task(self._kernel_stopped_quietly(kernel_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _kernel_stopped_quietly(self, kernel_id: str) -> None:
+        try:
+            await self.kernel_stopped(kernel_id)
+        except Exception:
+            log.exception("could not drop the sessions of stopped kernel %s", kernel_id)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def kernel_stopped(self, kernel_id: str) -> None:
         """Drop the sessions of a kernel the kernel provider reports gone; shut it down if it only
@@ -153,7 +163,7 @@ class SessionManager:
                     await self._shutdown_quietly(kernel["id"])
                     raise
         model = session_model(record, kernel)
-        self.hooks.session_created(model)
+        self.hooks.session_created(model, self.app)
         return model, True
 
     # -- update ---------------------------------------------------------------------------------
@@ -220,7 +230,7 @@ class SessionManager:
                         pass
                 removed = await self.store.remove(session_id)
         if removed:
-            self.hooks.session_deleted(session_id)
+            self.hooks.session_deleted(session_id, self.app)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -254,7 +264,7 @@ class SessionManager:
                 await self._shutdown_quietly(kernel_id)
         for record in removed:
             log.info("session %s for %s removed: %s (kernel %s)", record.id, record.path, why, kernel_id)
-            self.hooks.session_deleted(record.id)
+            self.hooks.session_deleted(record.id, self.app)
 
     async def _running_kernel(self, kernel_id: str) -> Model:
         try:
@@ -273,55 +283,21 @@ class SessionManager:
         return await contents.kernel_path(path)
 
     async def _start_kernel(self, kernel_name: str | None, path: str) -> Model:
-        """A new kernel for the document at `path`, once it has answered. One that cannot be
-        launched, or dies before it answers, is shut down and reported (503): nothing of it stays."""
+        """A new kernel for the document at `path`, once it has answered (the kernel service's
+        contract). One that cannot be launched, dies before it answers or stays silent is reported
+        (503) with nothing of it left running."""
         kernel_dir = await self._kernel_dir(path)
         try:
-            kernel = await self.kernels.start_kernel(kernel_name or None, path=kernel_dir,
-                                                     env={"JPY_SESSION_NAME": path})
+            return await self.kernels.start_kernel(kernel_name or None, path=kernel_dir,
+                                                   env={"JPY_SESSION_NAME": path})
         except ApiError as e:
-            if e.status != 500:  # no such kernelspec, bad path, a gateway's 502/504: as they are
+            if e.status != 500:  # no such kernelspec, bad path, died at start (503), a gateway's 502/504
                 raise
             raise ApiError(e.message, e.reason or "kernel failed to start", status=503) from e
         except Exception as e:
             log.exception("kernel %r for session at %s failed to start", kernel_name, path)
             raise ApiError(f"kernel '{kernel_name or 'default'}' for {path} failed to start: "
                            f"{type(e).__name__}: {e}", "kernel failed to start", status=503) from e
-        try:
-            died = await self._first_answer(kernel["id"])
-            if died is not None:
-                log.warning("kernel %s (%s) for session at %s %s before it answered",
-                            kernel["id"], kernel.get("name"), path, died)
-                raise ApiError(start_failure(kernel.get("name") or kernel_name or "default", died),
-                               "kernel failed to start", status=503)
-            return await self.kernels.get_kernel(kernel["id"])  # live: what answering changed
-        except BaseException:
-            await self._shutdown_quietly(kernel["id"])
-            raise
-
-    async def _first_answer(self, kernel_id: str) -> str | None:
-        """Wait for a new kernel to answer (None) or be reported stopped (the reason), for at most
-        start_timeout seconds; a kernel silent that long is slow, not failed (None)."""
-        stopped: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        waits = self._start_waits.setdefault(kernel_id, set())
-        waits.add(stopped)
-        probe = asyncio.ensure_future(first_answer(self.kernels, kernel_id))
-        try:
-            done, _ = await asyncio.wait({probe, stopped}, timeout=self.start_timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            probe.cancel()
-            await asyncio.gather(probe, return_exceptions=True)
-            waits.discard(stopped)
-            if not waits:
-                del self._start_waits[kernel_id]
-        if stopped in done:
-            return stopped.result()
-        if probe in done:
-            return probe.result()
-        log.warning("kernel %s did not answer within %gs; its session is recorded all the same",
-                    kernel_id, self.start_timeout)
-        return None
 
     async def _release(self, kernel_id: str) -> None:
         """Shut a kernel down that no session uses any more; a failure is logged, not raised."""
@@ -344,53 +320,10 @@ MANAGER = web.AppKey("himalia_sessions.manager", SessionManager)
 """The app's session manager, made by `session_manager` at start-up."""
 
 
-class KernelEvents:
-    """Hands `himalia_kernel_stopped` to one app's manager.
-
-    Registered on that app's plugin manager while the app runs, because a module-level hookimpl
-    could not tell which app (tests run several) a kernel belonged to.
-    """
-
-    def __init__(self, manager: SessionManager):
-        self.manager = manager
-        self.loop = asyncio.get_running_loop()
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    @hookimpl
-    def himalia_kernel_stopped(self, kernel_id: str, reason: str) -> None:
-        self.loop.call_soon_threadsafe(self._spawn, kernel_id, reason)
-
-    def _spawn(self, kernel_id: str, reason: str) -> None:
-        self.manager.wake_starts(kernel_id, reason)
-        task = self.loop.create_task(self._drop(kernel_id))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _drop(self, kernel_id: str) -> None:
-        try:
-            await self.manager.kernel_stopped(kernel_id)
-        except Exception:
-            log.exception("could not drop the sessions of stopped kernel %s", kernel_id)
-
-    async def close(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
-def kernel_info_timeout(config: Config) -> float:
-    """How long a new kernel gets to answer: the kernels plugin's `kernel_info_timeout` (read from the
-    config, as any plugin may), 60 s when that plugin is not loaded."""
-    try:
-        return float(config.section("kernels").kernel_info_timeout)
-    except (KeyError, AttributeError, TypeError, ValueError):
-        return 60.0
-
-
 async def session_manager(app: web.Application) -> AsyncIterator[None]:
-    """Build the manager; drop sessions left from a previous run whose kernels are gone; follow
-    kernel stops while the app runs."""
-    manager = SessionManager(app[SERVICES], app[HOOKS], start_timeout=kernel_info_timeout(app[CONFIG]))
+    """Build the manager; drop sessions left from a previous run whose kernels are gone. The kernel
+    service is there whatever this plugin's name: services start before every plugin resource."""
+    manager = SessionManager(app[SERVICES], app[HOOKS], app)
     app[MANAGER] = manager
     if app[SERVICES].session_store is not None and app[SERVICES].kernels is not None:
         try:
@@ -400,12 +333,14 @@ async def session_manager(app: web.Application) -> AsyncIterator[None]:
         else:
             if dropped:
                 log.info("dropped %d stored session(s) whose kernels are gone", dropped)
-    pm = app[PLUGINS].pm
-    events = KernelEvents(manager)
-    name = f"sessions.kernel-events.{id(events):x}"  # unique even if two apps share a plugin manager
-    pm.register(events, name=name)
     try:
         yield
     finally:
-        pm.unregister(name=name)
-        await events.close()
+        await manager.close()
+
+
+def kernel_stopped(app: web.Application | None, kernel_id: str) -> None:
+    """The sessions plugin's `himalia_kernel_stopped`: hand the stop to that app's manager."""
+    manager = app.get(MANAGER) if app is not None else None
+    if manager is not None:
+        manager.loop_call(kernel_id)

@@ -51,20 +51,20 @@ async def test_configured_provider_is_the_service(tmp_path, himalia_server):
     plugins = {"a": kernel_plugin("local"), "b": kernel_plugin("remote")}
     async with himalia_server(entry_points=False, plugins=plugins,
                               config={"server": {"kernel_provider": "remote", **OPEN}}) as server:
-        assert server.app[SERVICES].kernels.kind == ("remote",)
-    assert server.app[SERVICES].kernels is None  # released at shutdown
+        assert server.app[SERVICES].kernel_provider.kind == ("remote",)
+    assert server.app[SERVICES].kernel_provider is None  # released at shutdown
 
 
 async def test_default_name_is_used_when_nothing_is_configured(tmp_path, himalia_server):
     async with himalia_server(entry_points=False, plugins={"a": kernel_plugin("local", "other")},
                               config={"server": OPEN}) as server:
-        assert server.app[SERVICES].kernels.kind == ("local", "other")
+        assert server.app[SERVICES].kernel_provider.kind == ("local", "other")
 
 
 async def test_preferred_provider_wins_over_the_default(tmp_path, himalia_server):
     plugins = {"a": kernel_plugin("local"), "g": kernel_plugin("gateway", preferred=lambda c: True)}
     async with himalia_server(entry_points=False, plugins=plugins, config={"server": OPEN}) as server:
-        assert server.app[SERVICES].kernels.kind == ("gateway",)
+        assert server.app[SERVICES].kernel_provider.kind == ("gateway",)
 
 
 def test_two_preferred_providers_are_an_error(tmp_path):
@@ -75,7 +75,7 @@ def test_two_preferred_providers_are_an_error(tmp_path):
 
 def test_no_provider_installed_leaves_the_role_empty(tmp_path):
     app = build(tmp_path, {}, OPEN)
-    assert app[SERVICES].kernels is None
+    assert app[SERVICES].kernel_provider is None
 
 
 def test_no_identity_provider_refuses_to_start(tmp_path):

@@ -27,7 +27,8 @@ async def test_execute_over_the_v1_protocol(gateway, proxy):
             assert out == "42\n" and reply["status"] == "ok"
         finally:
             await channels.close()
-        handshake = next(r for r in proxy.requests if r.startswith(b"GET ")).decode("latin-1")
+        # the start's own websocket (readiness) came first; a caller's session_id gets a websocket of its own
+        handshake = next(r for r in proxy.requests if r.startswith(b"GET ") and b"my-session" in r).decode("latin-1")
         assert f"/api/kernels/{kid}/channels?session_id=my-session " in handshake
         assert f"Sec-WebSocket-Protocol: {V1}" in handshake
 

@@ -24,8 +24,7 @@ async def test_the_gateway_provider_is_chosen_when_a_url_is_set(himalia_server, 
     from himalia_gateway.manager import GatewayKernelManager
 
     def provider(server):
-        service = server.app[SERVICES].kernels
-        return getattr(service, "inner", service)  # the kernels plugin wraps the provider's service
+        return server.app[SERVICES].kernel_provider  # the kernels plugin's service serves it
 
     async with himalia_server(config=gateway_config(gateway.url)) as server:
         assert isinstance(provider(server), GatewayKernelManager)
@@ -202,7 +201,7 @@ async def test_a_dropped_upstream_is_reconnected_under_a_connected_client(himali
         kid = (await (await server.post("/api/kernels", json={})).json())["id"]
         async with server.ws_connect(f"/api/kernels/{kid}/channels?session_id=s1", protocols=(V1,)) as ws:
             assert (await ws_execute(ws, "x = 41"))[1]["status"] == "ok"
-            provider = server.app[SERVICES].kernels.inner
+            provider = server.app[SERVICES].kernel_provider
             (upstream,) = provider._channels[kid]
             assert upstream.protocol == V1  # negotiated end to end, unlike jupyter_server's gateway client
             handshakes = sum(b"/channels?" in r for r in proxy.requests)
@@ -280,3 +279,19 @@ async def test_a_kernel_deleted_behind_our_back_is_dead_then_404(himalia_server,
         assert r.status == 404
         assert await (await server.get("/api/kernels")).json() == []
         assert stopped == [(kid, "gone from the gateway")]
+
+
+async def test_one_session_create_opens_one_upstream_websocket(himalia_server, gateway, proxy):
+    """One session create = one kernel start = one channel set: the websocket on which the gateway's
+    kernel first answered is the one the relay keeps (the sessions plugin opens none of its own)."""
+    async with himalia_server(config=gateway_config(proxy.url)) as server:
+        r = await server.post("/api/sessions", json={"path": "nb.ipynb", "type": "notebook",
+                                                     "kernel": {"name": "python3"}})
+        assert r.status == 201, await r.text()
+        session = await r.json()
+        kid = session["kernel"]["id"]
+        async with server.ws_connect(f"/api/kernels/{kid}/channels?session_id=c1", protocols=(V1,)) as ws:
+            assert (await ws_execute(ws, "print(1)"))[0] == "1\n"
+        handshakes = [r for r in proxy.requests if r.startswith(b"GET ") and b"/channels?" in r]
+        assert len(handshakes) == 1, handshakes
+        assert (await server.delete(f"/api/sessions/{session['id']}")).status == 204

@@ -99,8 +99,8 @@ class KernelWS:
         """Messages received while waiting for something else (another request's, server status)."""
 
     async def send(self, channel: str, msg_type: str, content: dict[str, Any], *,
-                   parent: dict[str, Any] | None = None, buffers: list[bytes] = ()) -> str:
-        msg_id = uuid.uuid4().hex
+                   parent: dict[str, Any] | None = None, buffers: list[bytes] = (), msg_id: str | None = None) -> str:
+        msg_id = msg_id or uuid.uuid4().hex
         msg = {"channel": channel,
                "header": {"msg_id": msg_id, "msg_type": msg_type, "session": self.session_id,
                           "username": "test", "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"},
@@ -188,9 +188,7 @@ async def connect(server: Any, kernel_id: str, protocol: str = V1,
 def _local_kernel(server: Any, kernel_id: str) -> Any:
     from himalia import SERVICES
 
-    service = server.app[SERVICES].kernels
-    inner = getattr(service, "inner", service)
-    return inner._kernels[kernel_id]
+    return server.app[SERVICES].kernel_provider._kernels[kernel_id]
 
 
 def kernel_processes(server: Any, kernel_id: str) -> list[psutil.Process]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 
@@ -89,7 +90,7 @@ async def test_restart_loses_state(himalia_server, protocol):
 
 
 async def test_killed_kernel_is_restarted_and_reported(himalia_server, protocol):
-    config = {"plugins": {"kernels": {"restart_check_interval": 1.0}}}
+    config = {"plugins": {"local": {"restart_check_interval": 1.0}}}
     async with himalia_server(config=config) as server, running_kernel(server) as kernel, \
             connect(server, kernel["id"], protocol) as ws:
         await ws.execute("x = 1")
@@ -142,3 +143,42 @@ async def test_two_clients_share_iopub(himalia_server, protocol):
         ex_b = await b.execute("print('b')")
         assert ex_b.stdout == "b\n"
         assert not [m for m in b.other if m["channel"] == "shell"]
+
+
+async def test_a_client_reusing_another_clients_msg_id_does_not_get_its_replies(himalia_server, protocol):
+    """issue 20 #5: replies and stdin requests are routed by (connection, msg_id). B reuses the msg_id
+    of A's pending execute_request, seen on iopub: A still gets its input_request and execute_reply,
+    B gets only the answer to its own request, under the msg_id it gave."""
+    release = asyncio.Event()
+    gate = await asyncio.start_server(lambda r, w: asyncio.ensure_future(_hold(release, w)), "127.0.0.1", 0)
+    port = gate.sockets[0].getsockname()[1]
+    code = (f"import socket\ns = socket.create_connection(('127.0.0.1', {port}))\ns.recv(1)\n"
+            "print('got', input('name? '))")
+    try:
+        async with himalia_server() as server, running_kernel(server) as kernel, \
+                connect(server, kernel["id"], protocol, "A") as a, connect(server, kernel["id"], protocol, "B") as b:
+            x = await a.send("shell", "execute_request", execute_content(code, allow_stdin=True))
+            # B sees A's request on iopub, and reuses its msg_id
+            await b.wait_for(lambda m: m["channel"] == "iopub" and m["parent_header"].get("msg_id") == x)
+            await b.send("shell", "kernel_info_request", {}, msg_id=x)
+            # the server has relayed B's frames once it answers B's next one (control is served at once)
+            probe = await b.send("control", "kernel_info_request", {})
+            await b.wait_for(lambda m: m["channel"] == "control" and m["parent_header"].get("msg_id") == probe)
+            release.set()  # A's cell goes on to input()
+            ex = await a.collect(x, answer="ada")
+            assert [m["header"]["msg_type"] for m in ex.stdin] == ["input_request"]
+            assert ex.reply["header"]["msg_type"] == "execute_reply" and ex.reply["content"]["status"] == "ok"
+            assert ex.stdout == "got ada\n"
+            mine = await b.wait_for(lambda m: m["channel"] == "shell")
+            assert mine["header"]["msg_type"] == "kernel_info_reply" and mine["parent_header"]["msg_id"] == x
+            assert not [m for m in b.other if m["channel"] in ("shell", "stdin")]
+    finally:
+        gate.close()
+        await gate.wait_closed()
+
+
+async def _hold(release: asyncio.Event, writer: asyncio.StreamWriter) -> None:
+    await asyncio.wait_for(release.wait(), 60)
+    writer.write(b"x")
+    await writer.drain()
+    writer.close()

@@ -130,3 +130,33 @@ def test_buffer_byte_cap_includes_kept_replies():
         buf.add(message("stdin", "input_request", parent=f"r{i}", content=big))
     assert buf.bytes <= 2500
     assert len(buf.kept) + len(buf.items) == 2 and buf.dropped_replies == 2
+
+
+async def test_reconnect_buffers_are_bounded_server_wide():
+    """issue 20 #9's sibling: each disconnected session keeps buffer_max_bytes, and all of them, across
+    kernels, buffer_max_total_bytes; past it the oldest sessions' buffers are emptied, and they are told."""
+    from himalia_kernels.backlog import ReplayBudget
+
+    config = KernelsConfig(buffer_max_bytes=10**6, buffer_max_total_bytes=5000)
+    budget = ReplayBudget(config.buffer_max_total_bytes)
+    hubs = [KernelHub(k, QuietKernels(), config, lambda hub, reason: None, None, budget) for k in ("k1", "k2")]
+    for hub in hubs:
+        await hub.wait_ready()
+    try:
+        for hub, session in ((hubs[0], "old"), (hubs[1], "new")):
+            client = hub.attach(WebSocket(), wire.V1, session, Transport(closing=True))
+            hub.detach(client)
+        chunk = b'{"text": "' + b"x" * 1000 + b'"}'
+        for _ in range(3):
+            for hub in hubs:
+                await hub._dispatch(message("iopub", "stream", content=chunk))
+        assert budget.total <= 5000
+        # the session that left first was emptied; the newer one keeps its output
+        assert hubs[0].buffers["old"].bytes == 0 and hubs[1].buffers["new"].bytes > 0
+        notice, *rest = hubs[0].buffers["old"].replay()
+        assert rest == [] and "buffer_max_total_bytes" in json.loads(notice.content)["text"]
+        assert len(hubs[1].buffers["new"].replay()) == 3
+    finally:
+        for hub in hubs:
+            await hub.close()
+    assert budget.total == 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -48,12 +50,12 @@ async def test_kernel_that_cannot_be_restarted_is_reported_dead(himalia_server):
     the model says dead, and kernel_stopped fires once with the reason. What it held is released
     (sockets, connection file, leftover processes), and a restart over REST brings it back, announced."""
     watcher = StopWatcher()
-    config = {"plugins": {"kernels": {"autorestart": False, "restart_check_interval": 0.5}}}
+    config = {"plugins": {"local": {"autorestart": False, "restart_check_interval": 0.5}}}
     async with himalia_server(config=config, plugins={"watcher": watcher}) as server, \
             running_kernel(server) as kernel, connect(server, kernel["id"]) as ws:
         kid = kernel["id"]
         child = psutil.Process(int((await ws.execute(STUBBORN_CHILD)).stdout))
-        record = server.app[SERVICES].kernels.inner._kernels[kid]
+        record = server.app[SERVICES].kernel_provider._kernels[kid]
         connection_file = record.km.connection_file
         assert os.path.exists(connection_file)
         os.kill(kernel_processes(server, kid)[0].pid, signal.SIGKILL)
@@ -85,7 +87,7 @@ STUBBORN_CHILD = ("import subprocess\n"
 async def test_restart_leaves_nothing_of_the_old_kernel(himalia_server, how):
     """A restart (asked for over REST, or automatic after the kernel died) ends the old kernel's whole
     process group, even what ignores SIGTERM and outlived the kernel re-parented to init."""
-    config = {"plugins": {"kernels": {"restart_check_interval": 0.2}}}
+    config = {"plugins": {"local": {"restart_check_interval": 0.2}}}
     async with himalia_server(config=config) as server, running_kernel(server) as kernel, \
             connect(server, kernel["id"]) as ws:
         old_groups = kernel_groups(server, kernel["id"])
@@ -109,7 +111,7 @@ async def test_restart_leaves_nothing_of_the_old_kernel(himalia_server, how):
 
 async def test_a_start_cancelled_after_the_launch_leaves_no_process(himalia_server, monkeypatch):
     async with himalia_server() as server:
-        inner = server.app[SERVICES].kernels.inner
+        inner = server.app[SERVICES].kernel_provider
         launched = []
         on_started = type(inner)._on_started
 
@@ -131,7 +133,7 @@ async def test_a_shutdown_cancelled_half_way_still_ends_the_kernel(himalia_serve
         kernel = await (await server.post("/api/kernels", json={})).json()
         async with connect(server, kernel["id"]) as ws:
             child = psutil.Process(int((await ws.execute(STUBBORN_CHILD)).stdout))
-        inner = server.app[SERVICES].kernels.inner
+        inner = server.app[SERVICES].kernel_provider
         km = inner._kernels[kernel["id"]].km
         entered = asyncio.Event()
         shutdown_kernel = km.shutdown_kernel
@@ -152,7 +154,7 @@ async def test_a_shutdown_cancelled_half_way_still_ends_the_kernel(himalia_serve
 
 async def test_channels_of_a_cancelled_open_are_closed(himalia_server):
     async with himalia_server() as server, running_kernel(server) as kernel:
-        inner = server.app[SERVICES].kernels.inner
+        inner = server.app[SERVICES].kernel_provider
         record = inner._kernels[kernel["id"]]
         before = set(record.channels)
         task = asyncio.create_task(inner.open_channels(kernel["id"]))
@@ -276,7 +278,7 @@ async def test_interrupt_by_message(himalia_server):
                        interrupt_mode="message")
     async with himalia_server() as server, running_kernel(server, "by-message") as kernel, \
             connect(server, kernel["id"]) as ws:
-        assert server.app[SERVICES].kernels.inner._kernels[kernel["id"]].km.kernel_spec.interrupt_mode == "message"
+        assert server.app[SERVICES].kernel_provider._kernels[kernel["id"]].km.kernel_spec.interrupt_mode == "message"
         msg_id = await ws.send("shell", "execute_request", execute_content("import time; time.sleep(30)"))
         await ws.wait_for(lambda m: m["header"]["msg_type"] == "status" and m["parent_header"].get("msg_id") == msg_id
                           and m["content"]["execution_state"] == "busy")
@@ -286,18 +288,26 @@ async def test_interrupt_by_message(himalia_server):
         assert ex.reply["content"]["ename"] == "KeyboardInterrupt"
 
 
-# a "kernel" that ignores shutdown_request (it reads no socket), SIGINT and SIGTERM, telling the test
-# which signals reached it over a TCP connection
+# a real ipykernel (it answers, so it starts: readiness is part of the provider contract) that ignores
+# shutdown_request, SIGINT and SIGTERM, telling the test which signals reached it over a TCP connection
 DEAF_KERNEL = """
 import signal, socket, sys
+from ipykernel.ipkernel import IPythonKernel
+from ipykernel.kernelapp import IPKernelApp
+
+async def ignore_shutdown(self, *args, **kwargs):
+    pass
+
+IPythonKernel.shutdown_request = ignore_shutdown
 report = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 def note(signum, frame):
     report.sendall(signal.Signals(signum).name.encode() + b"\\n")
+app = IPKernelApp.instance()
+app.initialize(sys.argv[2:])
 signal.signal(signal.SIGINT, note)
 signal.signal(signal.SIGTERM, note)
 report.sendall(b"ready\\n")
-while True:
-    signal.pause()
+app.start()
 """
 
 
@@ -308,13 +318,13 @@ async def test_shutdown_escalates_to_sigterm_then_sigkill(himalia_server, tmp_pa
     listener = await asyncio.start_server(lambda reader, writer: reports.put_nowait(reader), "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
     install_kernelspec("deaf", [sys.executable, str(script), str(port), "-f", "{connection_file}"])
-    config = {"plugins": {"kernels": {"shutdown_wait_time": 1.0, "kernel_info_timeout": 1.0}}}
+    config = {"plugins": {"local": {"shutdown_wait_time": 1.0}}}
     try:
         async with himalia_server(config=config) as server:
             r = await server.post("/api/kernels", json={"name": "deaf"})
             assert r.status == 201, await r.text()
             kid = (await r.json())["id"]
-            process = server.app[SERVICES].kernels.inner._kernels[kid].km.provisioner.process
+            process = server.app[SERVICES].kernel_provider._kernels[kid].km.provisioner.process
             report = await asyncio.wait_for(reports.get(), 30)
             assert await asyncio.wait_for(report.readline(), 30) == b"ready\n"
             assert (await server.delete(f"/api/kernels/{kid}")).status == 204
@@ -325,3 +335,51 @@ async def test_shutdown_escalates_to_sigterm_then_sigkill(himalia_server, tmp_pa
     finally:
         listener.close()
         await listener.wait_closed()
+
+
+async def _stalled_websocket(server, kernel_id: str, session_id: str) -> socket.socket:
+    """A websocket client that completes the handshake and then never reads (a small receive buffer,
+    so what it leaves unread piles up in the server, not in this machine's socket buffers)."""
+    port = int(server.url.split(":")[2].split("/")[0])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), 10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (f"GET /api/kernels/{kernel_id}/channels?session_id={session_id} HTTP/1.1\r\n"
+               f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+               f"Authorization: token {server.token}\r\n\r\n")
+    await loop.sock_sendall(sock, request.encode())
+    head = b""
+    async with asyncio.timeout(30):
+        while b"\r\n\r\n" not in head:
+            head += await loop.sock_recv(sock, 1)  # byte by byte: not one byte past the handshake
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+async def test_stalled_clients_are_bounded_server_wide(himalia_server, caplog):
+    """issue 20 #9: each client may leave client_max_backlog_bytes unread, but all together no more
+    than server_max_backlog_bytes: past it, the client with the largest backlog is disconnected (1013),
+    with the reason logged; a client that reads keeps everything."""
+    cap = 16 * 1024 * 1024
+    config = {"plugins": {"kernels": {"server_max_backlog_bytes": cap, "client_max_backlog_bytes": 64 * 1024 * 1024}}}
+    async with himalia_server(config=config) as server, running_kernel(server) as kernel:
+        relay = server.app[SERVICES].kernel_relay
+        stalled = [await _stalled_websocket(server, kernel["id"], f"stalled-{i}") for i in range(4)]
+        try:
+            assert relay.connections(kernel["id"]) == 4
+            async with connect(server, kernel["id"], V1, session_id="reader") as reader:
+                for i in range(40):  # 1 MB of output at a time, read in full by the reader before the next
+                    ex = await reader.execute(f"print('{i % 10}' * 1_000_000)")
+                    assert ex.stdout == str(i % 10) * 1_000_000 + "\n"
+                assert relay.connections(kernel["id"]) == 1  # every stalled one was cut off; the reader stays
+                assert relay.backlog.disconnected >= 1
+                assert relay.backlog.total <= cap
+            messages = [r.getMessage() for r in caplog.records if "server_max_backlog_bytes" in r.getMessage()]
+            assert messages and "disconnecting client stalled-" in messages[0]
+        finally:
+            for sock in stalled:
+                sock.close()

@@ -245,7 +245,7 @@ async def test_kernel_that_fails_to_start_records_nothing(serve, events):
 
 async def test_kernel_killed_outside_the_server_drops_its_session(serve, events):
     # no automatic restart: the first death is final (the restarter then reports the kernel dead)
-    config = {"plugins": {"kernels": {"restart_limit": 0, "restart_check_interval": 0.2}}}
+    config = {"plugins": {"local": {"restart_limit": 0, "restart_check_interval": 0.2}}}
     async with serve(config=config) as server:
         keep = await create(server, path="keep.ipynb")
         doomed = await create(server, path="doomed.ipynb")
@@ -441,3 +441,37 @@ async def test_location_includes_the_base_url(serve):
         assert r.headers["Location"] == f"/hub/user/ada/api/sessions/{session['id']}"
         r = await server.get(r.headers["Location"].removeprefix("/hub/user/ada"))
         assert (await r.json())["id"] == session["id"]
+
+
+async def test_event_hooks_carry_the_app_of_their_server(serve, himalia_server):
+    """Two servers in one process: each observer call says which server the session or kernel is on
+    (implementations written without `app`, like the `events` fixture's, keep working)."""
+
+    class PerApp:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, object]] = []
+
+        @hookimpl
+        def himalia_session_created(self, session, app):
+            self.calls.append(("created", app))
+
+        @hookimpl
+        def himalia_session_deleted(self, session_id, app):
+            self.calls.append(("deleted", app))
+
+        @hookimpl
+        def himalia_kernel_started(self, kernel_id, name, app):
+            self.calls.append(("started", app))
+
+        @hookimpl
+        def himalia_kernel_stopped(self, kernel_id, reason, app):
+            self.calls.append(("stopped", app))
+
+    one, two = PerApp(), PerApp()
+    async with serve(plugins={"per_app": one}) as a, himalia_server(plugins={"per_app": two}) as b:
+        for server in (a, b):
+            session = await create(server)
+            assert (await server.delete(f"/api/sessions/{session['id']}")).status == 204
+    for observer, server in ((one, a), (two, b)):
+        assert [what for what, _ in observer.calls] == ["started", "created", "stopped", "deleted"]
+        assert all(app is server.app for _, app in observer.calls)

@@ -1,19 +1,20 @@
 """The `local` kernel provider: kernels as processes on this host, run by jupyter_client's async kernel
-managers (kernelspecs, provisioners, interrupt modes, the restarter), reached over zmq.asyncio sockets."""
+managers (kernelspecs, provisioners, interrupt modes, the restarter), reached over zmq sockets.
+
+A start or restart returns once the kernel has answered on the channels it keeps for the first
+`open_channels` (one channel set per start), or raises `KernelNotReady` naming why it died."""
 
 from __future__ import annotations
 
 import asyncio
 import atexit
 import functools
-import json
 import logging
 import mimetypes
 import os
 import signal
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,32 +23,21 @@ from typing import Any
 
 from aiohttp import web
 
-from himalia import (
-    CONFIG,
-    ApiError,
-    BadRequest,
-    ChannelsClosed,
-    Conflict,
-    KernelMessage,
-    Model,
-    NotFound,
-    isoformat,
-    wire,
-)
+from himalia import CONFIG, ApiError, BadRequest, Conflict, KernelNotReady, Model, NotFound, isoformat
 
-from .config import KernelsConfig
+from .channels import LocalChannels
+from .config import LocalConfig
 
-log = logging.getLogger("himalia.kernels")
+log = logging.getLogger("himalia.local")
 
-DELIMITER = b"<IDS|MSG>"
-_INTERNAL_MAX = 256
+DEFAULT_READY_TIMEOUT = 60.0
 
 
 @asynccontextmanager
 async def local_kernels(app: web.Application) -> AsyncIterator[LocalKernels]:
     """Provider factory: a LocalKernels for the server's root dir; every kernel is shut down on exit."""
     config = app[CONFIG]
-    service = LocalKernels(config.section("kernels"), config.server.root_dir)
+    service = LocalKernels(config.section("local"), config.server.root_dir)
     # the last resort, should the server exit without its cleanup (a shutdown that timed out, a crash
     # of the loop): no kernel process group outlives the interpreter
     atexit.register(service.kill_all)
@@ -85,6 +75,9 @@ class _Kernel:
     reason: str | None = None
     channels: set[LocalChannels] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    parked: LocalChannels | None = None
+    """The channels that saw the kernel answer at start, kept for the first `open_channels`."""
+    ready_timeout: float = DEFAULT_READY_TIMEOUT
     pgids: list[int] = field(default_factory=list)
     """The process group of each start not yet reaped: a restart leaves the old group behind (children
     of the old kernel that ignore SIGTERM, or that the kernel did not wait for) until we kill it."""
@@ -103,10 +96,12 @@ class _Kernel:
 class LocalKernels:
     """The KernelManager service for local kernels."""
 
-    def __init__(self, config: KernelsConfig, root_dir: str):
+    def __init__(self, config: LocalConfig, root_dir: str):
         self.config = config
         self.root_dir = os.path.realpath(root_dir)
         self._kernels: dict[str, _Kernel] = {}
+        self._starting: dict[str, _Kernel] = {}
+        """Kernels launched that have not answered yet: not listed, but killed with the rest at exit."""
         self._specs_cache: tuple[float, dict[str, Model]] | None = None
         self._cleanups: set[asyncio.Task[None]] = set()
 
@@ -121,8 +116,6 @@ class LocalKernels:
         return KernelSpecManager()
 
     def _default_name(self, names: Mapping[str, Any]) -> str | None:
-        if self.config.default_kernel_name:
-            return self.config.default_kernel_name
         if "python3" in names:
             return "python3"
         return min(names) if names else None
@@ -190,7 +183,7 @@ class LocalKernels:
         return target
 
     async def start_kernel(self, name: str | None = None, *, path: str | None = None,
-                           env: Mapping[str, str] | None = None) -> Model:
+                           env: Mapping[str, str] | None = None, timeout: float | None = None) -> Model:
         if name is None:
             specs = await asyncio.to_thread(self._find_specs)
             name = self._default_name(specs)
@@ -229,9 +222,48 @@ class LocalKernels:
                            "kernel failed to start") from None
         km.add_restart_callback(functools.partial(self._on_died, kernel, "restarting"), "restart")
         km.add_restart_callback(functools.partial(self._on_died, kernel, "dead"), "dead")
-        self._kernels[kernel_id] = kernel
+        kernel.ready_timeout = DEFAULT_READY_TIMEOUT if timeout is None else timeout
+        # listed (and so culled, shut down, opened) only once it answered
+        self._starting[kernel_id] = kernel
+        try:
+            await self._answered(kernel, restart=False)
+            self._kernels[kernel_id] = kernel
+        except BaseException:
+            # died, silent or cancelled (the client went away): nothing of it may stay
+            for ch in list(kernel.channels):
+                ch.release()
+                await ch.close()  # never suspends: safe when cancelled too
+            kernel.parked = None
+            self._abandon(kernel)
+            raise
+        finally:
+            self._starting.pop(kernel_id, None)
         log.info("started kernel %s (%s) in %s", kernel_id, name, cwd)
         return self._model(kernel)
+
+    async def _answered(self, kernel: _Kernel, *, restart: bool) -> None:
+        """Return once `kernel` answers on its channels (opening a parked set if it has none); raise
+        KernelNotReady if it is reported dead first or stays silent past its ready timeout."""
+        if not kernel.channels:
+            channels = LocalChannels(kernel, kernel.ready_timeout)
+            kernel.channels.add(channels)
+            kernel.parked = channels
+            channels.connect()
+        watched = list(kernel.channels)
+        # the restarter reports a death within restart_check_interval, and gives up after restart_limit
+        # restarts: bound the whole wait by that as well as by the silence timeout of each start
+        bound = (kernel.ready_timeout + 5) * (self.config.restart_limit + 1) \
+            + self.config.restart_check_interval * (self.config.restart_limit + 2)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(ch.wait_settled() for ch in watched)), bound)
+        except asyncio.TimeoutError:
+            raise KernelNotReady.silent(kernel.name, kernel.ready_timeout, restart=restart) from None
+        if kernel.state == "dead":
+            raise KernelNotReady.died(kernel.name, kernel.reason or "died", restart=restart)
+        if all(ch.closed for ch in watched):
+            raise KernelNotReady.died(kernel.name, "stopped while starting", restart=restart)
+        if not any(ch.answered for ch in watched):
+            raise KernelNotReady.silent(kernel.name, kernel.ready_timeout, restart=restart)
 
     def _model(self, kernel: _Kernel) -> Model:
         model = {"id": kernel.id, "name": kernel.name,
@@ -256,8 +288,10 @@ class LocalKernels:
         except RuntimeError as e:
             raise Conflict(f"cannot interrupt kernel {kernel_id}: {e}", "kernel not running") from None
 
-    async def restart_kernel(self, kernel_id: str) -> Model:
+    async def restart_kernel(self, kernel_id: str, *, timeout: float | None = None) -> Model:
         kernel = self._get(kernel_id)
+        if timeout is not None:
+            kernel.ready_timeout = timeout
         async with kernel.lock:
             if kernel.id not in self._kernels:
                 raise NotFound(f"no kernel with id {kernel_id!r}", "no such kernel")
@@ -269,7 +303,7 @@ class LocalKernels:
             except Exception as e:
                 self._dead(kernel, f"restart failed: {type(e).__name__}: {e}")
                 raise ApiError(f"kernel {kernel_id} failed to restart: {e}", "kernel failed to restart") from None
-            await asyncio.gather(*(ch.wait_ready() for ch in list(kernel.channels)))
+            await self._answered(kernel, restart=True)
         return self._model(kernel)
 
     async def shutdown_kernel(self, kernel_id: str, *, now: bool = False) -> None:
@@ -293,12 +327,16 @@ class LocalKernels:
             log.info("shut down kernel %s", kernel_id)
 
     async def shutdown_all(self) -> None:
+        for kernel in list(self._starting.values()):  # their starts are being cancelled: end them now
+            for ch in list(kernel.channels):
+                await ch.close()
+            kernel.kill_groups()
         await asyncio.gather(*(self.shutdown_kernel(k) for k in list(self._kernels)), return_exceptions=True)
         await asyncio.gather(*self._cleanups, return_exceptions=True)
 
     def kill_all(self) -> None:
         """SIGKILL every process group of every kernel, synchronously: the atexit last resort."""
-        for kernel in list(self._kernels.values()):
+        for kernel in [*self._kernels.values(), *self._starting.values()]:
             kernel.kill_groups()
 
     def _abandon(self, kernel: _Kernel) -> None:
@@ -319,7 +357,10 @@ class LocalKernels:
 
     async def open_channels(self, kernel_id: str) -> LocalChannels:
         kernel = self._get(kernel_id)
-        channels = LocalChannels(kernel, self.config.kernel_info_timeout)
+        parked, kernel.parked = kernel.parked, None
+        if parked is not None and not parked.closed:
+            return parked  # the set that saw the kernel answer at start: no second set, no second request
+        channels = LocalChannels(kernel, kernel.ready_timeout)
         kernel.channels.add(channels)
         try:
             channels.connect()
@@ -373,251 +414,6 @@ class LocalKernels:
             kernel.state = "starting"
         for ch in kernel.channels:
             ch.reconnect()
-
-
-class LocalChannels:
-    """A kernel's shell, control, stdin (one shared zmq identity) and iopub sockets; see KernelChannels.
-
-    The relay's hot path: no task per socket and no queue hop. `recv` drains every readable socket
-    without blocking and waits on the sockets' file descriptors only when all are empty.
-    """
-
-    def __init__(self, kernel: _Kernel, ready_timeout: float):
-        self._kernel = kernel
-        self._km = kernel.km
-        self._timeout = ready_timeout
-        self._pending: deque[KernelMessage] = deque()
-        self._owned: list[Any] = []
-        self._sockets: dict[str, Any] = {}
-        self._fds: list[int] = []
-        self._ports: tuple[Any, ...] = ()
-        self._waiter: asyncio.Future[None] | None = None
-        self._internal: dict[str, None] = {}
-        self._iopub_seen = asyncio.Event()
-        self._ready = asyncio.Event()
-        self._nudge_task: asyncio.Task[None] | None = None
-        self._nudge_ids: set[str] = set()
-        self._closed = False
-        self._session_id = str(uuid.uuid4())
-        self._loop = asyncio.get_running_loop()
-
-    # -- sockets ----------------------------------------------------------------------------
-
-    def connect(self) -> None:
-        import zmq
-        from jupyter_client.connect import ConnectionFileMixin as Connect
-
-        # jupyter_client makes and connects the sockets (urls, curve keys); the IOLoop manager would
-        # wrap them into tornado streams, so call the mixin's methods. We use them synchronously
-        # through shadows, driven by their file descriptors.
-        km = self._km
-        identity = uuid.uuid4().hex.encode()
-        self._ports = self._port_key()
-        self._owned = [Connect.connect_iopub(km), Connect.connect_shell(km, identity=identity),
-                       Connect.connect_stdin(km, identity=identity), Connect.connect_control(km)]
-        self._sockets = {}
-        for name, owned in zip(("iopub", "shell", "stdin", "control"), self._owned):
-            owned.linger = 0
-            sock = zmq.Socket.shadow(owned.underlying)
-            self._sockets[name] = sock
-            fd = sock.getsockopt(zmq.FD)
-            self._fds.append(fd)
-            self._loop.add_reader(fd, self._readable)
-        self._loop.call_soon(self._readable)
-        self._start_nudge()
-
-    def _port_key(self) -> tuple[Any, ...]:
-        info = self._km.get_connection_info()
-        return tuple(info.get(k) for k in ("transport", "ip", "shell_port", "iopub_port", "stdin_port",
-                                           "control_port"))
-
-    def _disconnect(self) -> None:
-        for fd in self._fds:
-            self._loop.remove_reader(fd)
-        for sock in self._owned:
-            sock.close(linger=0)
-        self._fds, self._owned, self._sockets = [], [], {}
-
-    def release(self) -> None:
-        """The kernel is dead: close the sockets, keep what clients have not read yet (the dead status)
-        and stay open, so a restart can `reconnect`."""
-        if self._nudge_task is not None:
-            self._nudge_task.cancel()
-        self._disconnect()
-        self._ready.set()
-
-    def reconnect(self) -> None:
-        """After a (re)start: new sockets if the ports moved (or were released), then wait for iopub to
-        flow again."""
-        if self._closed:
-            return
-        log.debug("kernel %s (re)started; ports %s, were %s", self._kernel.id, self._port_key(), self._ports)
-        if self._port_key() != self._ports or not self._sockets:
-            self._disconnect()
-            self.connect()
-        else:
-            self._start_nudge()
-
-    def _readable(self) -> None:
-        """A socket's fd fired: read now (this also re-arms zmq's edge-triggered fd)."""
-        if self._closed:
-            return
-        self._drain()
-        if self._pending:
-            self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _drain(self) -> None:
-        """Read everything the sockets hold now (zmq's fd is edge-triggered: read until empty)."""
-        import zmq
-
-        pending = self._pending
-        for channel, sock in self._sockets.items():
-            try:
-                while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                    frames = sock.recv_multipart(zmq.NOBLOCK)
-                    try:
-                        i = frames.index(DELIMITER)
-                    except ValueError:
-                        log.warning("kernel %s: message without delimiter on %s dropped", self._kernel.id, channel)
-                        continue
-                    if len(frames) < i + 6:
-                        continue
-                    msg = KernelMessage(channel, frames[i + 2], frames[i + 3], frames[i + 4], frames[i + 5],
-                                        frames[i + 6:])
-                    if channel == "iopub":
-                        # iopub flows once it carries the answer to one of our own requests (an
-                        # earlier message, say the subscription welcome, proves nothing: the
-                        # kernel may have published its answer before our subscription took)
-                        if self._nudge_ids and json.loads(msg.parent_header).get("msg_id") in self._nudge_ids:
-                            self._iopub_seen.set()
-                    elif self._internal:
-                        parent = json.loads(msg.parent_header).get("msg_id")
-                        if parent in self._internal:
-                            del self._internal[parent]
-                            continue
-                    pending.append(msg)
-            except zmq.ZMQError as e:
-                if not self._closed:
-                    log.warning("kernel %s: %s socket failed: %s", self._kernel.id, channel, e)
-
-    # -- readiness --------------------------------------------------------------------------
-
-    def _start_nudge(self) -> None:
-        self._ready.clear()
-        if self._nudge_task is not None:
-            self._nudge_task.cancel()
-        self._nudge_task = asyncio.create_task(self._nudge(), name=f"kernel {self._kernel.id} nudge")
-
-    async def _nudge(self) -> None:
-        """Ask for kernel_info (on shell and control) until iopub carries an answer to one of them."""
-        try:
-            await self._nudge_until_answered()
-        finally:
-            self._nudge_ids.clear()
-
-    async def _nudge_until_answered(self) -> None:
-        deadline = self._loop.time() + self._timeout
-        delay = 0.05
-        while not self._closed:
-            self._iopub_seen.clear()
-            for channel in ("control", "shell"):
-                msg = self._km.session.msg("kernel_info_request")
-                self._internal[msg["header"]["msg_id"]] = None
-                self._nudge_ids.add(msg["header"]["msg_id"])
-                while len(self._internal) > _INTERNAL_MAX:
-                    del self._internal[next(iter(self._internal))]
-                pack = self._km.session.pack
-                self._send(channel, [pack(msg["header"]), pack(msg["parent_header"]), pack(msg["metadata"]),
-                                     pack(msg["content"])], [])
-            try:
-                await asyncio.wait_for(self._iopub_seen.wait(), delay)
-                log.debug("kernel %s answers on iopub", self._kernel.id)
-                self._ready.set()
-                return
-            except asyncio.TimeoutError:
-                if self._loop.time() > deadline:
-                    log.warning("kernel %s did not answer within %ss", self._kernel.id, self._timeout)
-                    self._ready.set()
-                    return
-                delay = min(delay * 2, 0.2)  # a starting kernel is answered within 0.2 s of being up
-
-    async def wait_ready(self) -> None:
-        await asyncio.wait_for(self._ready.wait(), self._timeout + 5)
-
-    def _send(self, channel: str, parts: list[bytes], buffers: list[bytes]) -> None:
-        import zmq
-
-        sock = self._sockets.get(channel)
-        if sock is None:
-            return  # between sockets during a reconnect: the kernel is restarting anyway
-        try:
-            sock.send_multipart([DELIMITER, self._km.session.sign(parts), *parts, *buffers], zmq.NOBLOCK)
-        except zmq.Again:
-            log.warning("kernel %s is not reading its %s channel; message dropped", self._kernel.id, channel)
-        # a send can swallow the fd's edge for messages that arrived meanwhile
-        if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            self._loop.call_soon(self._readable)
-
-    # -- KernelChannels ---------------------------------------------------------------------
-
-    def inject_status(self, state: str, reason: str | None) -> None:
-        """Tell clients about a state only the manager knows (restarting, dead), as jupyter_server does."""
-        self._pending.append(wire.status_message(state, reason or None, session=self._session_id))
-        if state == "restarting":  # hold clients' requests until the new kernel's iopub flows (see send)
-            self._ready.clear()
-        elif state == "dead":  # no answer will come: let a relay still waiting for one read this
-            if self._nudge_task is not None:
-                self._nudge_task.cancel()
-            self._ready.set()
-        self._wake()
-
-    async def send(self, msg: KernelMessage) -> None:
-        if self._closed:
-            raise ChannelsClosed(self._kernel.id)
-        if msg.channel not in ("shell", "control", "stdin"):
-            raise ValueError(f"cannot send on channel {msg.channel!r}")
-        if not self._ready.is_set():
-            # after a death or a restart, until iopub flows again: a request sent now would reach the
-            # new kernel before our iopub subscription does, and its busy/output would be lost
-            try:
-                await self.wait_ready()
-            except asyncio.TimeoutError:
-                pass  # the kernel does not answer: send anyway, as before it was known to be ready
-            if self._closed:
-                raise ChannelsClosed(self._kernel.id)
-        self._send(msg.channel, [msg.header, msg.parent_header, msg.metadata, msg.content], msg.buffers)
-
-    async def recv(self) -> KernelMessage:
-        pending = self._pending
-        while True:
-            if self._closed:
-                raise ChannelsClosed(self._kernel.id)
-            if pending:
-                return pending.popleft()
-            self._drain()
-            if pending:
-                return pending.popleft()
-            self._waiter = self._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._nudge_task is not None:
-            self._nudge_task.cancel()
-        self._disconnect()
-        self._ready.set()
-        self._kernel.channels.discard(self)
-        self._wake()
 
 
 def _spec_model(name: str, spec: Model, resource_dir: str) -> Model:

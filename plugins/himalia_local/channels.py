@@ -1,0 +1,279 @@
+"""`KernelChannels` for a local kernel: its zmq sockets, driven by their file descriptors on the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from himalia import ChannelsClosed, KernelMessage, wire
+
+if TYPE_CHECKING:
+    from .manager import _Kernel
+
+log = logging.getLogger("himalia.local")
+
+DELIMITER = b"<IDS|MSG>"
+_INTERNAL_MAX = 256
+
+
+class LocalChannels:
+    """A kernel's shell, control, stdin (one shared zmq identity) and iopub sockets; see KernelChannels.
+
+    The relay's hot path: no task per socket and no queue hop. `recv` drains every readable socket
+    without blocking and waits on the sockets' file descriptors only when all are empty.
+    """
+
+    def __init__(self, kernel: _Kernel, ready_timeout: float):
+        self.answered = False
+        """True once the kernel answered since the last (re)start; False while it has not (yet)."""
+        self._kernel = kernel
+        self._km = kernel.km
+        self._timeout = ready_timeout
+        self._pending: deque[KernelMessage] = deque()
+        self._owned: list[Any] = []
+        self._sockets: dict[str, Any] = {}
+        self._fds: list[int] = []
+        self._ports: tuple[Any, ...] = ()
+        self._waiter: asyncio.Future[None] | None = None
+        self._internal: dict[str, None] = {}
+        self._iopub_seen = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._nudge_task: asyncio.Task[None] | None = None
+        self._nudge_ids: set[str] = set()
+        self._closed = False
+        self._session_id = str(uuid.uuid4())
+        self._loop = asyncio.get_running_loop()
+
+    # -- sockets ----------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        import zmq
+        from jupyter_client.connect import ConnectionFileMixin as Connect
+
+        # jupyter_client makes and connects the sockets (urls, curve keys); the IOLoop manager would
+        # wrap them into tornado streams, so call the mixin's methods. We use them synchronously
+        # through shadows, driven by their file descriptors.
+        km = self._km
+        identity = uuid.uuid4().hex.encode()
+        self._ports = self._port_key()
+        self._owned = [Connect.connect_iopub(km), Connect.connect_shell(km, identity=identity),
+                       Connect.connect_stdin(km, identity=identity), Connect.connect_control(km)]
+        self._sockets = {}
+        for name, owned in zip(("iopub", "shell", "stdin", "control"), self._owned):
+            owned.linger = 0
+            sock = zmq.Socket.shadow(owned.underlying)
+            self._sockets[name] = sock
+            fd = sock.getsockopt(zmq.FD)
+            self._fds.append(fd)
+            self._loop.add_reader(fd, self._readable)
+        self._loop.call_soon(self._readable)
+        self._start_nudge()
+
+    def _port_key(self) -> tuple[Any, ...]:
+        info = self._km.get_connection_info()
+        return tuple(info.get(k) for k in ("transport", "ip", "shell_port", "iopub_port", "stdin_port",
+                                           "control_port"))
+
+    def _disconnect(self) -> None:
+        for fd in self._fds:
+            self._loop.remove_reader(fd)
+        for sock in self._owned:
+            sock.close(linger=0)
+        self._fds, self._owned, self._sockets = [], [], {}
+
+    def release(self) -> None:
+        """The kernel is dead: close the sockets, keep what clients have not read yet (the dead status)
+        and stay open, so a restart can `reconnect`."""
+        if self._nudge_task is not None:
+            self._nudge_task.cancel()
+        self._disconnect()
+        self._ready.set()
+
+    def reconnect(self) -> None:
+        """After a (re)start: new sockets if the ports moved (or were released), then wait for iopub to
+        flow again."""
+        if self._closed:
+            return
+        log.debug("kernel %s (re)started; ports %s, were %s", self._kernel.id, self._port_key(), self._ports)
+        if self._port_key() != self._ports or not self._sockets:
+            self._disconnect()
+            self.connect()
+        else:
+            self._start_nudge()
+
+    def _readable(self) -> None:
+        """A socket's fd fired: read now (this also re-arms zmq's edge-triggered fd)."""
+        if self._closed:
+            return
+        self._drain()
+        if self._pending:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _drain(self) -> None:
+        """Read everything the sockets hold now (zmq's fd is edge-triggered: read until empty)."""
+        import zmq
+
+        pending = self._pending
+        for channel, sock in self._sockets.items():
+            try:
+                while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                    try:
+                        i = frames.index(DELIMITER)
+                    except ValueError:
+                        log.warning("kernel %s: message without delimiter on %s dropped", self._kernel.id, channel)
+                        continue
+                    if len(frames) < i + 6:
+                        continue
+                    msg = KernelMessage(channel, frames[i + 2], frames[i + 3], frames[i + 4], frames[i + 5],
+                                        frames[i + 6:])
+                    if channel == "iopub":
+                        # iopub flows once it carries the answer to one of our own requests (an
+                        # earlier message, say the subscription welcome, proves nothing: the
+                        # kernel may have published its answer before our subscription took)
+                        if self._nudge_ids and json.loads(msg.parent_header).get("msg_id") in self._nudge_ids:
+                            self._iopub_seen.set()
+                    elif self._internal:
+                        parent = json.loads(msg.parent_header).get("msg_id")
+                        if parent in self._internal:
+                            del self._internal[parent]
+                            continue
+                    pending.append(msg)
+            except zmq.ZMQError as e:
+                if not self._closed:
+                    log.warning("kernel %s: %s socket failed: %s", self._kernel.id, channel, e)
+
+    # -- readiness --------------------------------------------------------------------------
+
+    def _start_nudge(self) -> None:
+        self._ready.clear()
+        self.answered = False
+        if self._nudge_task is not None:
+            self._nudge_task.cancel()
+        self._nudge_task = asyncio.create_task(self._nudge(), name=f"kernel {self._kernel.id} nudge")
+
+    async def _nudge(self) -> None:
+        """Ask for kernel_info (on shell and control) until iopub carries an answer to one of them."""
+        try:
+            await self._nudge_until_answered()
+        finally:
+            self._nudge_ids.clear()
+
+    async def _nudge_until_answered(self) -> None:
+        deadline = self._loop.time() + self._timeout
+        delay = 0.05
+        while not self._closed:
+            self._iopub_seen.clear()
+            for channel in ("control", "shell"):
+                msg = self._km.session.msg("kernel_info_request")
+                self._internal[msg["header"]["msg_id"]] = None
+                self._nudge_ids.add(msg["header"]["msg_id"])
+                while len(self._internal) > _INTERNAL_MAX:
+                    del self._internal[next(iter(self._internal))]
+                pack = self._km.session.pack
+                self._send(channel, [pack(msg["header"]), pack(msg["parent_header"]), pack(msg["metadata"]),
+                                     pack(msg["content"])], [])
+            try:
+                await asyncio.wait_for(self._iopub_seen.wait(), delay)
+                log.debug("kernel %s answers on iopub", self._kernel.id)
+                self.answered = True
+                self._ready.set()
+                return
+            except asyncio.TimeoutError:
+                if self._loop.time() > deadline:
+                    log.warning("kernel %s did not answer within %ss", self._kernel.id, self._timeout)
+                    self._ready.set()
+                    return
+                delay = min(delay * 2, 0.2)  # a starting kernel is answered within 0.2 s of being up
+
+    async def wait_ready(self) -> None:
+        await asyncio.wait_for(self._ready.wait(), self._timeout + 5)
+
+    async def wait_settled(self) -> None:
+        """Until the kernel answered, was reported dead, stayed silent past the timeout, or the channels
+        closed (unbounded across automatic restarts: the restarter gives up after its limit)."""
+        await self._ready.wait()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _send(self, channel: str, parts: list[bytes], buffers: list[bytes]) -> None:
+        import zmq
+
+        sock = self._sockets.get(channel)
+        if sock is None:
+            return  # between sockets during a reconnect: the kernel is restarting anyway
+        try:
+            sock.send_multipart([DELIMITER, self._km.session.sign(parts), *parts, *buffers], zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("kernel %s is not reading its %s channel; message dropped", self._kernel.id, channel)
+        # a send can swallow the fd's edge for messages that arrived meanwhile
+        if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._loop.call_soon(self._readable)
+
+    # -- KernelChannels ---------------------------------------------------------------------
+
+    def inject_status(self, state: str, reason: str | None) -> None:
+        """Tell clients about a state only the manager knows (restarting, dead), as jupyter_server does."""
+        self._pending.append(wire.status_message(state, reason or None, session=self._session_id))
+        if state == "restarting":  # hold clients' requests until the new kernel's iopub flows (see send)
+            self._ready.clear()
+            self.answered = False
+        elif state == "dead":  # no answer will come: let a relay still waiting for one read this
+            if self._nudge_task is not None:
+                self._nudge_task.cancel()
+            self._ready.set()
+        self._wake()
+
+    async def send(self, msg: KernelMessage) -> None:
+        if self._closed:
+            raise ChannelsClosed(self._kernel.id)
+        if msg.channel not in ("shell", "control", "stdin"):
+            raise ValueError(f"cannot send on channel {msg.channel!r}")
+        if not self._ready.is_set():
+            # after a death or a restart, until iopub flows again: a request sent now would reach the
+            # new kernel before our iopub subscription does, and its busy/output would be lost
+            try:
+                await self.wait_ready()
+            except asyncio.TimeoutError:
+                pass  # the kernel does not answer: send anyway, as before it was known to be ready
+            if self._closed:
+                raise ChannelsClosed(self._kernel.id)
+        self._send(msg.channel, [msg.header, msg.parent_header, msg.metadata, msg.content], msg.buffers)
+
+    async def recv(self) -> KernelMessage:
+        pending = self._pending
+        while True:
+            if self._closed:
+                raise ChannelsClosed(self._kernel.id)
+            if pending:
+                return pending.popleft()
+            self._drain()
+            if pending:
+                return pending.popleft()
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._nudge_task is not None:
+            self._nudge_task.cancel()
+        self._disconnect()
+        self._ready.set()
+        self._kernel.channels.discard(self)
+        self._wake()

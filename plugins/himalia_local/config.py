@@ -1,0 +1,30 @@
+"""The `[plugins.local]` table: what only local kernel processes have (restarts, liveness, shutdown)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from himalia import setting
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    shutdown_wait_time: float = setting(5.0, "Seconds a kernel gets to exit once shut down: half of it after "
+                                             "`shutdown_request`, then SIGTERM reaches its process group, the "
+                                             "other half before SIGKILL.")
+    restart_check_interval: float = setting(1.0, "Seconds between liveness checks of each local kernel "
+                                                 "(jupyter_client's restarter `time_to_dead`; jupyter_server "
+                                                 "uses 3): a death is noticed within this, and a kernel that "
+                                                 "dies at start is reported dead after restart_limit checks.")
+    kernelspec_cache_ttl: float = setting(2.0, "Seconds a kernelspec listing is reused before the kernel dirs "
+                                               "are read again; 0 reads them on every request.")
+    restart_limit: int = setting(5, "Automatic restarts tried in a row before a dying kernel is reported dead.")
+    autorestart: bool = setting(True, "Restart local kernels that die.")
+
+    def __post_init__(self) -> None:
+        if self.shutdown_wait_time < 0:
+            raise ValueError(f"'shutdown_wait_time' must be >= 0, got {self.shutdown_wait_time}")
+        if self.restart_check_interval <= 0:
+            raise ValueError(f"'restart_check_interval' must be > 0, got {self.restart_check_interval}")
+        if self.restart_limit < 0:
+            raise ValueError(f"'restart_limit' must be >= 0, got {self.restart_limit}")
