@@ -37,6 +37,7 @@ from .services import (
     ContentsManager,
     Cookie,
     Credentials,
+    EventBus,
     Identity,
     IdentityProvider,
     KernelChannels,
@@ -47,6 +48,7 @@ from .services import (
     Services,
     SessionRecord,
     SessionStore,
+    TerminalManager,
 )
 
 hookimpl = pluggy.HookimplMarker("himalia")
@@ -55,9 +57,9 @@ hookimpl = pluggy.HookimplMarker("himalia")
 __all__ = [
     "ACTIVITY", "AUTH_ERRORS", "ApiError", "Authenticated", "BadGateway", "BadRequest", "CONFIG",
     "ChannelsClosed", "CliOption", "Config", "ConfigError", "ConfigSection", "Conflict", "ContentsManager", "Cookie",
-    "Credentials", "Forbidden", "GatewayTimeout", "HOOKS", "Hooks", "IDENTITY", "Identity",
+    "Credentials", "EventBus", "Forbidden", "GatewayTimeout", "HOOKS", "Hooks", "IDENTITY", "Identity",
     "IdentityProvider", "KernelChannels", "KernelManager", "KernelMessage", "Middleware", "Model",
     "NotFound", "PLUGINS", "PayloadTooLarge", "Provider", "Route", "SERVICES", "Services",
-    "SessionRecord", "SessionStore", "StartupError", "Unauthorized", "WEBSOCKETS", "__version__", "error_response", "hookimpl",
+    "SessionRecord", "SessionStore", "StartupError", "TerminalManager", "Unauthorized", "WEBSOCKETS", "__version__", "error_response", "hookimpl",
     "isoformat", "json_response", "read_json", "setting", "utcnow", "wire",
 ]
