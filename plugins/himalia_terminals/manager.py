@@ -11,13 +11,13 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
 
-from himalia import CONFIG, SERVICES, BadRequest, Conflict, Model, NotFound, utcnow
+from himalia import ACTIVITY, CONFIG, SERVICES, BadRequest, Conflict, Model, NotFound, utcnow
 
 from .config import TerminalsConfig
 from .pty import Terminal
@@ -42,8 +42,9 @@ def default_shell(config: TerminalsConfig) -> list[str]:
 class Terminals:
     """Implements `himalia.TerminalManager` over local ptys."""
 
-    def __init__(self, config: TerminalsConfig, root_dir: str):
+    def __init__(self, config: TerminalsConfig, root_dir: str, touch: Callable[[], None] = lambda: None):
         self.config = config
+        self.touch = touch
         self.root = Path(root_dir).resolve()
         self.terminals: dict[str, Terminal] = {}
         self.server_url = ""
@@ -64,7 +65,8 @@ class Terminals:
         if self.server_url:
             env["JUPYTER_SERVER_URL"] = self.server_url
         terminal = Terminal(name, default_shell(self.config), cwd=directory, env=env,
-                            scrollback_chars=self.config.scrollback_chars, on_exit=self._exited)
+                            scrollback_chars=self.config.scrollback_chars, on_exit=self._exited,
+                            on_activity=self.touch)
         self.terminals[name] = terminal  # taken before the fork, so a concurrent create cannot reuse it
         try:
             await terminal.start()
@@ -137,7 +139,7 @@ async def terminals_service(app: web.Application) -> AsyncIterator[None]:
                     "ptyprocess is not installed (pip install 'himalia[terminals]')")
         yield
         return
-    manager = Terminals(config, app[CONFIG].server.root_dir)
+    manager = Terminals(config, app[CONFIG].server.root_dir, touch=app[ACTIVITY].touch)
     app[SERVICES].terminals = manager
     culler = None
     if config.cull_inactive_timeout > 0:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from himalia import utcnow
+from himalia import isoformat, utcnow
 
 log = logging.getLogger("himalia.terminals")
 
@@ -55,13 +55,15 @@ class Terminal:
     """A running shell: `attach` clients, `write` input, `resize`, `terminate`."""
 
     def __init__(self, name: str, argv: list[str], *, cwd: str, env: Mapping[str, str], scrollback_chars: int,
-                 on_exit: Callable[[Terminal], None]):
+                 on_exit: Callable[[Terminal], None], on_activity: Callable[[], None] = lambda: None):
         self.name = name
         self.argv = argv
         self.cwd = cwd
         self.env = dict(env)
         self.scrollback_chars = scrollback_chars
         self.on_exit = on_exit
+        self.on_activity = on_activity
+        """Called on input and output: the server's own activity follows its terminals' (/api/status)."""
         self.clients: set[Client] = set()
         self.last_activity: datetime = utcnow()
         self.exited = asyncio.Event()
@@ -77,8 +79,6 @@ class Terminal:
         self._ending: asyncio.Task[None] | None = None
 
     def model(self) -> dict[str, str]:
-        from himalia import isoformat
-
         return {"name": self.name, "last_activity": isoformat(self.last_activity)}
 
     # -- start -----------------------------------------------------------------------------------
@@ -129,6 +129,7 @@ class Terminal:
 
     def _output(self, text: str) -> None:
         self.last_activity = utcnow()
+        self.on_activity()
         self._scrollback.append(text)
         self._scrollback_len += len(text)
         while self._scrollback_len > self.scrollback_chars and self._scrollback:
@@ -221,6 +222,7 @@ class Terminal:
         if self.exited.is_set() or self._fd < 0:
             return
         self.last_activity = utcnow()
+        self.on_activity()
         self._pending += text.encode("utf-8", "surrogateescape")
         self._flush()
 

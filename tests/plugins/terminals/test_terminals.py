@@ -54,6 +54,22 @@ async def test_a_terminal_runs_a_command_whose_output_and_file_appear(himalia_se
         await term.ws.close()
 
 
+async def test_terminal_io_is_server_activity(himalia_server):
+    """/api/status's last_activity follows terminal traffic, which is no HTTP request (jupyter_server
+    counts its terminals too), so an idle-culling hub does not stop a server someone is typing in."""
+    async with himalia_server() as server:
+        await new_terminal(server, name="busy")
+        term = await open_term(server, "busy")
+        await term.run("echo ready-$((1+1))")
+        await term.until("ready-2")
+        before = (await (await server.get("/api/status")).json())["last_activity"]
+        await term.run("echo typed-$((1+1))")
+        await term.until("typed-2")
+        after = (await (await server.get("/api/status")).json())["last_activity"]
+        assert after > before
+        await term.ws.close()
+
+
 async def test_cwd_is_relative_to_the_root_and_must_stay_inside_it(himalia_server):
     async with himalia_server() as server:
         (server.root_dir / "sub" / "dir").mkdir(parents=True)
