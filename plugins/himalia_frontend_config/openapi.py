@@ -6,7 +6,7 @@ from typing import Any
 
 from himalia import AUTH_ERRORS, error_response, json_response
 
-SECTION = {"name": "section", "in": "path", "required": True, "schema": {"type": "string"},
+SECTION = {"name": "section", "in": "path", "required": True, "schema": {"type": "string", "example": "notebook"},
            "description": "Section name: letters, digits and underscores"}
 OBJECT = {"type": "object", "additionalProperties": True}
 BODY = {"required": True, "content": {"application/json": {"schema": OBJECT}}}

@@ -6,7 +6,7 @@ from typing import Any
 
 from himalia import AUTH_ERRORS, error_response, json_response
 
-FORMAT = {"name": "format", "in": "path", "required": True, "schema": {"type": "string"},
+FORMAT = {"name": "format", "in": "path", "required": True, "schema": {"type": "string", "example": "html"},
           "description": "Export format, one of those `GET /api/nbconvert` lists (html, script, ...)"}
 FLAG = {"type": "string", "enum": ["true", "false"]}
 SANITIZE = {"name": "sanitize_html", "in": "query", "required": False, "schema": FLAG,

@@ -7,7 +7,7 @@ from typing import Any
 from himalia import AUTH_ERRORS, error_response, json_response
 
 TERMINAL = {"$ref": "#/components/schemas/Terminal"}
-NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "example": "1"},
         "description": "The terminal's name (letters, digits, underscores)"}
 NOT_FOUND = {"404": error_response("No such terminal")}
 
