@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from himalia import ACTIVITY, CONFIG, SERVICES, BadRequest, Conflict, Model, NotFound, utcnow
+from himalia import ACTIVITY, CONFIG, SERVICES, ApiError, BadRequest, Conflict, Model, NotFound, utcnow
 
 from .config import TerminalsConfig
 from .pty import Terminal
@@ -73,8 +73,8 @@ class Terminals:
         except Exception as e:
             self.terminals.pop(name, None)
             log.warning("terminal %s: %s %s failed to start: %s", name, terminal.argv, directory, e)
-            raise BadRequest(f"cannot start {' '.join(terminal.argv)!r} in {cwd or '/'!r}: {e}",
-                             "terminal failed") from e
+            raise ApiError(f"cannot start {' '.join(terminal.argv)!r} in {cwd or '/'!r}: {e}",
+                           "terminal failed") from e
         log.info("terminal %s: %s started in %s (pid %d)", name, terminal.argv[0], directory, terminal.pid)
         return terminal.model()
 

@@ -26,7 +26,9 @@ OPENAPI: dict[str, Any] = {
                     }}}}},
                 "responses": {"200": json_response("The terminal", TERMINAL),
                               "400": error_response("Malformed body, bad name, or cwd not a directory in the root"),
-                              "409": error_response("A terminal of that name is running"), **AUTH_ERRORS},
+                              "409": error_response("A terminal of that name is running"),
+                              "500": error_response("The shell failed to start (shell_command, $SHELL)"),
+                              **AUTH_ERRORS},
             },
         },
         "/api/terminals/{name}": {

@@ -70,6 +70,30 @@ async def test_terminal_io_is_server_activity(himalia_server):
         await term.ws.close()
 
 
+async def test_the_shell_is_shell_else_the_configured_command(himalia_server, monkeypatch):
+    monkeypatch.setenv("SHELL", "/bin/sh")
+    async with himalia_server() as server:
+        await new_terminal(server, name="sh")
+        term = await open_term(server, "sh")
+        await term.run('echo "zero=$0 $((2+3))"')
+        assert "zero=/bin/sh 5" in await term.until(" 5\r\n")
+        await term.ws.close()
+    config = {"plugins": {"terminals": {"shell_command": ["/bin/sh", "-c", "echo configured-$((1+1)); exec sh"]}}}
+    async with himalia_server(config=config) as server:
+        await new_terminal(server, name="cfg")
+        term = await open_term(server, "cfg")
+        await term.until("configured-2")
+        await term.ws.close()
+
+
+async def test_a_shell_that_cannot_start_is_a_500_naming_it(himalia_server):
+    config = {"plugins": {"terminals": {"shell_command": ["/no/such/shell"]}}}
+    async with himalia_server(config=config) as server:
+        r = await server.post("/api/terminals", json={"name": "x"})
+        assert r.status == 500 and "/no/such/shell" in (await r.json())["message"]
+        assert await (await server.get("/api/terminals")).json() == []
+
+
 async def test_cwd_is_relative_to_the_root_and_must_stay_inside_it(himalia_server):
     async with himalia_server() as server:
         (server.root_dir / "sub" / "dir").mkdir(parents=True)
