@@ -103,12 +103,12 @@ def _parse(data: str) -> list[Any] | None:
 async def _send(ws: web.WebSocketResponse, client: Any) -> None:
     """Write the client's queue to its socket in order; None (shell gone, or too far behind) closes it."""
     while True:
-        message = await client.queue.get()
-        if message is None:
+        encoded = await client.queue.get()
+        if encoded is None:
             break
-        client.taken(message)
+        client.taken(encoded)
         try:
-            await ws.send_str(json.dumps(message))
+            await ws.send_str(encoded)
         except (ConnectionError, RuntimeError):
             break
     await ws.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import errno
+import json
 import logging
 import os
 import signal
@@ -28,27 +29,30 @@ READ_SIZE = 65536
 
 
 class Client:
-    """One websocket's view of a terminal: what is queued for it, and the size it asked for."""
+    """One websocket's view of a terminal: the messages queued for it (JSON text, encoded once for
+    every client), and the size it asked for."""
 
     def __init__(self, max_backlog: int):
-        self.queue: asyncio.Queue[list[Any] | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.size: tuple[int, int] | None = None
         self.backlog = 0
         self.max_backlog = max_backlog
 
-    def put(self, message: list[Any]) -> None:
+    def put(self, message: list[Any], encoded: str | None = None) -> None:
         if self.backlog > self.max_backlog:
             return  # already told to go (None queued); the handler closes the socket
-        self.queue.put_nowait(message)
-        if message[0] == "stdout":
-            self.backlog += len(message[1])
-            if self.backlog > self.max_backlog:
-                log.warning("a terminal client left %d characters unread; disconnecting it", self.backlog)
-                self.queue.put_nowait(None)
+        encoded = encoded if encoded is not None else json.dumps(message)
+        self.queue.put_nowait(encoded)
+        self.backlog += len(encoded)
+        if self.backlog > self.max_backlog:
+            log.warning("a terminal client left %d characters unread; disconnecting it", self.backlog)
+            self.queue.put_nowait(None)
 
-    def taken(self, message: list[Any]) -> None:
-        if message[0] == "stdout":
-            self.backlog -= len(message[1])
+    def close(self) -> None:
+        self.queue.put_nowait(None)
+
+    def taken(self, encoded: str) -> None:
+        self.backlog -= len(encoded)
 
 
 class Terminal:
@@ -140,8 +144,9 @@ class Terminal:
                 self._scrollback[0] = self._scrollback[0][excess:]
                 self._scrollback_len -= excess
         message = ["stdout", text]
+        encoded = json.dumps(message)
         for client in self.clients:
-            client.put(message)
+            client.put(message, encoded)
 
     def _stop_reading(self) -> None:
         if self._reading:
@@ -161,7 +166,7 @@ class Terminal:
             self._output(rest)
         for client in self.clients:
             client.put(["disconnect", 1])
-            client.queue.put_nowait(None)
+            client.close()
         if self._fd >= 0:
             try:
                 os.close(self._fd)
@@ -196,7 +201,7 @@ class Terminal:
             client.put(["stdout", "".join(self._scrollback)])
         if self.exited.is_set():
             client.put(["disconnect", 1])
-            client.queue.put_nowait(None)
+            client.close()
         self.clients.add(client)
         return client
 

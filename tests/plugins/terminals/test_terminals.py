@@ -201,6 +201,32 @@ async def test_server_shutdown_leaves_no_shell(himalia_server, process_mark):
     assert not marked_processes(process_mark)
 
 
+async def test_sigterm_to_himalia_serve_leaves_no_shell(tmp_path, process_mark):
+    """The real command: SIGTERM ends every terminal's session before the process exits."""
+    import os
+
+    from himalia.testing import serve_process
+
+    root = tmp_path / "served"
+    root.mkdir()
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
+    with serve_process("--root-dir", str(root), "--token", TOKEN, env=env) as server:
+        headers = server.auth_headers
+        async with aiohttp.ClientSession(headers=headers) as c:
+            async with c.post(server.url_for("/api/terminals"), json={"name": "bg"}) as r:
+                assert r.status == 200
+            ws = await c.ws_connect(server.url_for("/terminals/websocket/bg"))
+            term = TermClient(ws)
+            assert await term.next() == ["setup", {}]
+            await term.run("nohup sleep 1002 >/dev/null 2>&1 & echo started-$((1+1))")
+            await term.until("started-2")
+            assert any(p.name() == "sleep" for p in marked_processes(process_mark))
+            await ws.close()
+        server.process.terminate()
+        assert server.process.wait(60) == 0
+    assert not marked_processes(process_mark)
+
+
 async def test_a_shell_that_exits_disconnects_its_clients_and_is_forgotten(himalia_server):
     async with himalia_server() as server:
         await new_terminal(server, name="bye")
