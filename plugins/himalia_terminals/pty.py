@@ -169,11 +169,13 @@ class Terminal:
             client.close()
         if self._fd >= 0:
             try:
-                os.close(self._fd)
+                # through ptyprocess' own file object, which owns the descriptor: closed any other way,
+                # that object would close the number again when collected, whatever it then names
+                self._proc.fileobj.close()
             except OSError:
                 pass
-            self._proc.fd = -1  # so ptyprocess never closes a descriptor number reused since
-            self._proc.closed = True
+            self._proc.fd = -1
+            self._proc.closed = True  # the shell is reaped: ptyprocess has nothing left to end
             self._fd = -1
         self.exited.set()
         self.on_exit(self)
@@ -272,10 +274,20 @@ class Terminal:
             await asyncio.wait_for(self.exited.wait(), 10)
         except asyncio.TimeoutError:
             log.error("terminal %s: shell %d did not exit after SIGKILL", self.name, self.pid)
+        # the jobs are not our children, so no event says when they are gone: look, briefly, so that
+        # the terminal's end is reported once nothing of it runs
+        if not sys.platform.startswith("linux"):
+            return  # no way to list a session's processes: the signals were sent
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while (left := await asyncio.to_thread(session_processes, self.pid)) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if left:
+            log.error("terminal %s: processes %s of its session survived SIGKILL", self.name, left)
 
 
 def session_processes(sid: int) -> list[int]:
-    """Pids of every process in session `sid` (Linux: read from /proc); just `sid` elsewhere."""
+    """Pids of every live process in session `sid` (Linux: read from /proc); just `sid` elsewhere."""
     if not sys.platform.startswith("linux"):
         return [sid]
     found = []
@@ -289,7 +301,7 @@ def session_processes(sid: int) -> list[int]:
             continue
         # pid (comm) state ppid pgrp session ...: comm may hold spaces and parentheses
         fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 3 and int(fields[3]) == sid:
+        if len(fields) > 3 and int(fields[3]) == sid and fields[0] not in (b"Z", b"X"):  # not dead already
             found.append(int(entry))
     return found
 

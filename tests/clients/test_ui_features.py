@@ -50,7 +50,8 @@ def client_run(run_node, jupyter_env, tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("himalia-ui")
     root = make_root(base)
     token = secrets.token_hex(16)
-    with serve_process("--root-dir", str(root), "--token", token, env=jupyter_env(base), cwd=base) as server:
+    env = jupyter_env(base, HOME=str(base))  # shells read no user start-up files
+    with serve_process("--root-dir", str(root), "--token", token, env=env, cwd=base) as server:
         return run_node("ui_features_client.mjs", client_env(server.url, token), timeout=240)
 
 
@@ -58,7 +59,7 @@ def client_run(run_node, jupyter_env, tmp_path_factory: pytest.TempPathFactory):
 def reference_run(run_node, jupyter_server_process, jupyter_env, tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("jupyter_server-ui")
     root = make_root(base)
-    with jupyter_server_process("jupyter_server", root, jupyter_env(base)) as server:
+    with jupyter_server_process("jupyter_server", root, jupyter_env(base, HOME=str(base))) as server:
         return run_node("ui_features_client.mjs", client_env(server.url, server.token), timeout=240)
 
 

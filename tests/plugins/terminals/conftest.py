@@ -31,6 +31,26 @@ def marked_processes(mark: str) -> list[psutil.Process]:
     return found
 
 
+async def wait_for_processes(mark: str, name: str, count: int, timeout: float = 30.0) -> None:
+    """Until `count` marked processes named `name` run: a job the shell put in the background has
+    forked when the shell prints its next line, but may not have exec'd yet, and no event says when."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        names = []
+        for proc in await asyncio.to_thread(marked_processes, mark):
+            try:
+                names.append(proc.name())
+            except psutil.Error:
+                continue
+        if names.count(name) >= count:
+            return
+        assert time.monotonic() < deadline, f"{count} {name!r} processes did not start: {names}"
+        await asyncio.sleep(0.05)
+
+
 @pytest.fixture
 def process_mark(monkeypatch) -> str:
     """The marker of this test's processes; every marked process left at the end fails the test."""
@@ -52,3 +72,13 @@ def process_mark(monkeypatch) -> str:
 @pytest.fixture(autouse=True)
 def _no_orphans(process_mark):
     yield
+
+
+@pytest.fixture(autouse=True)
+def _own_home(tmp_path, monkeypatch):
+    """Shells read ~/.bashrc and ~/.profile: a test's shells get an empty home, so what the user's
+    start-up files do (slow tool set-up, lock files a killed shell leaves behind) stays out of the
+    tests, and the tests' quick kills stay out of the user's tools."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))

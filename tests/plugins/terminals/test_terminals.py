@@ -12,7 +12,7 @@ import json
 import aiohttp
 import pytest
 
-from conftest import marked_processes
+from conftest import marked_processes, wait_for_processes
 from term_ws import TermClient
 
 TOKEN = "terminals-token"
@@ -147,11 +147,15 @@ async def test_two_websockets_see_the_same_output_and_the_smallest_size_wins(him
         await new_terminal(server, name="shared")
         a = await open_term(server, "shared")
         b = await open_term(server, "shared")
+        # sizes from two sockets: each is confirmed before the next, since the server reads the two
+        # sockets independently
         await a.set_size(40, 100)
+        await a.run('echo "sized $(stty size) $((20+22))"')
+        await a.until("sized 40 100 42")
         await b.set_size(30, 120)
-        await a.run('echo "both $(stty size) $((20+22))"')
-        assert "both 30 100 42" in await a.until("both 30 100 42")
+        await b.run('echo "both $(stty size) $((20+22))"')
         assert "both 30 100 42" in await b.until("both 30 100 42")
+        assert "both 30 100 42" in await a.until("both 30 100 42")  # a saw b's command's output too
         await b.ws.close()  # b gone: a's size is the terminal's
         await a.run('echo "alone $(stty size) $((20+22))"')
         assert "alone 40 100 42" in await a.until("alone 40 100 42")
@@ -179,8 +183,7 @@ async def test_delete_ends_the_shell_and_its_jobs(himalia_server, process_mark):
         # a background job (its own process group under bash's job control) and one that ignores SIGHUP
         await term.run("sleep 1000 & nohup sleep 1001 >/dev/null 2>&1 & echo started-$((1+1))")
         await term.until("started-2")
-        names = [p.name() for p in marked_processes(process_mark)]
-        assert names.count("sleep") == 2, names
+        await wait_for_processes(process_mark, "sleep", 2)
         r = await server.delete("/api/terminals/doomed")
         assert r.status == 204
         messages = await term.until_closed()
@@ -197,6 +200,7 @@ async def test_server_shutdown_leaves_no_shell(himalia_server, process_mark):
         term = await open_term(server, "a")
         await term.run("sleep 1000 & echo started-$((1+1))")
         await term.until("started-2")
+        await wait_for_processes(process_mark, "sleep", 1)
         assert len(marked_processes(process_mark)) >= 3  # two shells and the sleep
     assert not marked_processes(process_mark)
 
@@ -220,7 +224,7 @@ async def test_sigterm_to_himalia_serve_leaves_no_shell(tmp_path, process_mark):
             assert await term.next() == ["setup", {}]
             await term.run("nohup sleep 1002 >/dev/null 2>&1 & echo started-$((1+1))")
             await term.until("started-2")
-            assert any(p.name() == "sleep" for p in marked_processes(process_mark))
+            await wait_for_processes(process_mark, "sleep", 1)
             await ws.close()
         server.process.terminate()
         assert server.process.wait(60) == 0
