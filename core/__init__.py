@@ -40,6 +40,7 @@ from .services import (
     ContentsManager,
     Cookie,
     Credentials,
+    EventBus,
     Identity,
     IdentityProvider,
     KernelChannels,
@@ -54,6 +55,7 @@ from .services import (
     Services,
     SessionRecord,
     SessionStore,
+    TerminalManager,
 )
 
 hookimpl = pluggy.HookimplMarker("himalia")
@@ -62,10 +64,10 @@ hookimpl = pluggy.HookimplMarker("himalia")
 __all__ = [
     "ACTIVITY", "AUTH_ERRORS", "ApiError", "Authenticated", "BadGateway", "BadRequest", "CONFIG",
     "ChannelsClosed", "CliOption", "Config", "ConfigError", "ConfigSection", "Conflict", "ContentsManager", "Cookie",
-    "Credentials", "Forbidden", "GatewayTimeout", "HOOKS", "Hooks", "IDENTITY", "Identity",
+    "Credentials", "EventBus", "Forbidden", "GatewayTimeout", "HOOKS", "Hooks", "IDENTITY", "Identity",
     "IdentityProvider", "KernelChannels", "KernelManager", "KernelMessage", "KernelNotReady", "KernelRelay",
     "Middleware", "Model", "NotFound", "PLUGINS", "PayloadTooLarge", "Provider", "Requirement", "Route", "SERVICES",
-    "Service", "Services", "SessionRecord", "SessionStore", "StartupError", "Unauthorized", "WEBSOCKETS",
-    "__version__", "check_strings", "error_response", "hookimpl", "isoformat", "json_response", "read_json",
-    "sandbox", "setting", "url_path", "utcnow", "wire",
+    "Service", "Services", "SessionRecord", "SessionStore", "StartupError", "TerminalManager", "Unauthorized",
+    "WEBSOCKETS", "__version__", "check_strings", "error_response", "hookimpl", "isoformat", "json_response",
+    "read_json", "sandbox", "setting", "url_path", "utcnow", "wire",
 ]

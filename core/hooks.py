@@ -156,6 +156,10 @@ class Hooks:
     def openapi(self, config: Config) -> list[Attributed[dict[str, Any]]]:
         return self._collect("himalia_openapi", config=config)
 
+    def event_schemas(self, config: Config) -> list[Attributed[Any]]:
+        """Each plugin's event schemas (dicts or schema file paths), with the plugin that gave them."""
+        return self._collect("himalia_event_schemas", config=config)
+
     def status(self, app: web.Application) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         for a in self._collect("himalia_status", app=app):

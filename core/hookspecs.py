@@ -10,6 +10,7 @@ have no meaning here: a plugin using them is refused at load, naming the plugin 
 
 from __future__ import annotations
 
+from os import PathLike
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -288,6 +289,32 @@ def himalia_status(app: web.Application) -> dict[str, Any]:
         @hookimpl
         def himalia_status(app):
             return {"gateway": {"url": url, "reachable": True}}
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def himalia_event_schemas(config: Config) -> list[dict[str, Any] | str | PathLike[str]]:
+    """Register the schemas of structured events this plugin emits, or lets clients emit with
+    `POST /api/events` (jupyter_events schemas: `$id`, `version`, `properties`).
+
+    Called once at start-up by the events plugin, which registers each schema with jupyter_events'
+    `EventLogger.register_event_schema` when the logger is first needed (jupyter_events is slow to
+    import, so that is the first subscriber or client event, not start-up). Collect-all. Returns
+    schemas as dicts, or paths of JSON or YAML schema files. A schema that does not register (invalid,
+    or an `$id` taken) is logged as an error naming the plugin and left out. Emit with
+    `app[SERVICES].events.emit(schema_id=..., data=...)`, on the event loop; `/api/events/subscribe`
+    streams every emitted event.
+
+    Example::
+
+        HELLO = {"$id": "https://example.org/hello/v1", "version": "1", "type": "object",
+                 "properties": {"greeting": {"type": "string"}}, "required": ["greeting"]}
+
+        @hookimpl
+        def himalia_event_schemas(config):
+            return [HELLO]
 
     .. versionadded:: 0.1
     """

@@ -403,6 +403,44 @@ class IdentityProvider(Protocol):
     async def authenticate(self, credentials: Credentials) -> Authenticated: ...
 
 
+# --- terminals and events (optional services a plugin may provide) ------------------------------
+
+
+@runtime_checkable
+class TerminalManager(Protocol):
+    """Shells in pseudo-terminals on the server's machine, named, as jupyter_server_terminals serves them.
+
+    Models are `{"name": str, "last_activity": ISO 8601}`. Unknown names raise NotFound; a `cwd`
+    outside the server's root, or an existing name, raise BadRequest / Conflict. Set in
+    `Services.terminals` by the plugin that runs terminals while the server runs; None when terminals
+    are off, so a page (JupyterLab's `terminalsAvailable`) can tell.
+    """
+
+    async def create(self, *, name: str | None = None, cwd: str = "") -> Model:
+        """Start a shell in API directory `cwd` ("" is the root) under `name` (None: the next free number)."""
+        ...
+
+    async def list(self) -> list[Model]: ...
+
+    async def get(self, name: str) -> Model: ...
+
+    async def delete(self, name: str) -> None:
+        """End the terminal: every process of its session is signalled, and it is forgotten."""
+        ...
+
+
+@runtime_checkable
+class EventBus(Protocol):
+    """Structured server events (jupyter_events' `EventLogger` satisfies this Protocol).
+
+    `emit` validates `data` against the registered schema `schema_id` and hands it to every listener
+    (the `/api/events/subscribe` websockets); it must be called on the event loop's thread. Schemas are
+    registered with the `himalia_event_schemas` hook. Set in `Services.events` by the events plugin.
+    """
+
+    def emit(self, *, schema_id: str, data: Model) -> Model | None: ...
+
+
 # --- the holder ---------------------------------------------------------------------------------
 
 
@@ -423,6 +461,10 @@ class Services:
     kernel_provider: KernelManager | None = None
     kernel_relay: KernelRelay | None = None
     identity: IdentityProvider | None = None
+    terminals: TerminalManager | None = None
+    """Not a provider role: set by the terminals plugin while it runs (None when terminals are off)."""
+    events: EventBus | None = None
+    """Not a provider role: set by the events plugin while it runs."""
 
     @overload
     def require(self, role: Literal["contents"]) -> ContentsManager: ...

@@ -1,0 +1,116 @@
+"""Himalia's own actions as events: contents saves and kernel starts and stops from the notification
+hooks, the other contents actions from the contents API's successful answers.
+
+A save is told by `himalia_contents_post_save` (whoever saved, on the provider's worker thread). Gets,
+copies, renames and deletes have no hooks: they are read off the contents REST API's successful
+responses (the Jupyter REST API's own shapes), so they are seen for requests, not for calls other
+plugins make to the contents service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from himalia import SERVICES, hookimpl
+
+from .schemas import CONTENTS, KERNEL_ACTIONS
+
+log = logging.getLogger("himalia.events")
+
+CONTENTS_PREFIX = "/api/contents"
+
+
+def emit(app: web.Application, schema_id: str, data: dict[str, Any]) -> None:
+    bus = app[SERVICES].events
+    if bus is None:
+        return
+    try:
+        bus.emit(schema_id=schema_id, data=data)
+    except Exception:
+        log.exception("could not emit %s %s", schema_id, data)
+
+
+class HookObserver:
+    """Turns one app's notification hooks into events; registered on that app's plugin manager while
+    it runs, because the hooks do not say which app (tests run several) they are about."""
+
+    def __init__(self, app: web.Application):
+        self.app = app
+        self.loop = asyncio.get_running_loop()
+
+    def _emit_soon(self, schema_id: str, data: dict[str, Any]) -> None:
+        # the filesystem provider tells saves from its worker thread; listeners live on the loop
+        try:
+            self.loop.call_soon_threadsafe(emit, self.app, schema_id, data)
+        except RuntimeError:  # the loop is closed: the server is gone
+            pass
+
+    @hookimpl
+    def himalia_contents_post_save(self, path: str, model: dict[str, Any]) -> None:
+        self._emit_soon(CONTENTS, {"action": "save", "path": path})
+
+    @hookimpl
+    def himalia_kernel_started(self, kernel_id: str, name: str) -> None:
+        self._emit_soon(KERNEL_ACTIONS, {"action": "start", "kernel_id": kernel_id, "kernel_name": name,
+                                         "status": "success", "msg": f"Kernel {kernel_id} ({name}) started"})
+
+    @hookimpl
+    def himalia_kernel_stopped(self, kernel_id: str, reason: str) -> None:
+        asked = reason in ("shutdown", "culled")
+        self._emit_soon(KERNEL_ACTIONS, {"action": "shutdown", "kernel_id": kernel_id,
+                                         "status": "success" if asked else "error",
+                                         "msg": f"Kernel {kernel_id} stopped: {reason}"})
+
+
+def _api_path(request: web.Request) -> str:
+    return request.match_info.get("path", "").strip("/")
+
+
+def _response_path(response: web.StreamResponse) -> str | None:
+    body = getattr(response, "body", None)
+    if not isinstance(body, (bytes, bytearray)):
+        return None
+    try:
+        model = json.loads(body)
+    except ValueError:
+        return None
+    return model.get("path") if isinstance(model, dict) and isinstance(model.get("path"), str) else None
+
+
+async def _contents_event(request: web.Request, response: web.StreamResponse) -> dict[str, Any] | None:
+    canonical = request.match_info.route.resource.canonical if request.match_info.route.resource else ""
+    if not (canonical.endswith(CONTENTS_PREFIX) or canonical.endswith(CONTENTS_PREFIX + "/{path}")):
+        return None  # checkpoints and trust are not contents actions in jupyter_server's schema
+    status, method = response.status, request.method
+    if method == "GET" and status == 200:
+        return {"action": "get", "path": _api_path(request)}
+    if method == "DELETE" and status == 204:
+        return {"action": "delete", "path": _api_path(request)}
+    if method == "PATCH" and status == 200:
+        new = _response_path(response)
+        return {"action": "rename", "path": new, "source_path": _api_path(request)} if new is not None else None
+    if method == "POST" and status == 201:
+        try:
+            body = await request.json()
+        except ValueError:
+            return None
+        source = body.get("copy_from") if isinstance(body, dict) else None
+        new = _response_path(response)
+        if isinstance(source, str) and new is not None:
+            return {"action": "copy", "path": new, "source_path": source.strip("/")}
+    return None  # saves and new files are told by the post-save hook
+
+
+@web.middleware
+async def contents_events(request: web.Request, handler: Any) -> web.StreamResponse:
+    response = await handler(request)
+    if CONTENTS_PREFIX in request.path and 200 <= response.status < 300:
+        event = await _contents_event(request, response)
+        if event is not None:
+            emit(request.app, CONTENTS, event)
+    return response

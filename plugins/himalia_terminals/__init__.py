@@ -1,0 +1,53 @@
+"""Default plugin `terminals`: shells in pseudo-terminals, as jupyter_server_terminals serves them
+(`/api/terminals`, `/terminals/websocket/{name}`); provides `app[SERVICES].terminals`.
+
+`[plugins.terminals] enabled = false` turns them off (no routes, no service), as does `--disable terminals`.
+"""
+
+from __future__ import annotations
+
+from himalia import ConfigSection, Route, hookimpl
+
+from .config import TerminalsConfig
+
+
+def _enabled(config) -> bool:
+    return config.section("terminals").enabled
+
+
+@hookimpl
+def himalia_config_sections():
+    return [ConfigSection("terminals", TerminalsConfig, "Shells in terminals (JupyterLab's File › New › Terminal).")]
+
+
+@hookimpl
+def himalia_resources(config):
+    if not _enabled(config):
+        return []
+    from .manager import terminals_service
+
+    return [terminals_service]
+
+
+@hookimpl
+def himalia_routes(config):
+    if not _enabled(config):
+        return []
+    from . import handlers as h
+
+    return [
+        Route("GET", "/api/terminals", h.list_terminals),
+        Route("POST", "/api/terminals", h.create_terminal),
+        Route("GET", "/api/terminals/{name}", h.get_terminal),
+        Route("DELETE", "/api/terminals/{name}", h.delete_terminal),
+        Route("GET", "/terminals/websocket/{name}", h.terminal_websocket),
+    ]
+
+
+@hookimpl
+def himalia_openapi(config):
+    if not _enabled(config):
+        return {}
+    from .openapi import OPENAPI
+
+    return OPENAPI
