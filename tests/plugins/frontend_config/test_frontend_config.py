@@ -77,7 +77,9 @@ async def test_section_names_are_checked(himalia_server):
                 url = yarl.URL(server.url_for(f"/api/config/{name}"), encoded=True)
                 async with server.client.request(method, url, json={"k": 1}) as r:
                     assert r.status == 400, (method, name, r.status)
-                    assert (await r.json())["reason"] == "bad section"
+                    # a NUL never reaches the plugin: the core refuses it where the URL enters
+                    expected = "bad string" if "%00" in name else "bad section"
+                    assert (await r.json())["reason"] == expected
         written = [p for p in config_dir.parent.rglob("*") if p.is_file()]
         assert written == [], written
 
