@@ -34,7 +34,7 @@ from .config import ContentsConfig
 from .models import base_model, kind_of, new_notebook_bytes, os_errors
 from .notebooks import Known, Notebooks
 from .paths import TEMP_SUFFIX, UPLOAD_SUFFIX, Resolved, Resolver
-from .writes import UMASK, write_atomically
+from .writes import UMASK, check_special, not_regular, open_regular, write_atomically
 
 T = TypeVar("T")
 
@@ -42,15 +42,21 @@ T = TypeVar("T")
 class _CopyFailed(Exception):
     """Not an OSError, so copytree stops at the first file it cannot copy instead of collecting errors."""
 
-    def __init__(self, error: OSError):
+    def __init__(self, error: Exception):
         super().__init__(error)
         self.error = error
 
 
 def _copy_file(src: str, dest: str) -> None:
+    """copytree's copy function: a regular file only (never blocks on a FIFO), data, mode and times."""
     try:
-        shutil.copy2(src, dest)
-    except OSError as e:
+        with os.fdopen(open_regular(src, os.O_RDONLY | os.O_NOFOLLOW, verb="copy"), "rb") as fsrc:
+            st = os.fstat(fsrc.fileno())
+            with open(dest, "xb") as fdest:
+                shutil.copyfileobj(fsrc, fdest, 1 << 20)
+                os.fchmod(fdest.fileno(), stat.S_IMODE(st.st_mode))
+        os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+    except (OSError, BadRequest) as e:
         raise _CopyFailed(e) from e
 
 
@@ -140,7 +146,7 @@ class FileContents:
         if not content and not hash:
             return model
         if not stat.S_ISREG(st.st_mode):
-            raise BadRequest(f"cannot read {r.api_path!r}: not a regular file", "bad type")
+            raise not_regular(r.api_path, "read")
         with os_errors(r.api_path), self._open_checked(r) as f:
             data = f.read()
         if hash:
@@ -169,7 +175,7 @@ class FileContents:
         """Open a resolved file for reading, closing the race with a symbolic link swapped in since
         `resolve`: O_NOFOLLOW refuses a link as the last component (ELOOP), and the opened file's real
         path (from /proc/self/fd) must still be inside the root, whatever happened to the directories."""
-        fd = os.open(r.os_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_regular(r.os_path, os.O_RDONLY | os.O_NOFOLLOW, what=r.api_path, verb="read")
         try:
             if not self.config.follow_symlinks_outside_root:
                 try:
@@ -241,7 +247,7 @@ class FileContents:
         if stat.S_ISDIR(st.st_mode):
             raise BadRequest(f"{r.api_path or '/'} is a directory, not a file", "bad type")
         if not stat.S_ISREG(st.st_mode):
-            raise BadRequest(f"cannot read {r.api_path!r}: not a regular file", "bad type")
+            raise not_regular(r.api_path, "read")
         with os_errors(r.api_path):
             f = self._open_checked(r)
         # serve what was opened and checked, not the path again (a link may be swapped in meanwhile):
@@ -342,6 +348,7 @@ class FileContents:
         kind = model["type"]
         known: Known | None = None
         with os_errors(r.api_path):
+            check_special(r.os_path, r.api_path, "save over")
             if model.get("chunk") is not None:
                 return self._save_chunk(r, model)
             if kind == "directory":
@@ -447,7 +454,7 @@ class FileContents:
     def _open_upload(self, r: Resolved, os_path: str, flags: int) -> int:
         """Open a chunked upload's file, never through a symbolic link; new partial files are private."""
         try:
-            return os.open(os_path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            return open_regular(os_path, flags | os.O_NOFOLLOW, what=r.api_path, verb="upload to", mode=0o600)
         except OSError as e:
             partial_gone = e.errno == errno.ENOENT and os_path != r.os_path and not flags & os.O_CREAT
             if e.errno in (errno.ELOOP, errno.EEXIST) or partial_gone:
@@ -569,12 +576,15 @@ class FileContents:
                 if _inside(dest.os_path, src.os_path):
                     raise BadRequest(f"cannot copy directory {src.api_path!r} into itself ({dest.api_path!r})",
                                      "bad destination")
-                self._check_folder_size(src)
+                self._check_folder(src)
                 self._copy_tree(src.os_path, dest.os_path)
+            elif not stat.S_ISREG(st.st_mode):
+                raise not_regular(src.api_path, "copy")
             else:
-                with open(src.os_path, "rb") as f:
+                check_special(dest.os_path, dest.api_path, "copy over")
+                with self._open_checked(src) as f:
                     write_atomically(dest.os_path, iter(lambda: f.read(1 << 20), b""))
-                shutil.copymode(src.os_path, dest.os_path)
+                    os.chmod(dest.os_path, stat.S_IMODE(os.fstat(f.fileno()).st_mode))
         return self._get(dest.api_path, content=False)
 
     @staticmethod
@@ -586,22 +596,28 @@ class FileContents:
             shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True, copy_function=_copy_file)
             shutil.copymode(src, tmp)
             os.rename(tmp, dest)  # refuses a non-empty `dest` that appeared meanwhile
-        except _CopyFailed as failed:  # the first file that failed (a full disk), with its errno
+        except _CopyFailed as failed:  # the first file that failed (a full disk, a FIFO swapped in)
             shutil.rmtree(tmp, ignore_errors=True)
             raise failed.error from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def _check_folder_size(self, src: Resolved) -> None:
+    def _check_folder(self, src: Resolved) -> None:
+        """Before copying anything: the folder is not too large, and holds only regular files,
+        directories and links (a FIFO, socket or device is named in a 400, and nothing is copied)."""
         limit = self.config.max_copy_folder_size_mb * 1024 * 1024
         total = 0
         for dirpath, _dirs, files in os.walk(src.os_path):
             for f in files:
                 try:
-                    total += os.lstat(os.path.join(dirpath, f)).st_size
+                    st = os.lstat(os.path.join(dirpath, f))
                 except OSError:
-                    pass
+                    continue
+                if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                    inner = os.path.relpath(os.path.join(dirpath, f), src.os_path).replace(os.sep, "/")
+                    raise not_regular(f"{src.api_path}/{inner}", "copy")
+                total += st.st_size
                 if total > limit:
                     raise BadRequest(f"cannot copy {src.api_path!r}: folders larger than "
                                      f"{self.config.max_copy_folder_size_mb} MB are not copied", "too large")
@@ -627,6 +643,7 @@ class FileContents:
         with os_errors(old.api_path):
             if not os.path.lexists(self._link_path(old)):
                 raise NotFound(f"file or directory does not exist: {old.api_path!r}")
+            check_special(old.os_path, old.api_path, "rename")
             if os.path.lexists(new.os_path) and not os.path.samefile(old.os_path, new.os_path):
                 raise Conflict(f"file already exists: {new.api_path!r}", "already exists")
             if not os.path.isdir(os.path.dirname(new.os_path)):
@@ -693,8 +710,10 @@ class FileContents:
     def _checkpointed(self, path: str) -> Resolved:
         r = self.resolver.resolve(path, write=True)
         st = self._stat(r)
-        if not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
             raise BadRequest(f"{r.api_path or '/'} is not a file; only files have checkpoints", "bad type")
+        if not stat.S_ISREG(st.st_mode):
+            raise not_regular(r.api_path, "checkpoint")
         return r
 
     def _create_checkpoint(self, path: str) -> Model:
