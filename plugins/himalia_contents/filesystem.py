@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import binascii
 import errno
 import hashlib
@@ -37,6 +38,7 @@ from .paths import TEMP_SUFFIX, UPLOAD_SUFFIX, Resolved, Resolver
 from .writes import UMASK, check_special, not_regular, open_regular, write_atomically
 
 T = TypeVar("T")
+log = logging.getLogger("himalia.contents")
 
 
 class _CopyFailed(Exception):
@@ -92,7 +94,7 @@ class FileContents:
         self.hooks = hooks
         self.resolver = Resolver(root, config.allow_hidden, config.follow_symlinks_outside_root,
                                  tuple(config.hide_globs))
-        self.checkpoints = FileCheckpoints(root, config.checkpoint_dir)
+        self.checkpoints = FileCheckpoints(self.resolver, config.checkpoint_dir)
         self.notebooks = Notebooks(config.trust_notebooks)
         self._upload_locks: dict[str, threading.Lock] = {}
         self._uploads: dict[str, bool] = {}
@@ -363,8 +365,7 @@ class FileContents:
                 self._refuse_directory(r)
                 write_atomically(r.os_path, [data])
                 self._remember(r.os_path, known)
-                if not self.checkpoints.list(r.os_path):
-                    self.checkpoints.create(r.os_path)
+                self._first_checkpoint(r)
                 self._sweep_now_and_then(os.path.dirname(r.os_path))
             else:
                 data = self._file_bytes(r.api_path, model)
@@ -375,6 +376,15 @@ class FileContents:
         if known is not None and known.message:
             saved["message"] = known.message
         return saved
+
+    def _first_checkpoint(self, r: Resolved) -> None:
+        """A notebook's first save also checkpoints it, as in jupyter_server; where the checkpoint
+        would lead out of the root, the save (already done) stands and no checkpoint is kept."""
+        try:
+            if not self.checkpoints.list(r.api_path, r.os_path):
+                self.checkpoints.create(r.api_path, r.os_path)
+        except Forbidden as e:
+            log.warning("no checkpoint kept for %s: %s", r.api_path, e)
 
     def _remember(self, os_path: str, known: Known) -> None:
         """Note what checking the notebook just written found, so reading it back need not check again."""
@@ -651,9 +661,9 @@ class FileContents:
                                "no such directory")
             shutil.move(self._link_path(old), new.os_path)  # a link moves, not its target
             try:
-                self.checkpoints.rename_all(self._link_path(old), new.os_path)
-            except OSError:
-                pass
+                self.checkpoints.rename_all(old.api_path, self._link_path(old), new.api_path, new.os_path)
+            except (OSError, Forbidden) as e:  # the move is done; a checkpoint left behind is no reason to fail
+                log.warning("checkpoint of %s not moved to %s: %s", old.api_path, new.api_path, e)
         return self._get(new.api_path, content=False)
 
     async def rename(self, old_path: str, new_path: str) -> Model:
@@ -687,7 +697,10 @@ class FileContents:
             else:
                 os.unlink(victim)
             if not is_dir:
-                self.checkpoints.delete_all(link)
+                try:
+                    self.checkpoints.delete_all(r.api_path, link)
+                except Forbidden as e:  # the file is gone; what the link leads to outside stays
+                    log.warning("checkpoint of %s not deleted: %s", r.api_path, e)
 
     def _link_path(self, r: Resolved) -> str:
         """The link itself (not its target), for deleting a link."""
@@ -719,7 +732,7 @@ class FileContents:
     def _create_checkpoint(self, path: str) -> Model:
         r = self._checkpointed(path)
         with os_errors(r.api_path):
-            return self.checkpoints.create(r.os_path)
+            return self.checkpoints.create(r.api_path, r.os_path)
 
     async def create_checkpoint(self, path: str) -> Model:
         return await self._run(self._create_checkpoint, path)
@@ -727,7 +740,7 @@ class FileContents:
     def _list_checkpoints(self, path: str) -> list[Model]:
         r = self._checkpointed(path)
         with os_errors(r.api_path):
-            return self.checkpoints.list(r.os_path)
+            return self.checkpoints.list(r.api_path, r.os_path)
 
     async def list_checkpoints(self, path: str) -> list[Model]:
         return await self._run(self._list_checkpoints, path)

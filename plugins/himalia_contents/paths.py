@@ -73,7 +73,7 @@ class Resolver:
             self._refuse_hidden(api_path, write)
         joined = os.path.join(self.root, *parts)
         real = os.path.realpath(joined)
-        if real != self.root and not real.startswith(self.root + os.sep):
+        if not self.inside(real):
             if not self.follow_outside:
                 raise Forbidden(f"{api_path!r} leads through a symbolic link to a place outside the root "
                                 f"directory; set {FOLLOW_SETTING} = true to follow such links",
@@ -84,6 +84,21 @@ class Resolver:
             if any(is_hidden_name(p) for p in inner):
                 self._refuse_hidden(api_path, write)
         return Resolved(api_path, real)
+
+    def inside(self, real: str) -> bool:
+        """Whether a real path (links resolved) is the root or below it."""
+        return real == self.root or real.startswith(self.root + os.sep)
+
+    def confine(self, os_path: str, what: str) -> str:
+        """The real path of `os_path`, a path the service derived itself (a checkpoint, its directory);
+        Forbidden, naming `what`, when links lead it out of the root (unless following them is allowed),
+        the rule `resolve` applies to client paths."""
+        real = os.path.realpath(os_path)
+        if not self.follow_outside and not self.inside(real):
+            raise Forbidden(f"{what} leads through a symbolic link to a place outside the root directory "
+                            f"({os.path.relpath(os_path, self.root)!r}); set {FOLLOW_SETTING} = true to follow "
+                            "such links", "symlink outside root")
+        return real
 
     def _refuse_hidden(self, api_path: str, write: bool) -> None:
         if write:
