@@ -33,7 +33,7 @@ from himalia import CONFIG, HOOKS, BadRequest, Conflict, Forbidden, Hooks, Model
 from .checkpoints import FileCheckpoints
 from .config import ContentsConfig
 from .models import base_model, kind_of, new_notebook_bytes, os_errors
-from .notebooks import Known, Notebooks
+from .notebooks import Known, Notebooks, too_deep
 from .paths import TEMP_SUFFIX, UPLOAD_SUFFIX, Resolved, Resolver
 from .writes import UMASK, check_special, not_regular, open_regular, write_atomically
 
@@ -767,7 +767,10 @@ class FileContents:
         r = self.resolver.resolve(path)
         self._known_notebooks.pop(r.os_path, None)
         model = self._get(r.api_path, type="notebook")
-        self.notebooks.trust_content(model["content"])
+        try:
+            self.notebooks.trust_content(model["content"])
+        except RecursionError:  # parsed, but too deep for the notary's walk
+            raise too_deep(r.api_path) from None
 
     async def trust_notebook(self, path: str) -> None:
         """Sign the notebook at `path` as trusted (its outputs then render in full)."""

@@ -19,6 +19,8 @@ from aiohttp import web
 
 from himalia import CONFIG, SERVICES, BadRequest, ContentsManager, Model, NotFound
 
+from .paths import check_client_path
+
 THREAD_THRESHOLD = 64 * 1024
 """Bodies and models above this many bytes (or listings above 500 entries) are (de)serialized in a thread."""
 
@@ -28,7 +30,7 @@ def contents(request: web.Request) -> ContentsManager:
 
 
 def api_path(request: web.Request) -> str:
-    return request.match_info.get("path", "").strip("/")
+    return check_client_path(request.match_info.get("path", ""), "URL path").strip("/")
 
 
 def location(request: web.Request, path: str, *extra: str) -> str:
@@ -81,7 +83,11 @@ async def model_response(request: web.Request, model: Model, *, status: int = 20
     big = (model.get("content") is not None
            and ((model.get("size") or 0) > THREAD_THRESHOLD
                 or (model["type"] == "directory" and len(model["content"]) > 500)))
-    text = await asyncio.to_thread(json.dumps, model) if big else json.dumps(model)
+    try:
+        text = await asyncio.to_thread(json.dumps, model) if big else json.dumps(model)
+    except RecursionError:  # a notebook just shallow enough to be parsed, in a deeper stack
+        raise BadRequest(f"Unreadable Notebook: {model.get('path')} is nested too deeply to be sent",
+                         "unreadable notebook") from None
     headers = {"Last-Modified": str(model.get("last_modified") or "")}
     if with_location:
         headers["Location"] = location(request, model["path"])
@@ -121,6 +127,8 @@ async def put_contents(request: web.Request) -> web.Response:
     if model.get("copy_from"):
         raise BadRequest("cannot copy with PUT, only POST", "bad request")
     body_path = model.get("path")
+    if body_path is not None:
+        check_client_path(body_path, "path")
     if isinstance(body_path, str) and not request.app[CONFIG].section("contents").allow_hidden and any(
             p.startswith(".") for p in body_path.split("/")):
         raise BadRequest(f"cannot create {body_path!r}: it is hidden", "hidden")
@@ -148,8 +156,7 @@ async def post_contents(request: web.Request) -> web.Response:
     body = await read_body(request, required=False) or {}
     copy_from = body.get("copy_from")
     if copy_from:
-        if not isinstance(copy_from, str):
-            raise BadRequest("copy_from must be a string path", "bad model")
+        check_client_path(copy_from, "copy_from")
         return await model_response(request, await cm.copy(copy_from, path), status=201)
     kind = body.get("type") or ""
     ext = body.get("ext") or ""
@@ -157,6 +164,8 @@ async def post_contents(request: web.Request) -> web.Response:
         raise BadRequest(f"type {kind!r} is invalid; expected directory, file or notebook", "bad type")
     if not isinstance(ext, str):
         raise BadRequest(f"ext must be a string, got {type(ext).__name__}", "bad model")
+    if "/" in check_client_path(ext, "ext"):
+        raise BadRequest(f"'ext' {ext!r} is a file name extension; it cannot hold '/'", "bad model")
     return await model_response(request, await cm.new_untitled(path, type=kind, ext=ext), status=201)
 
 
@@ -167,6 +176,7 @@ async def patch_contents(request: web.Request) -> web.Response:
     new_path = body.get("path", path)
     if not isinstance(new_path, str):
         raise BadRequest("path must be a string", "bad model")
+    check_client_path(new_path, "path")
     model = await contents(request).rename(path, new_path.strip("/"))
     return await model_response(request, model)
 
@@ -225,7 +235,7 @@ async def _looks_like_text(os_path: str) -> bool:
 
 
 async def get_file(request: web.Request) -> web.StreamResponse:
-    path = request.match_info.get("path", "").strip("/")
+    path = api_path(request)
     name = path.rsplit("/", 1)[-1]
     cm = contents(request)
     headers = {"Cache-Control": "no-cache"}
@@ -293,6 +303,7 @@ async def resolve_path(request: web.Request) -> web.Response:
     path = request.query.get("path")
     if path is None:
         raise BadRequest("missing query argument 'path'", "missing argument")
+    check_client_path(path, "path")
     cm = contents(request)
     resolver = getattr(cm, "resolve_path", None)
     if resolver is not None:

@@ -20,10 +20,37 @@ UPLOAD_SUFFIX = ".himalia-upload"
 TEMP_SUFFIX = ".himalia-tmp"
 
 
-def split_api_path(path: str) -> list[str]:
-    """The segments of an API path; refuses `..`, `.` and NUL so nothing can climb out of the root."""
-    if "\x00" in path:
-        raise BadRequest(f"path {path!r} contains a NUL character", "bad path")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_client_path(value: object, field: str) -> str:
+    """`value`, a path a client sent in `field`, if a file name can hold it; else a 400 naming the field.
+
+    NUL ends a C string (the OS refuses it); a lone surrogate (JSON's `"\\ud800"`) is no character at
+    all: not encodable, or (U+DC80..U+DCFF) silently turned into a raw byte the file could then never
+    be named by again over HTTP. Called where each client string enters, and by `split_api_path`.
+    """
+    if not isinstance(value, str):
+        raise BadRequest(f"{field!r} must be a string path, got {type(value).__name__}", "bad path")
+    if "\x00" in value:
+        raise BadRequest(f"{field!r} {value!r} contains a NUL character, which no file name can hold",
+                         "bad path")
+    bad = _SURROGATE.search(value)
+    if bad is not None:
+        raise BadRequest(f"{field!r} {value!r} contains a lone surrogate (U+{ord(bad.group()):04X}), which is "
+                         "not a character: file names are sent as UTF-8 text", "bad path")
+    return value
+
+
+def is_unnamable(name: str) -> bool:
+    """A name on disk that is not UTF-8 (decoded with surrogate escapes): no client can send it back."""
+    return _SURROGATE.search(name) is not None
+
+
+def split_api_path(path: str, field: str = "path") -> list[str]:
+    """The segments of an API path; refuses `..`, `.`, NUL and lone surrogates so nothing can climb out of
+    the root or name a file other than the one asked for."""
+    check_client_path(path, field)
     parts = [p for p in path.strip("/").split("/") if p]
     for p in parts:
         if p in (".", ".."):
@@ -118,8 +145,9 @@ class Resolver:
         return True
 
     def listed(self, name: str) -> bool:
-        """Whether a directory entry's name may appear in a listing."""
-        if is_temp_name(name):
+        """Whether a directory entry's name may appear in a listing (not one of ours, not hidden, a name a
+        client can send back)."""
+        if is_temp_name(name) or is_unnamable(name):
             return False
         if not self.allow_hidden and is_hidden_name(name):
             return False
