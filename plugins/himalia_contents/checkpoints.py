@@ -23,12 +23,10 @@ import tempfile
 
 from himalia import Forbidden, Model, NotFound
 
-from .paths import Resolver
+from .paths import NAME_MAX, Resolver, fits, short_id
 from .writes import copy_atomically, timestamp
 
 CHECKPOINT_ID = "checkpoint"
-NAME_MAX = 255
-"""Longest file name (bytes) the usual filesystems take."""
 
 
 def checkpoint_name(name: str, checkpoint_id: str = CHECKPOINT_ID) -> str:
@@ -36,9 +34,9 @@ def checkpoint_name(name: str, checkpoint_id: str = CHECKPOINT_ID) -> str:
     still unique per file, and within NAME_MAX bytes (an extension too long is left out)."""
     base, ext = os.path.splitext(name)
     plain = f"{base}-{checkpoint_id}{ext}"
-    if len(os.fsencode(plain)) <= NAME_MAX:
+    if fits(plain):
         return plain
-    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    digest = short_id(name)
     if len(os.fsencode(ext)) > 32:
         ext = ""
     room = NAME_MAX - len(os.fsencode(f"-{digest}-{checkpoint_id}{ext}"))

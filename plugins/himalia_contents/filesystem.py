@@ -34,7 +34,7 @@ from .checkpoints import FileCheckpoints
 from .config import ContentsConfig
 from .models import base_model, kind_of, new_notebook_bytes, os_errors
 from .notebooks import Known, Notebooks, too_deep
-from .paths import TEMP_SUFFIX, UPLOAD_SUFFIX, Resolved, Resolver
+from .paths import TEMP_SUFFIX, UPLOAD_SUFFIX, Resolved, Resolver, temp_prefix, upload_name
 from .writes import UMASK, check_special, not_regular, open_regular, write_atomically
 
 T = TypeVar("T")
@@ -416,7 +416,7 @@ class FileContents:
         data = self._file_bytes(r.api_path, model)
         self._refuse_directory(r)
         parent, name = os.path.split(r.os_path)
-        partial = os.path.join(parent, f".{name}{UPLOAD_SUFFIX}")
+        partial = os.path.join(parent, upload_name(name))
         lock = self._upload_locks.setdefault(r.os_path, threading.Lock())
         with lock:
             if chunk == 1:
@@ -474,7 +474,7 @@ class FileContents:
     @staticmethod
     def _upload_replaced(r: Resolved) -> Conflict:
         return Conflict(f"cannot continue the chunked upload of {r.api_path!r}: its partial file "
-                        f"(.{os.path.basename(r.os_path)}{UPLOAD_SUFFIX}) was removed or replaced, possibly by "
+                        f"({upload_name(os.path.basename(r.os_path))}) was removed or replaced, possibly by "
                         "a symbolic link, which is never followed; start the upload again from chunk 1",
                         "upload interrupted")
 
@@ -601,7 +601,7 @@ class FileContents:
     def _copy_tree(src: str, dest: str) -> None:
         """Copy into a hidden temp directory beside `dest`, then rename it: a failed copy leaves nothing."""
         parent, name = os.path.split(dest)
-        tmp = tempfile.mkdtemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=parent)
+        tmp = tempfile.mkdtemp(prefix=temp_prefix(name), suffix=TEMP_SUFFIX, dir=parent)
         try:
             shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True, copy_function=_copy_file)
             shutil.copymode(src, tmp)

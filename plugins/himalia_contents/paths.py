@@ -7,6 +7,7 @@ refused before any file is opened. Blocking calls (realpath) happen in the calle
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -45,6 +46,33 @@ def check_client_path(value: object, field: str) -> str:
 def is_unnamable(name: str) -> bool:
     """A name on disk that is not UTF-8 (decoded with surrogate escapes): no client can send it back."""
     return _SURROGATE.search(name) is not None
+
+
+NAME_MAX = 255
+"""Longest file name, in bytes, the usual filesystems take."""
+
+
+def fits(name: str) -> bool:
+    return len(os.fsencode(name)) <= NAME_MAX
+
+
+def short_id(name: str) -> str:
+    """A stand-in for `name` in names derived from it that would not fit: 16 hex digits of its digest."""
+    return hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+
+
+def temp_prefix(name: str) -> str:
+    """The prefix of a temp file or directory beside `name` (`.<name>.` + 8 random + TEMP_SUFFIX), or
+    `.<digest>.` when that would be longer than a file name may be: any name the filesystem
+    takes can be saved."""
+    prefix = f".{name}."
+    return prefix if fits(prefix + "x" * 8 + TEMP_SUFFIX) else f".{short_id(name)}."
+
+
+def upload_name(name: str) -> str:
+    """The hidden partial file of a chunked upload to `name`."""
+    partial = f".{name}{UPLOAD_SUFFIX}"
+    return partial if fits(partial) else f".{short_id(name)}{UPLOAD_SUFFIX}"
 
 
 def split_api_path(path: str, field: str = "path") -> list[str]:

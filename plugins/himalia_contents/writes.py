@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 from himalia import BadRequest, isoformat
 
-from .paths import TEMP_SUFFIX
+from .paths import TEMP_SUFFIX, temp_prefix
 
 
 def _read_umask() -> int:
@@ -116,7 +116,7 @@ def write_atomically(os_path: str, chunks: Iterable[bytes]) -> None:
     except FileNotFoundError:
         mode = 0o666 & ~UMASK
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(name), suffix=TEMP_SUFFIX, dir=parent)
     except PermissionError:
         if not os.path.isfile(os_path) or not os.access(os_path, os.W_OK):
             raise
