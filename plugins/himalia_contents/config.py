@@ -35,6 +35,10 @@ class ContentsConfig:
                                           "file, or the temp file of a save that was killed midway, is deleted "
                                           "(when a save or a chunked upload writes into its directory).")
 
+    upload_takeover_after: int = setting(60, "Seconds without a chunk after which a chunked upload counts as "
+                                             "abandoned: a new upload of the same file (chunk 1) may then start "
+                                             "over it. Before that, a second upload of the file is refused (409).")
+
     def __post_init__(self) -> None:
         try:
             hashlib.new(self.hash_algorithm).hexdigest()  # shake_* construct, then need a length

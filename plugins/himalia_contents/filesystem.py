@@ -24,11 +24,12 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
 
 from aiohttp import web
 
-from himalia import CONFIG, HOOKS, BadRequest, Conflict, Forbidden, Hooks, Model, NotFound
+from himalia import CONFIG, HOOKS, ApiError, BadRequest, Conflict, Forbidden, Hooks, Model, NotFound
 
 from .checkpoints import FileCheckpoints
 from .config import ContentsConfig
@@ -67,6 +68,24 @@ def _inside(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
+MAX_UPLOADS = 1024
+"""Chunked uploads in progress at once, server-wide (each holds a partial file and a little state)."""
+
+
+@dataclass
+class _Upload:
+    """A chunked upload in progress: started by chunk 1, continued by 2, 3, ... in order, ended by -1."""
+
+    in_place: bool
+    """Written straight into the target (its directory is not writable), not into a partial file."""
+    next: int = 2
+    last: float = field(default_factory=time.monotonic)
+    """When (monotonic) its last chunk arrived."""
+    file: tuple[int, int] | None = None
+    """(st_dev, st_ino) of the file chunk 1 created: later chunks write to that file or to none."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 COPY_PATTERN = re.compile(r"-Copy\d*\.")
 UNTITLED = {"notebook": "Untitled", "file": "untitled", "directory": "Untitled Folder"}
 TYPES = ("directory", "file", "notebook")
@@ -96,9 +115,9 @@ class FileContents:
                                  tuple(config.hide_globs))
         self.checkpoints = FileCheckpoints(self.resolver, config.checkpoint_dir)
         self.notebooks = Notebooks(config.trust_notebooks)
-        self._upload_locks: dict[str, threading.Lock] = {}
-        self._uploads: dict[str, bool] = {}
-        """Chunked uploads in progress: target → whether its chunks are written in place."""
+        self._uploads: dict[str, _Upload] = {}
+        """Chunked uploads in progress, by target (its real path)."""
+        self._uploads_lock = threading.Lock()
         self._known_notebooks: dict[str, tuple[tuple[int, int, int], Known]] = {}
         self._swept: dict[str, float] = {}
         """Directory → when (monotonic) it was last swept for stale temp files after a save."""
@@ -408,58 +427,103 @@ class FileContents:
         """Chunks 1..n gather in a hidden file beside the target, renamed over it on chunk -1.
 
         The target keeps its old content until the upload completes. Where the directory is not
-        writable, the chunks are written in place instead, as jupyter_server writes them. The hidden
-        name is predictable, so it is never followed: chunk 1 removes whatever has that name and creates
-        a fresh private file (O_EXCL), later chunks refuse a symbolic link (O_NOFOLLOW).
+        writable, the chunks are written in place instead, as jupyter_server writes them. An upload is
+        identified: chunk 1 starts it (refused while another upload of the file is active), each later
+        chunk must be the next one of that upload (or -1), and must land in the very file chunk 1
+        created; anything else is a 409 and changes nothing. The hidden name is predictable, so it is
+        never followed: chunk 1 removes whatever has that name and creates a fresh private file (O_EXCL).
         """
         chunk = model["chunk"]
         data = self._file_bytes(r.api_path, model)
         self._refuse_directory(r)
         parent, name = os.path.split(r.os_path)
         partial = os.path.join(parent, upload_name(name))
-        lock = self._upload_locks.setdefault(r.os_path, threading.Lock())
-        with lock:
+        upload = self._upload_for(r, chunk, parent)
+        with upload.lock:
+            try:
+                return self._write_chunk(r, chunk, data, upload, partial, parent)
+            except BaseException:
+                with self._uploads_lock:  # a chunk that failed ends its upload: the client starts over
+                    if self._uploads.get(r.os_path) is upload:
+                        del self._uploads[r.os_path]
+                raise
+
+    def _upload_for(self, r: Resolved, chunk: int, parent: str) -> _Upload:
+        """The upload `chunk` starts or continues, or a 409 saying why it does neither."""
+        now = time.monotonic()
+        idle_after = self.config.upload_takeover_after
+        with self._uploads_lock:
+            upload = self._uploads.get(r.os_path)
             if chunk == 1:
-                self._remove_stale_files(parent, keep=partial)
+                if upload is not None and now - upload.last < idle_after:
+                    raise Conflict(f"an upload of {r.api_path!r} is already in progress (it expects chunk "
+                                   f"{upload.next}; its last chunk came {now - upload.last:.0f} s ago); a new "
+                                   f"upload of that file may start once it ends or after {idle_after} s "
+                                   "without a chunk", "upload in progress")
+                if len(self._uploads) >= MAX_UPLOADS:
+                    for target, other in list(self._uploads.items()):
+                        if now - other.last >= idle_after:
+                            del self._uploads[target]
+                    if len(self._uploads) >= MAX_UPLOADS:
+                        raise ApiError(f"cannot start a chunked upload of {r.api_path!r}: {MAX_UPLOADS} uploads "
+                                       "are in progress already; try again later", "too many uploads",
+                                       status=503)
                 in_place = not os.access(parent, os.W_OK) and os.access(r.os_path, os.W_OK)
-                self._uploads[r.os_path] = in_place
-            else:
-                in_place = self._uploads.get(r.os_path)
-                if in_place is None:  # no chunk 1 seen (or the server restarted): nothing to continue
-                    if chunk != -1:
-                        raise BadRequest(f"chunk {chunk} of {r.api_path!r} arrived before chunk 1", "bad chunk")
-                    write_atomically(r.os_path, [data])  # a one-chunk upload
-                    return self._get(r.api_path, content=False)
-            target = r.os_path if in_place else partial
-            if chunk != 1:
-                flags = os.O_WRONLY | os.O_APPEND
-            elif in_place:
-                flags = os.O_WRONLY | os.O_TRUNC
-            else:
+                upload = self._uploads[r.os_path] = _Upload(in_place)
+                return upload
+            if upload is None:
+                raise Conflict(f"chunk {chunk} of {r.api_path!r} does not continue an upload in progress (none "
+                               "is, or the server restarted since it began); an upload starts with chunk 1",
+                               "no upload in progress")
+            if chunk != -1 and chunk != upload.next:
+                raise Conflict(f"chunk {chunk} of {r.api_path!r} does not continue the upload in progress, which "
+                               f"expects chunk {upload.next} (or -1 for the last); another client may be uploading "
+                               "the same file; start again with chunk 1", "chunk out of order")
+            upload.next = chunk + 1 if chunk != -1 else upload.next
+            upload.last = now
+            return upload
+
+    def _write_chunk(self, r: Resolved, chunk: int, data: bytes, upload: _Upload, partial: str,
+                     parent: str) -> Model:
+        in_place = upload.in_place
+        if chunk == 1:
+            self._remove_stale_files(parent, keep=partial)
+        target = r.os_path if in_place else partial
+        if chunk != 1:
+            flags = os.O_WRONLY | os.O_APPEND
+        elif in_place:
+            flags = os.O_WRONLY | os.O_TRUNC
+        else:
+            try:
+                os.unlink(partial)  # a stale partial file, or a link planted there (not its target)
+            except FileNotFoundError:
+                pass
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        fd = self._open_upload(r, target, flags)
+        with os.fdopen(fd, "wb") as f:
+            st = os.fstat(f.fileno())
+            if chunk == 1:
+                upload.file = (st.st_dev, st.st_ino)
+            elif upload.file != (st.st_dev, st.st_ino):
+                raise self._upload_replaced(r)
+            f.write(data)
+            if chunk == -1 and not in_place:
+                f.flush()
+                os.fchmod(f.fileno(), self._new_mode(r.os_path))
+                os.fsync(f.fileno())
                 try:
-                    os.unlink(partial)  # a stale partial file, or a link planted there (not its target)
+                    unchanged = os.path.samestat(os.fstat(f.fileno()), os.lstat(partial))
                 except FileNotFoundError:
-                    pass
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-            fd = self._open_upload(r, target, flags)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                if chunk == -1 and not in_place:
-                    f.flush()
-                    os.fchmod(f.fileno(), self._new_mode(r.os_path))
-                    os.fsync(f.fileno())
-                    try:
-                        unchanged = os.path.samestat(os.fstat(f.fileno()), os.lstat(partial))
-                    except FileNotFoundError:
-                        unchanged = False
-                    if not unchanged:
-                        raise self._upload_replaced(r)
-                    os.replace(partial, r.os_path)
-            if chunk == -1:
-                self._uploads.pop(r.os_path, None)
-                self._upload_locks.pop(r.os_path, None)
-                return self._get(r.api_path, content=False)
-            return base_model(r.api_path, target, os.stat(target), "file")
+                    unchanged = False
+                if not unchanged:
+                    raise self._upload_replaced(r)
+                os.replace(partial, r.os_path)
+        if chunk == -1:
+            with self._uploads_lock:
+                if self._uploads.get(r.os_path) is upload:
+                    del self._uploads[r.os_path]
+            return self._get(r.api_path, content=False)
+        return base_model(r.api_path, target, os.stat(target), "file")
 
     def _open_upload(self, r: Resolved, os_path: str, flags: int) -> int:
         """Open a chunked upload's file, never through a symbolic link; new partial files are private."""
