@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
 import binascii
 import errno
 import hashlib
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -29,13 +29,15 @@ from typing import Any, BinaryIO, TypeVar
 
 from aiohttp import web
 
-from himalia import CONFIG, HOOKS, ApiError, BadRequest, Conflict, Forbidden, Hooks, Model, NotFound
+from himalia import (CONFIG, HOOKS, ApiError, BadRequest, Conflict, Forbidden, Hooks, Model, NotFound,
+                     PayloadTooLarge)
 
 from .checkpoints import FileCheckpoints
 from .config import ContentsConfig
 from .models import base_model, kind_of, new_notebook_bytes, os_errors
 from .notebooks import Known, Notebooks, too_deep
 from .paths import TEMP_SUFFIX, UPLOAD_SUFFIX, Resolved, Resolver, temp_prefix, upload_name
+from .reading import StreamedContent, base64_lines, scan
 from .writes import UMASK, check_special, not_regular, open_regular, write_atomically
 
 T = TypeVar("T")
@@ -168,12 +170,16 @@ class FileContents:
             return model
         if not stat.S_ISREG(st.st_mode):
             raise not_regular(r.api_path, "read")
+        if not content:  # the hash alone: one pass, a piece at a time
+            with os_errors(r.api_path), self._open_checked(r) as f:
+                _, digest = scan(f, utf8=False, hash_algorithm=self.config.hash_algorithm)
+            model.update(hash=digest, hash_algorithm=self.config.hash_algorithm)
+            return model
+        self._check_read_size(r, st)
         with os_errors(r.api_path), self._open_checked(r) as f:
             data = f.read()
         if hash:
             model.update(self._hash(data))
-        if not content:
-            return model
         if kind == "notebook":
             nb, message = self.notebooks.read(data, r.api_path, self._known(r.os_path, st))
             model.update(content=nb, format="json")
@@ -187,10 +193,55 @@ class FileContents:
                 if format == "text":
                     raise BadRequest(f"{r.api_path} is not UTF-8 encoded", "bad format") from None
         if model["format"] is None:
-            model.update(content=base64.encodebytes(data).decode("ascii"), format="base64")
+            model.update(content=base64_lines(data), format="base64")
         if model["mimetype"] is None:
             model["mimetype"] = "text/plain" if model["format"] == "text" else "application/octet-stream"
         return model
+
+    def _check_read_size(self, r: Resolved, st: os.stat_result) -> None:
+        limit = self.config.max_read_size_mb * 1024 * 1024
+        if limit and st.st_size > limit:
+            raise PayloadTooLarge(
+                f"{r.api_path!r} is {st.st_size / (1024 * 1024):.1f} MB, larger than the "
+                f"{self.config.max_read_size_mb} MB the contents API returns ([plugins.contents] "
+                f"max_read_size_mb); download it from /files/{r.api_path} instead, or raise the setting",
+                "file too large")
+
+    def _open_content(self, path: str, type: str | None, format: str | None, hash: bool) -> StreamedContent | None:
+        """A file's model with its content still on disk, for a handler to stream; None for anything
+        else (a directory, a notebook, a bad argument: `get` then answers as it does)."""
+        if type not in (None, "file") or format not in (None, *FORMATS):
+            return None
+        r = self.resolver.resolve(path)
+        st = self._stat(r)
+        if not stat.S_ISREG(st.st_mode) or (type is None and kind_of(r.api_path, st) != "file"):
+            return None
+        self._check_read_size(r, st)
+        with os_errors(r.api_path):
+            f = self._open_checked(r)
+        try:
+            with os_errors(r.api_path):
+                utf8, digest = scan(f, utf8=format != "base64",
+                                    hash_algorithm=self.config.hash_algorithm if hash else None)
+            if format == "text" and not utf8:
+                raise BadRequest(f"{r.api_path} is not UTF-8 encoded", "bad format")
+            model = base_model(r.api_path, r.os_path, st, "file")
+            model["format"] = "text" if utf8 else "base64"
+            if model["mimetype"] is None:
+                model["mimetype"] = "text/plain" if utf8 else "application/octet-stream"
+            if digest is not None:
+                model.update(hash=digest, hash_algorithm=self.config.hash_algorithm)
+            del model["content"]
+            return StreamedContent(model, f)
+        except BaseException:
+            f.close()
+            raise
+
+    async def open_content(self, path: str, *, type: str | None = None, format: str | None = None,
+                           hash: bool = False) -> StreamedContent | None:
+        """The model of the file at `path` with its content left on disk to be streamed (see
+        `reading.StreamedContent`; close it after), or None when `get` must answer instead."""
+        return await self._run(self._open_content, path, type, format, hash)
 
     def _open_checked(self, r: Resolved) -> BinaryIO:
         """Open a resolved file for reading, closing the race with a symbolic link swapped in since

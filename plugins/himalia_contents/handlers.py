@@ -11,6 +11,7 @@ import asyncio
 import codecs
 import inspect
 import json
+import logging
 import mimetypes
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +21,8 @@ from aiohttp import web
 from himalia import CONFIG, SERVICES, BadRequest, ContentsManager, Model, NotFound
 
 from .paths import check_client_path
+
+log = logging.getLogger("himalia.contents")
 
 THREAD_THRESHOLD = 64 * 1024
 """Bodies and models above this many bytes (or listings above 500 entries) are (de)serialized in a thread."""
@@ -97,14 +100,45 @@ async def model_response(request: web.Request, model: Model, *, status: int = 20
 # --- /api/contents/{path} -----------------------------------------------------------------------
 
 
-async def get_contents(request: web.Request) -> web.Response:
+async def get_contents(request: web.Request) -> web.StreamResponse:
     path = api_path(request)
     kind = request.query.get("type") or None
     fmt = request.query.get("format") or None
-    model = await contents(request).get(
-        path, content=flag(request, "content", "1"), type=kind, format=fmt, hash=flag(request, "hash", "0"),
-        **_paging(request))
+    content, hash = flag(request, "content", "1"), flag(request, "hash", "0")
+    paging = _paging(request)
+    open_content = getattr(contents(request), "open_content", None)
+    if content and not paging and open_content is not None:
+        streamed = await open_content(path, type=kind, format=fmt, hash=hash)
+        if streamed is not None:
+            return await _stream_model(request, streamed)
+    model = await contents(request).get(path, content=content, type=kind, format=fmt, hash=hash, **paging)
     return await model_response(request, model, with_location=False)
+
+
+async def _stream_model(request: web.Request, streamed: Any) -> web.StreamResponse:
+    """Send a file's model with its content read, encoded and written a piece at a time (a worker
+    thread per piece): a large file costs about one piece of memory, not several copies of itself."""
+    from .reading import ChangedWhileRead
+
+    try:
+        model = streamed.model
+        head = json.dumps(model)[:-1] + ', "content": "'
+        response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8",
+                                               "Last-Modified": str(model.get("last_modified") or "")})
+        await response.prepare(request)
+        await response.write(head.encode("ascii"))
+        while (piece := await asyncio.to_thread(streamed.next_piece)) is not None:
+            await response.write(piece)
+        await response.write(b'"}')
+        await response.write_eof()
+        return response
+    except ChangedWhileRead as e:  # too late for an error status: cut the response short, never send a mix
+        log.warning("%s changed while being sent (%s); response cut short", streamed.model["path"], e)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    finally:
+        await asyncio.to_thread(streamed.close)
 
 
 def _paging(request: web.Request) -> dict[str, Any]:
