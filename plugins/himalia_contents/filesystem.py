@@ -728,7 +728,7 @@ class FileContents:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def _check_folder(self, src: Resolved) -> None:
+    def _check_folder(self, src: Resolved, *, size: bool = True) -> None:
         """Before copying anything: the folder is not too large, and holds only regular files,
         directories and links (a FIFO, socket or device is named in a 400, and nothing is copied)."""
         limit = self.config.max_copy_folder_size_mb * 1024 * 1024
@@ -743,7 +743,7 @@ class FileContents:
                     inner = os.path.relpath(os.path.join(dirpath, f), src.os_path).replace(os.sep, "/")
                     raise not_regular(f"{src.api_path}/{inner}", "copy")
                 total += st.st_size
-                if total > limit:
+                if size and total > limit:
                     raise BadRequest(f"cannot copy {src.api_path!r}: folders larger than "
                                      f"{self.config.max_copy_folder_size_mb} MB are not copied", "too large")
 
@@ -774,6 +774,11 @@ class FileContents:
             if not os.path.isdir(os.path.dirname(new.os_path)):
                 raise NotFound(f"no such directory to move {old.api_path!r} into: {new.api_path!r}",
                                "no such directory")
+            if os.path.isdir(old.os_path) and not os.path.islink(self._link_path(old)) and \
+                    os.stat(old.os_path).st_dev != os.stat(os.path.dirname(new.os_path)).st_dev:
+                # across filesystems shutil.move copies the tree, then deletes it: check it first,
+                # as a copy is checked, so that it never stops halfway on a FIFO or socket
+                self._check_folder(old, size=False)
             shutil.move(self._link_path(old), new.os_path)  # a link moves, not its target
             try:
                 self.checkpoints.rename_all(old.api_path, self._link_path(old), new.api_path, new.os_path)

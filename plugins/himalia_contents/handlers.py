@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import mimetypes
+import os
 from typing import Any
 from urllib.parse import quote
 
@@ -255,10 +256,11 @@ async def trust_notebook(request: web.Request) -> web.Response:
 # --- /files/{path} and /api/resolvePath ---------------------------------------------------------
 
 
-async def _looks_like_text(os_path: str) -> bool:
+async def _looks_like_text(opened: Any) -> bool:
     def sniff() -> bool:
-        with open(os_path, "rb") as f:
-            head = f.read(8192)
+        # the file already opened and checked (a regular file), read where it is: reopening a path
+        # could meet something else by now, a FIFO that blocks the thread forever
+        head = os.pread(opened.fileno(), 8192, 0)
         try:
             codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
         except UnicodeDecodeError:
@@ -314,7 +316,7 @@ async def _serve_file(request: web.Request, cm: Any, path: str, name: str, heade
     elif mime is not None:
         content_type = mime
     elif os_path is not None:
-        text = await _looks_like_text(os_path)
+        text = await _looks_like_text(opened)
         content_type = "text/plain; charset=UTF-8" if text else "application/octet-stream"
     else:
         content_type = ""
