@@ -97,7 +97,8 @@ def check_special(os_path: str, what: str, verb: str) -> None:
 
 def _fsync_dir(path: str) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # a directory or nothing: O_DIRECTORY refuses anything else, O_NONBLOCK never waits on a FIFO
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return
     try:
