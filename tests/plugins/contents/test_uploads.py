@@ -53,3 +53,18 @@ async def test_an_idle_upload_may_be_started_over(contents_server, root):
         assert (await put(server, 1, b"B1"))[0] == 201
         assert (await put(server, -1, b"B2"))[0] == 201
     assert (root / "up.bin").read_bytes() == b"B1B2"
+
+
+async def test_uploads_in_progress_are_bounded_server_wide(contents_server, root, monkeypatch):
+    """Each upload in progress holds state and a partial file; there was no bound on how many."""
+    import himalia_contents.filesystem as filesystem
+
+    monkeypatch.setattr(filesystem, "MAX_UPLOADS", 2)
+    async with contents_server() as server:
+        for name in ("a.bin", "b.bin"):
+            assert (await put(server, 1, b"1", name))[0] == 201
+        status, message = await put(server, 1, b"1", "c.bin")
+        assert status == 503 and "c.bin" in message, message
+        assert (await put(server, -1, b"2", "a.bin"))[0] == 201  # one ends: room for another
+        assert (await put(server, 1, b"1", "c.bin"))[0] == 201
+    assert not (root / "c.bin").exists() and (root / "a.bin").read_bytes() == b"12"
