@@ -37,7 +37,7 @@ from .config import ContentsConfig
 from .models import base_model, kind_of, new_notebook_bytes, os_errors
 from .notebooks import Known, Notebooks, too_deep
 from .paths import TEMP_SUFFIX, UPLOAD_SUFFIX, Resolved, Resolver, temp_prefix, upload_name
-from .reading import StreamedContent, base64_lines, scan
+from .reading import ReadBudget, StreamedContent, base64_lines, scan
 from .writes import UMASK, check_special, not_regular, open_regular, write_atomically
 
 T = TypeVar("T")
@@ -70,6 +70,12 @@ def _inside(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
+WHOLE_READ_FLOOR = 1024 * 1024
+"""Files read whole below this size (most notebooks) do not count against the server-wide budget."""
+WHOLE_READS_AT_ONCE = 4
+"""The server-wide budget of whole reads, in reads of [plugins.contents] max_read_size_mb."""
+WHOLE_READ_WAIT = 60.0
+"""Seconds a whole read waits for room in the budget before a 503."""
 MAX_UPLOADS = 1024
 """Chunked uploads in progress at once, server-wide (each holds a partial file and a little state)."""
 
@@ -120,6 +126,8 @@ class FileContents:
         self._uploads: dict[str, _Upload] = {}
         """Chunked uploads in progress, by target (its real path)."""
         self._uploads_lock = threading.Lock()
+        self._whole_reads = ReadBudget(WHOLE_READS_AT_ONCE * config.max_read_size_mb * 1024 * 1024 or 1 << 62,
+                                       WHOLE_READ_WAIT)
         self._known_notebooks: dict[str, tuple[tuple[int, int, int], Known]] = {}
         self._swept: dict[str, float] = {}
         """Directory → when (monotonic) it was last swept for stale temp files after a save."""
@@ -292,7 +300,28 @@ class FileContents:
     async def get(self, path: str, *, content: bool = True, type: str | None = None,
                   format: str | None = None, hash: bool = False, limit: int | None = None,
                   offset: int = 0) -> Model:
+        if content and (type in ("notebook", "file") or path.endswith(".ipynb")):
+            size = await self._run(self._whole_read_size, path)
+            if size > WHOLE_READ_FLOOR:
+                if not await self._whole_reads.acquire(size):
+                    raise ApiError(f"cannot read {path.strip('/')!r} now: the server is reading "
+                                   f"{self._whole_reads.in_use / (1024 * 1024):.0f} MB of other large files "
+                                   f"(at most {self._whole_reads.total / (1024 * 1024):.0f} MB at once, "
+                                   f"{WHOLE_READS_AT_ONCE} times [plugins.contents] max_read_size_mb); try again "
+                                   "shortly", "busy", status=503)
+                try:
+                    return await self._run(self._get, path, content, type, format, hash, limit, offset)
+                finally:
+                    await self._whole_reads.release(size)
         return await self._run(self._get, path, content, type, format, hash, limit, offset)
+
+    def _whole_read_size(self, path: str) -> int:
+        """The size of the regular file at `path` (0 for anything else, or any error: `_get` reports it)."""
+        try:
+            st = os.stat(self.resolver.resolve(path).os_path)
+        except (OSError, ValueError, ApiError):
+            return 0
+        return st.st_size if stat.S_ISREG(st.st_mode) else 0
 
     def _exists(self, path: str) -> bool:
         try:

@@ -87,3 +87,40 @@ class StreamedContent:
 
     def close(self) -> None:
         self.file.close()
+
+
+class ReadBudget:
+    """A server-wide bound on the bytes of files read whole at once (notebooks, which are parsed whole,
+    and non-streamed file reads): `max_read_size_mb` bounds one read, this bounds them all together.
+
+    A read that does not fit waits (on the event loop, holding no thread) for reads in progress to
+    end; one larger than the whole budget runs alone. After `wait` seconds it is refused.
+    """
+
+    def __init__(self, total: int, wait: float):
+        import asyncio
+
+        self.total = total
+        self.wait = wait
+        self.in_use = 0
+        self._changed = asyncio.Condition()
+
+    def _fits(self, size: int) -> bool:
+        return self.in_use == 0 or self.in_use + size <= self.total
+
+    async def acquire(self, size: int) -> bool:
+        """Take `size` bytes of the budget; False if they did not come free within `wait` seconds."""
+        import asyncio
+
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self._fits(size)), self.wait)
+            except asyncio.TimeoutError:
+                return False
+            self.in_use += size
+            return True
+
+    async def release(self, size: int) -> None:
+        async with self._changed:
+            self.in_use -= size
+            self._changed.notify_all()

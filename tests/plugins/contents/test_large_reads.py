@@ -60,3 +60,44 @@ async def test_a_file_over_max_read_size_is_413_naming_it_and_the_limit(contents
         assert r.status == 200 and (await r.json())["hash"] == hashlib.sha256(b"x" * (1024 * 1024 + 1)).hexdigest()
         assert (await server.get("/files/big.txt")).status == 200
         assert (await (await server.get("/api/contents/small.txt")).json())["content"] == "fine"
+
+
+async def test_whole_reads_share_one_server_wide_budget(contents_server, root, monkeypatch):
+    """`max_read_size_mb` bounds one read; notebooks are parsed whole, so many at once were unbounded.
+    Four times the limit (here, once) may be in memory at once; a read that does not fit waits, then
+    is a 503."""
+    import asyncio
+    import threading
+
+    import himalia_contents.filesystem as filesystem
+    from himalia_contents.notebooks import Notebooks
+
+    monkeypatch.setattr(filesystem, "WHOLE_READ_WAIT", 0.5)
+    monkeypatch.setattr(filesystem, "WHOLE_READ_FLOOR", 0)
+    monkeypatch.setattr(filesystem, "WHOLE_READS_AT_ONCE", 1)
+    pad = "y" * (700 * 1024)  # 0.7 MB each: one fits in the 1 MB budget, two do not
+    for name in ("a.ipynb", "b.ipynb"):
+        (root / name).write_text(json.dumps({"cells": [], "metadata": {"pad": pad}, "nbformat": 4,
+                                             "nbformat_minor": 5}))
+    entered, go_on = threading.Event(), threading.Event()
+    real_read = Notebooks.read
+
+    def held_read(self, raw, api_path, known=None):
+        if api_path == "a.ipynb":  # the first read stays in progress until the test lets it go
+            entered.set()
+            go_on.wait(30)
+        return real_read(self, raw, api_path, known)
+
+    monkeypatch.setattr(Notebooks, "read", held_read)
+    async with contents_server(max_read_size_mb=1) as server:
+        first = asyncio.ensure_future(server.get("/api/contents/a.ipynb?type=notebook", timeout=60))
+        try:
+            assert await asyncio.to_thread(entered.wait, 30)
+            r = await server.get("/api/contents/b.ipynb?type=notebook")
+            assert r.status == 503, await r.text()
+            message = (await r.json())["message"]
+            assert "b.ipynb" in message and "max_read_size_mb" in message, message
+        finally:
+            go_on.set()
+        assert (await first).status == 200
+        assert (await server.get("/api/contents/b.ipynb?type=notebook")).status == 200
