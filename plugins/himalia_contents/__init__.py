@@ -10,7 +10,9 @@ from himalia import ConfigSection, Provider, Route, hookimpl
 
 from .config import ContentsConfig
 
-CONTENTS = "/api/contents/{path:.*}"
+ANY = r"{path:[\s\S]*}"
+"""Any path, newlines included (`.*` stops at one: a name with a newline was listed but unreachable)."""
+CONTENTS = "/api/contents/" + ANY
 ROOT = "/api/contents"
 
 
@@ -40,7 +42,7 @@ def himalia_routes(config):
         *[Route(method, pattern, handler) for pattern in (ROOT, CONTENTS) for method, handler in (
             ("GET", h.get_contents), ("PUT", h.put_contents), ("POST", h.post_contents),
             ("PATCH", h.patch_contents), ("DELETE", h.delete_contents))],
-        Route("GET", "/files/{path:.*}", h.get_file, user_content=True),
+        Route("GET", "/files/" + ANY, h.get_file, user_content=True),
         Route("GET", "/api/resolvePath", h.resolve_path),
     ]
 

@@ -30,10 +30,18 @@ class ContentsConfig:
     trust_notebooks: bool = setting(True, "Check and sign notebook signatures (nbformat's notary, "
                                           "shared with jupyter_server) so trusted outputs render.")
     max_copy_folder_size_mb: int = setting(500, "Largest directory, in MB, that may be copied.")
+    max_read_size_mb: int = setting(256, "Largest file, in MB, whose content the contents API returns (413 "
+                                         "above; /files/ still serves it). 0: no limit. Text and base64 "
+                                         "content is streamed; a notebook is parsed whole and costs several "
+                                         "times its size in memory.")
     hash_algorithm: str = setting("sha256", "hashlib algorithm for the `hash` field of models.")
     stale_upload_age: int = setting(3600, "Seconds after which an unfinished chunked upload's hidden partial "
                                           "file, or the temp file of a save that was killed midway, is deleted "
                                           "(when a save or a chunked upload writes into its directory).")
+
+    upload_takeover_after: int = setting(60, "Seconds without a chunk after which a chunked upload counts as "
+                                             "abandoned: a new upload of the same file (chunk 1) may then start "
+                                             "over it. Before that, a second upload of the file is refused (409).")
 
     def __post_init__(self) -> None:
         try:

@@ -14,6 +14,7 @@ import errno
 import hashlib
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -23,40 +24,74 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
 
 from aiohttp import web
 
-from himalia import CONFIG, HOOKS, BadRequest, Conflict, Forbidden, Hooks, Model, NotFound
+from himalia import (CONFIG, HOOKS, ApiError, BadRequest, Conflict, Forbidden, Hooks, Model, NotFound,
+                     PayloadTooLarge)
 
 from .checkpoints import FileCheckpoints
 from .config import ContentsConfig
 from .models import base_model, kind_of, new_notebook_bytes, os_errors
-from .notebooks import Known, Notebooks
-from .paths import TEMP_SUFFIX, UPLOAD_SUFFIX, Resolved, Resolver
-from .writes import UMASK, write_atomically
+from .notebooks import Known, Notebooks, too_deep
+from .paths import TEMP_SUFFIX, UPLOAD_SUFFIX, Resolved, Resolver, temp_prefix, upload_name
+from .reading import ReadBudget, StreamedContent, base64_lines, scan
+from .writes import UMASK, check_special, not_regular, open_regular, write_atomically
 
 T = TypeVar("T")
+log = logging.getLogger("himalia.contents")
 
 
 class _CopyFailed(Exception):
     """Not an OSError, so copytree stops at the first file it cannot copy instead of collecting errors."""
 
-    def __init__(self, error: OSError):
+    def __init__(self, error: Exception):
         super().__init__(error)
         self.error = error
 
 
 def _copy_file(src: str, dest: str) -> None:
+    """copytree's copy function: a regular file only (never blocks on a FIFO), data, mode and times."""
     try:
-        shutil.copy2(src, dest)
-    except OSError as e:
+        with os.fdopen(open_regular(src, os.O_RDONLY | os.O_NOFOLLOW, verb="copy"), "rb") as fsrc:
+            st = os.fstat(fsrc.fileno())
+            with open(dest, "xb") as fdest:
+                shutil.copyfileobj(fsrc, fdest, 1 << 20)
+                os.fchmod(fdest.fileno(), stat.S_IMODE(st.st_mode))
+        os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+    except (OSError, BadRequest) as e:
         raise _CopyFailed(e) from e
 
 
 def _inside(path: str, directory: str) -> bool:
     """Whether `path` is `directory` or below it (both real paths)."""
     return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+WHOLE_READ_FLOOR = 1024 * 1024
+"""Files read whole below this size (most notebooks) do not count against the server-wide budget."""
+WHOLE_READS_AT_ONCE = 4
+"""The server-wide budget of whole reads, in reads of [plugins.contents] max_read_size_mb."""
+WHOLE_READ_WAIT = 60.0
+"""Seconds a whole read waits for room in the budget before a 503."""
+MAX_UPLOADS = 1024
+"""Chunked uploads in progress at once, server-wide (each holds a partial file and a little state)."""
+
+
+@dataclass
+class _Upload:
+    """A chunked upload in progress: started by chunk 1, continued by 2, 3, ... in order, ended by -1."""
+
+    in_place: bool
+    """Written straight into the target (its directory is not writable), not into a partial file."""
+    next: int = 2
+    last: float = field(default_factory=time.monotonic)
+    """When (monotonic) its last chunk arrived."""
+    file: tuple[int, int] | None = None
+    """(st_dev, st_ino) of the file chunk 1 created: later chunks write to that file or to none."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 COPY_PATTERN = re.compile(r"-Copy\d*\.")
@@ -86,11 +121,13 @@ class FileContents:
         self.hooks = hooks
         self.resolver = Resolver(root, config.allow_hidden, config.follow_symlinks_outside_root,
                                  tuple(config.hide_globs))
-        self.checkpoints = FileCheckpoints(root, config.checkpoint_dir)
+        self.checkpoints = FileCheckpoints(self.resolver, config.checkpoint_dir)
         self.notebooks = Notebooks(config.trust_notebooks)
-        self._upload_locks: dict[str, threading.Lock] = {}
-        self._uploads: dict[str, bool] = {}
-        """Chunked uploads in progress: target → whether its chunks are written in place."""
+        self._uploads: dict[str, _Upload] = {}
+        """Chunked uploads in progress, by target (its real path)."""
+        self._uploads_lock = threading.Lock()
+        self._whole_reads = ReadBudget(WHOLE_READS_AT_ONCE * config.max_read_size_mb * 1024 * 1024 or 1 << 62,
+                                       WHOLE_READ_WAIT)
         self._known_notebooks: dict[str, tuple[tuple[int, int, int], Known]] = {}
         self._swept: dict[str, float] = {}
         """Directory → when (monotonic) it was last swept for stale temp files after a save."""
@@ -140,13 +177,17 @@ class FileContents:
         if not content and not hash:
             return model
         if not stat.S_ISREG(st.st_mode):
-            raise BadRequest(f"cannot read {r.api_path!r}: not a regular file", "bad type")
+            raise not_regular(r.api_path, "read")
+        if not content:  # the hash alone: one pass, a piece at a time
+            with os_errors(r.api_path), self._open_checked(r) as f:
+                _, digest = scan(f, utf8=False, hash_algorithm=self.config.hash_algorithm)
+            model.update(hash=digest, hash_algorithm=self.config.hash_algorithm)
+            return model
+        self._check_read_size(r, st)
         with os_errors(r.api_path), self._open_checked(r) as f:
             data = f.read()
         if hash:
             model.update(self._hash(data))
-        if not content:
-            return model
         if kind == "notebook":
             nb, message = self.notebooks.read(data, r.api_path, self._known(r.os_path, st))
             model.update(content=nb, format="json")
@@ -160,16 +201,61 @@ class FileContents:
                 if format == "text":
                     raise BadRequest(f"{r.api_path} is not UTF-8 encoded", "bad format") from None
         if model["format"] is None:
-            model.update(content=base64.encodebytes(data).decode("ascii"), format="base64")
+            model.update(content=base64_lines(data), format="base64")
         if model["mimetype"] is None:
             model["mimetype"] = "text/plain" if model["format"] == "text" else "application/octet-stream"
         return model
+
+    def _check_read_size(self, r: Resolved, st: os.stat_result) -> None:
+        limit = self.config.max_read_size_mb * 1024 * 1024
+        if limit and st.st_size > limit:
+            raise PayloadTooLarge(
+                f"{r.api_path!r} is {st.st_size / (1024 * 1024):.1f} MB, larger than the "
+                f"{self.config.max_read_size_mb} MB the contents API returns ([plugins.contents] "
+                f"max_read_size_mb); download it from /files/{r.api_path} instead, or raise the setting",
+                "file too large")
+
+    def _open_content(self, path: str, type: str | None, format: str | None, hash: bool) -> StreamedContent | None:
+        """A file's model with its content still on disk, for a handler to stream; None for anything
+        else (a directory, a notebook, a bad argument: `get` then answers as it does)."""
+        if type not in (None, "file") or format not in (None, *FORMATS):
+            return None
+        r = self.resolver.resolve(path)
+        st = self._stat(r)
+        if not stat.S_ISREG(st.st_mode) or (type is None and kind_of(r.api_path, st) != "file"):
+            return None
+        self._check_read_size(r, st)
+        with os_errors(r.api_path):
+            f = self._open_checked(r)
+        try:
+            with os_errors(r.api_path):
+                utf8, digest = scan(f, utf8=format != "base64",
+                                    hash_algorithm=self.config.hash_algorithm if hash else None)
+            if format == "text" and not utf8:
+                raise BadRequest(f"{r.api_path} is not UTF-8 encoded", "bad format")
+            model = base_model(r.api_path, r.os_path, st, "file")
+            model["format"] = "text" if utf8 else "base64"
+            if model["mimetype"] is None:
+                model["mimetype"] = "text/plain" if utf8 else "application/octet-stream"
+            if digest is not None:
+                model.update(hash=digest, hash_algorithm=self.config.hash_algorithm)
+            del model["content"]
+            return StreamedContent(model, f)
+        except BaseException:
+            f.close()
+            raise
+
+    async def open_content(self, path: str, *, type: str | None = None, format: str | None = None,
+                           hash: bool = False) -> StreamedContent | None:
+        """The model of the file at `path` with its content left on disk to be streamed (see
+        `reading.StreamedContent`; close it after), or None when `get` must answer instead."""
+        return await self._run(self._open_content, path, type, format, hash)
 
     def _open_checked(self, r: Resolved) -> BinaryIO:
         """Open a resolved file for reading, closing the race with a symbolic link swapped in since
         `resolve`: O_NOFOLLOW refuses a link as the last component (ELOOP), and the opened file's real
         path (from /proc/self/fd) must still be inside the root, whatever happened to the directories."""
-        fd = os.open(r.os_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_regular(r.os_path, os.O_RDONLY | os.O_NOFOLLOW, what=r.api_path, verb="read")
         try:
             if not self.config.follow_symlinks_outside_root:
                 try:
@@ -214,7 +300,28 @@ class FileContents:
     async def get(self, path: str, *, content: bool = True, type: str | None = None,
                   format: str | None = None, hash: bool = False, limit: int | None = None,
                   offset: int = 0) -> Model:
+        if content and (type in ("notebook", "file") or path.endswith(".ipynb")):
+            size = await self._run(self._whole_read_size, path)
+            if size > WHOLE_READ_FLOOR:
+                if not await self._whole_reads.acquire(size):
+                    raise ApiError(f"cannot read {path.strip('/')!r} now: the server is reading "
+                                   f"{self._whole_reads.in_use / (1024 * 1024):.0f} MB of other large files "
+                                   f"(at most {self._whole_reads.total / (1024 * 1024):.0f} MB at once, "
+                                   f"{WHOLE_READS_AT_ONCE} times [plugins.contents] max_read_size_mb); try again "
+                                   "shortly", "busy", status=503)
+                try:
+                    return await self._run(self._get, path, content, type, format, hash, limit, offset)
+                finally:
+                    await self._whole_reads.release(size)
         return await self._run(self._get, path, content, type, format, hash, limit, offset)
+
+    def _whole_read_size(self, path: str) -> int:
+        """The size of the regular file at `path` (0 for anything else, or any error: `_get` reports it)."""
+        try:
+            st = os.stat(self.resolver.resolve(path).os_path)
+        except (OSError, ValueError, ApiError):
+            return 0
+        return st.st_size if stat.S_ISREG(st.st_mode) else 0
 
     def _exists(self, path: str) -> bool:
         try:
@@ -241,7 +348,7 @@ class FileContents:
         if stat.S_ISDIR(st.st_mode):
             raise BadRequest(f"{r.api_path or '/'} is a directory, not a file", "bad type")
         if not stat.S_ISREG(st.st_mode):
-            raise BadRequest(f"cannot read {r.api_path!r}: not a regular file", "bad type")
+            raise not_regular(r.api_path, "read")
         with os_errors(r.api_path):
             f = self._open_checked(r)
         # serve what was opened and checked, not the path again (a link may be swapped in meanwhile):
@@ -342,6 +449,7 @@ class FileContents:
         kind = model["type"]
         known: Known | None = None
         with os_errors(r.api_path):
+            check_special(r.os_path, r.api_path, "save over")
             if model.get("chunk") is not None:
                 return self._save_chunk(r, model)
             if kind == "directory":
@@ -356,8 +464,7 @@ class FileContents:
                 self._refuse_directory(r)
                 write_atomically(r.os_path, [data])
                 self._remember(r.os_path, known)
-                if not self.checkpoints.list(r.os_path):
-                    self.checkpoints.create(r.os_path)
+                self._first_checkpoint(r)
                 self._sweep_now_and_then(os.path.dirname(r.os_path))
             else:
                 data = self._file_bytes(r.api_path, model)
@@ -368,6 +475,15 @@ class FileContents:
         if known is not None and known.message:
             saved["message"] = known.message
         return saved
+
+    def _first_checkpoint(self, r: Resolved) -> None:
+        """A notebook's first save also checkpoints it, as in jupyter_server; where the checkpoint
+        would lead out of the root, the save (already done) stands and no checkpoint is kept."""
+        try:
+            if not self.checkpoints.list(r.api_path, r.os_path):
+                self.checkpoints.create(r.api_path, r.os_path)
+        except Forbidden as e:
+            log.warning("no checkpoint kept for %s: %s", r.api_path, e)
 
     def _remember(self, os_path: str, known: Known) -> None:
         """Note what checking the notebook just written found, so reading it back need not check again."""
@@ -391,63 +507,108 @@ class FileContents:
         """Chunks 1..n gather in a hidden file beside the target, renamed over it on chunk -1.
 
         The target keeps its old content until the upload completes. Where the directory is not
-        writable, the chunks are written in place instead, as jupyter_server writes them. The hidden
-        name is predictable, so it is never followed: chunk 1 removes whatever has that name and creates
-        a fresh private file (O_EXCL), later chunks refuse a symbolic link (O_NOFOLLOW).
+        writable, the chunks are written in place instead, as jupyter_server writes them. An upload is
+        identified: chunk 1 starts it (refused while another upload of the file is active), each later
+        chunk must be the next one of that upload (or -1), and must land in the very file chunk 1
+        created; anything else is a 409 and changes nothing. The hidden name is predictable, so it is
+        never followed: chunk 1 removes whatever has that name and creates a fresh private file (O_EXCL).
         """
         chunk = model["chunk"]
         data = self._file_bytes(r.api_path, model)
         self._refuse_directory(r)
         parent, name = os.path.split(r.os_path)
-        partial = os.path.join(parent, f".{name}{UPLOAD_SUFFIX}")
-        lock = self._upload_locks.setdefault(r.os_path, threading.Lock())
-        with lock:
+        partial = os.path.join(parent, upload_name(name))
+        upload = self._upload_for(r, chunk, parent)
+        with upload.lock:
+            try:
+                return self._write_chunk(r, chunk, data, upload, partial, parent)
+            except BaseException:
+                with self._uploads_lock:  # a chunk that failed ends its upload: the client starts over
+                    if self._uploads.get(r.os_path) is upload:
+                        del self._uploads[r.os_path]
+                raise
+
+    def _upload_for(self, r: Resolved, chunk: int, parent: str) -> _Upload:
+        """The upload `chunk` starts or continues, or a 409 saying why it does neither."""
+        now = time.monotonic()
+        idle_after = self.config.upload_takeover_after
+        with self._uploads_lock:
+            upload = self._uploads.get(r.os_path)
             if chunk == 1:
-                self._remove_stale_files(parent, keep=partial)
+                if upload is not None and now - upload.last < idle_after:
+                    raise Conflict(f"an upload of {r.api_path!r} is already in progress (it expects chunk "
+                                   f"{upload.next}; its last chunk came {now - upload.last:.0f} s ago); a new "
+                                   f"upload of that file may start once it ends or after {idle_after} s "
+                                   "without a chunk", "upload in progress")
+                if len(self._uploads) >= MAX_UPLOADS:
+                    for target, other in list(self._uploads.items()):
+                        if now - other.last >= idle_after:
+                            del self._uploads[target]
+                    if len(self._uploads) >= MAX_UPLOADS:
+                        raise ApiError(f"cannot start a chunked upload of {r.api_path!r}: {MAX_UPLOADS} uploads "
+                                       "are in progress already; try again later", "too many uploads",
+                                       status=503)
                 in_place = not os.access(parent, os.W_OK) and os.access(r.os_path, os.W_OK)
-                self._uploads[r.os_path] = in_place
-            else:
-                in_place = self._uploads.get(r.os_path)
-                if in_place is None:  # no chunk 1 seen (or the server restarted): nothing to continue
-                    if chunk != -1:
-                        raise BadRequest(f"chunk {chunk} of {r.api_path!r} arrived before chunk 1", "bad chunk")
-                    write_atomically(r.os_path, [data])  # a one-chunk upload
-                    return self._get(r.api_path, content=False)
-            target = r.os_path if in_place else partial
-            if chunk != 1:
-                flags = os.O_WRONLY | os.O_APPEND
-            elif in_place:
-                flags = os.O_WRONLY | os.O_TRUNC
-            else:
+                upload = self._uploads[r.os_path] = _Upload(in_place)
+                return upload
+            if upload is None:
+                raise Conflict(f"chunk {chunk} of {r.api_path!r} does not continue an upload in progress (none "
+                               "is, or the server restarted since it began); an upload starts with chunk 1",
+                               "no upload in progress")
+            if chunk != -1 and chunk != upload.next:
+                raise Conflict(f"chunk {chunk} of {r.api_path!r} does not continue the upload in progress, which "
+                               f"expects chunk {upload.next} (or -1 for the last); another client may be uploading "
+                               "the same file; start again with chunk 1", "chunk out of order")
+            upload.next = chunk + 1 if chunk != -1 else upload.next
+            upload.last = now
+            return upload
+
+    def _write_chunk(self, r: Resolved, chunk: int, data: bytes, upload: _Upload, partial: str,
+                     parent: str) -> Model:
+        in_place = upload.in_place
+        if chunk == 1:
+            self._remove_stale_files(parent, keep=partial)
+        target = r.os_path if in_place else partial
+        if chunk != 1:
+            flags = os.O_WRONLY | os.O_APPEND
+        elif in_place:
+            flags = os.O_WRONLY | os.O_TRUNC
+        else:
+            try:
+                os.unlink(partial)  # a stale partial file, or a link planted there (not its target)
+            except FileNotFoundError:
+                pass
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        fd = self._open_upload(r, target, flags)
+        with os.fdopen(fd, "wb") as f:
+            st = os.fstat(f.fileno())
+            if chunk == 1:
+                upload.file = (st.st_dev, st.st_ino)
+            elif upload.file != (st.st_dev, st.st_ino):
+                raise self._upload_replaced(r)
+            f.write(data)
+            if chunk == -1 and not in_place:
+                f.flush()
+                os.fchmod(f.fileno(), self._new_mode(r.os_path))
+                os.fsync(f.fileno())
                 try:
-                    os.unlink(partial)  # a stale partial file, or a link planted there (not its target)
+                    unchanged = os.path.samestat(os.fstat(f.fileno()), os.lstat(partial))
                 except FileNotFoundError:
-                    pass
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-            fd = self._open_upload(r, target, flags)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                if chunk == -1 and not in_place:
-                    f.flush()
-                    os.fchmod(f.fileno(), self._new_mode(r.os_path))
-                    os.fsync(f.fileno())
-                    try:
-                        unchanged = os.path.samestat(os.fstat(f.fileno()), os.lstat(partial))
-                    except FileNotFoundError:
-                        unchanged = False
-                    if not unchanged:
-                        raise self._upload_replaced(r)
-                    os.replace(partial, r.os_path)
-            if chunk == -1:
-                self._uploads.pop(r.os_path, None)
-                self._upload_locks.pop(r.os_path, None)
-                return self._get(r.api_path, content=False)
-            return base_model(r.api_path, target, os.stat(target), "file")
+                    unchanged = False
+                if not unchanged:
+                    raise self._upload_replaced(r)
+                os.replace(partial, r.os_path)
+        if chunk == -1:
+            with self._uploads_lock:
+                if self._uploads.get(r.os_path) is upload:
+                    del self._uploads[r.os_path]
+            return self._get(r.api_path, content=False)
+        return base_model(r.api_path, target, os.stat(target), "file")
 
     def _open_upload(self, r: Resolved, os_path: str, flags: int) -> int:
         """Open a chunked upload's file, never through a symbolic link; new partial files are private."""
         try:
-            return os.open(os_path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            return open_regular(os_path, flags | os.O_NOFOLLOW, what=r.api_path, verb="upload to", mode=0o600)
         except OSError as e:
             partial_gone = e.errno == errno.ENOENT and os_path != r.os_path and not flags & os.O_CREAT
             if e.errno in (errno.ELOOP, errno.EEXIST) or partial_gone:
@@ -457,7 +618,7 @@ class FileContents:
     @staticmethod
     def _upload_replaced(r: Resolved) -> Conflict:
         return Conflict(f"cannot continue the chunked upload of {r.api_path!r}: its partial file "
-                        f"(.{os.path.basename(r.os_path)}{UPLOAD_SUFFIX}) was removed or replaced, possibly by "
+                        f"({upload_name(os.path.basename(r.os_path))}) was removed or replaced, possibly by "
                         "a symbolic link, which is never followed; start the upload again from chunk 1",
                         "upload interrupted")
 
@@ -569,40 +730,49 @@ class FileContents:
                 if _inside(dest.os_path, src.os_path):
                     raise BadRequest(f"cannot copy directory {src.api_path!r} into itself ({dest.api_path!r})",
                                      "bad destination")
-                self._check_folder_size(src)
+                self._check_folder(src)
                 self._copy_tree(src.os_path, dest.os_path)
+            elif not stat.S_ISREG(st.st_mode):
+                raise not_regular(src.api_path, "copy")
             else:
-                with open(src.os_path, "rb") as f:
+                check_special(dest.os_path, dest.api_path, "copy over")
+                with self._open_checked(src) as f:
                     write_atomically(dest.os_path, iter(lambda: f.read(1 << 20), b""))
-                shutil.copymode(src.os_path, dest.os_path)
+                    os.chmod(dest.os_path, stat.S_IMODE(os.fstat(f.fileno()).st_mode))
         return self._get(dest.api_path, content=False)
 
     @staticmethod
     def _copy_tree(src: str, dest: str) -> None:
         """Copy into a hidden temp directory beside `dest`, then rename it: a failed copy leaves nothing."""
         parent, name = os.path.split(dest)
-        tmp = tempfile.mkdtemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=parent)
+        tmp = tempfile.mkdtemp(prefix=temp_prefix(name), suffix=TEMP_SUFFIX, dir=parent)
         try:
             shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True, copy_function=_copy_file)
             shutil.copymode(src, tmp)
             os.rename(tmp, dest)  # refuses a non-empty `dest` that appeared meanwhile
-        except _CopyFailed as failed:  # the first file that failed (a full disk), with its errno
+        except _CopyFailed as failed:  # the first file that failed (a full disk, a FIFO swapped in)
             shutil.rmtree(tmp, ignore_errors=True)
             raise failed.error from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def _check_folder_size(self, src: Resolved) -> None:
+    def _check_folder(self, src: Resolved, *, size: bool = True) -> None:
+        """Before copying anything: the folder is not too large, and holds only regular files,
+        directories and links (a FIFO, socket or device is named in a 400, and nothing is copied)."""
         limit = self.config.max_copy_folder_size_mb * 1024 * 1024
         total = 0
         for dirpath, _dirs, files in os.walk(src.os_path):
             for f in files:
                 try:
-                    total += os.lstat(os.path.join(dirpath, f)).st_size
+                    st = os.lstat(os.path.join(dirpath, f))
                 except OSError:
-                    pass
-                if total > limit:
+                    continue
+                if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                    inner = os.path.relpath(os.path.join(dirpath, f), src.os_path).replace(os.sep, "/")
+                    raise not_regular(f"{src.api_path}/{inner}", "copy")
+                total += st.st_size
+                if size and total > limit:
                     raise BadRequest(f"cannot copy {src.api_path!r}: folders larger than "
                                      f"{self.config.max_copy_folder_size_mb} MB are not copied", "too large")
 
@@ -627,16 +797,22 @@ class FileContents:
         with os_errors(old.api_path):
             if not os.path.lexists(self._link_path(old)):
                 raise NotFound(f"file or directory does not exist: {old.api_path!r}")
+            check_special(old.os_path, old.api_path, "rename")
             if os.path.lexists(new.os_path) and not os.path.samefile(old.os_path, new.os_path):
                 raise Conflict(f"file already exists: {new.api_path!r}", "already exists")
             if not os.path.isdir(os.path.dirname(new.os_path)):
                 raise NotFound(f"no such directory to move {old.api_path!r} into: {new.api_path!r}",
                                "no such directory")
+            if os.path.isdir(old.os_path) and not os.path.islink(self._link_path(old)) and \
+                    os.stat(old.os_path).st_dev != os.stat(os.path.dirname(new.os_path)).st_dev:
+                # across filesystems shutil.move copies the tree, then deletes it: check it first,
+                # as a copy is checked, so that it never stops halfway on a FIFO or socket
+                self._check_folder(old, size=False)
             shutil.move(self._link_path(old), new.os_path)  # a link moves, not its target
             try:
-                self.checkpoints.rename_all(self._link_path(old), new.os_path)
-            except OSError:
-                pass
+                self.checkpoints.rename_all(old.api_path, self._link_path(old), new.api_path, new.os_path)
+            except (OSError, Forbidden) as e:  # the move is done; a checkpoint left behind is no reason to fail
+                log.warning("checkpoint of %s not moved to %s: %s", old.api_path, new.api_path, e)
         return self._get(new.api_path, content=False)
 
     async def rename(self, old_path: str, new_path: str) -> Model:
@@ -670,7 +846,10 @@ class FileContents:
             else:
                 os.unlink(victim)
             if not is_dir:
-                self.checkpoints.delete_all(link)
+                try:
+                    self.checkpoints.delete_all(r.api_path, link)
+                except Forbidden as e:  # the file is gone; what the link leads to outside stays
+                    log.warning("checkpoint of %s not deleted: %s", r.api_path, e)
 
     def _link_path(self, r: Resolved) -> str:
         """The link itself (not its target), for deleting a link."""
@@ -693,14 +872,16 @@ class FileContents:
     def _checkpointed(self, path: str) -> Resolved:
         r = self.resolver.resolve(path, write=True)
         st = self._stat(r)
-        if not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
             raise BadRequest(f"{r.api_path or '/'} is not a file; only files have checkpoints", "bad type")
+        if not stat.S_ISREG(st.st_mode):
+            raise not_regular(r.api_path, "checkpoint")
         return r
 
     def _create_checkpoint(self, path: str) -> Model:
         r = self._checkpointed(path)
         with os_errors(r.api_path):
-            return self.checkpoints.create(r.os_path)
+            return self.checkpoints.create(r.api_path, r.os_path)
 
     async def create_checkpoint(self, path: str) -> Model:
         return await self._run(self._create_checkpoint, path)
@@ -708,7 +889,7 @@ class FileContents:
     def _list_checkpoints(self, path: str) -> list[Model]:
         r = self._checkpointed(path)
         with os_errors(r.api_path):
-            return self.checkpoints.list(r.os_path)
+            return self.checkpoints.list(r.api_path, r.os_path)
 
     async def list_checkpoints(self, path: str) -> list[Model]:
         return await self._run(self._list_checkpoints, path)
@@ -735,7 +916,10 @@ class FileContents:
         r = self.resolver.resolve(path)
         self._known_notebooks.pop(r.os_path, None)
         model = self._get(r.api_path, type="notebook")
-        self.notebooks.trust_content(model["content"])
+        try:
+            self.notebooks.trust_content(model["content"])
+        except RecursionError:  # parsed, but too deep for the notary's walk
+            raise too_deep(r.api_path) from None
 
     async def trust_notebook(self, path: str) -> None:
         """Sign the notebook at `path` as trusted (its outputs then render in full)."""

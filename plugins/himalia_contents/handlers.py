@@ -11,13 +11,19 @@ import asyncio
 import codecs
 import inspect
 import json
+import logging
 import mimetypes
+import os
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 
 from himalia import CONFIG, SERVICES, BadRequest, ContentsManager, Model, NotFound, check_strings, url_path
+
+from .paths import check_client_path
+
+log = logging.getLogger("himalia.contents")
 
 THREAD_THRESHOLD = 64 * 1024
 """Bodies and models above this many bytes (or listings above 500 entries) are (de)serialized in a thread."""
@@ -28,7 +34,7 @@ def contents(request: web.Request) -> ContentsManager:
 
 
 def api_path(request: web.Request) -> str:
-    return request.match_info.get("path", "").strip("/")
+    return check_client_path(request.match_info.get("path", ""), "URL path").strip("/")
 
 
 def location(request: web.Request, path: str, *extra: str) -> str:
@@ -81,7 +87,11 @@ async def model_response(request: web.Request, model: Model, *, status: int = 20
     big = (model.get("content") is not None
            and ((model.get("size") or 0) > THREAD_THRESHOLD
                 or (model["type"] == "directory" and len(model["content"]) > 500)))
-    text = await asyncio.to_thread(json.dumps, model) if big else json.dumps(model)
+    try:
+        text = await asyncio.to_thread(json.dumps, model) if big else json.dumps(model)
+    except RecursionError:  # a notebook just shallow enough to be parsed, in a deeper stack
+        raise BadRequest(f"Unreadable Notebook: {model.get('path')} is nested too deeply to be sent",
+                         "unreadable notebook") from None
     headers = {"Last-Modified": str(model.get("last_modified") or "")}
     if with_location:
         headers["Location"] = location(request, model["path"])
@@ -91,14 +101,45 @@ async def model_response(request: web.Request, model: Model, *, status: int = 20
 # --- /api/contents/{path} -----------------------------------------------------------------------
 
 
-async def get_contents(request: web.Request) -> web.Response:
+async def get_contents(request: web.Request) -> web.StreamResponse:
     path = api_path(request)
     kind = request.query.get("type") or None
     fmt = request.query.get("format") or None
-    model = await contents(request).get(
-        path, content=flag(request, "content", "1"), type=kind, format=fmt, hash=flag(request, "hash", "0"),
-        **_paging(request))
+    content, hash = flag(request, "content", "1"), flag(request, "hash", "0")
+    paging = _paging(request)
+    open_content = getattr(contents(request), "open_content", None)
+    if content and not paging and open_content is not None:
+        streamed = await open_content(path, type=kind, format=fmt, hash=hash)
+        if streamed is not None:
+            return await _stream_model(request, streamed)
+    model = await contents(request).get(path, content=content, type=kind, format=fmt, hash=hash, **paging)
     return await model_response(request, model, with_location=False)
+
+
+async def _stream_model(request: web.Request, streamed: Any) -> web.StreamResponse:
+    """Send a file's model with its content read, encoded and written a piece at a time (a worker
+    thread per piece): a large file costs about one piece of memory, not several copies of itself."""
+    from .reading import ChangedWhileRead
+
+    try:
+        model = streamed.model
+        head = json.dumps(model)[:-1] + ', "content": "'
+        response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8",
+                                               "Last-Modified": str(model.get("last_modified") or "")})
+        await response.prepare(request)
+        await response.write(head.encode("ascii"))
+        while (piece := await asyncio.to_thread(streamed.next_piece)) is not None:
+            await response.write(piece)
+        await response.write(b'"}')
+        await response.write_eof()
+        return response
+    except ChangedWhileRead as e:  # too late for an error status: cut the response short, never send a mix
+        log.warning("%s changed while being sent (%s); response cut short", streamed.model["path"], e)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    finally:
+        await asyncio.to_thread(streamed.close)
 
 
 def _paging(request: web.Request) -> dict[str, Any]:
@@ -121,6 +162,8 @@ async def put_contents(request: web.Request) -> web.Response:
     if model.get("copy_from"):
         raise BadRequest("cannot copy with PUT, only POST", "bad request")
     body_path = model.get("path")
+    if body_path is not None:
+        check_client_path(body_path, "path")
     if isinstance(body_path, str) and not request.app[CONFIG].section("contents").allow_hidden and any(
             p.startswith(".") for p in body_path.split("/")):
         raise BadRequest(f"cannot create {body_path!r}: it is hidden", "hidden")
@@ -148,8 +191,7 @@ async def post_contents(request: web.Request) -> web.Response:
     body = await read_body(request, required=False) or {}
     copy_from = body.get("copy_from")
     if copy_from:
-        if not isinstance(copy_from, str):
-            raise BadRequest("copy_from must be a string path", "bad model")
+        check_client_path(copy_from, "copy_from")
         return await model_response(request, await cm.copy(copy_from, path), status=201)
     kind = body.get("type") or ""
     ext = body.get("ext") or ""
@@ -157,6 +199,8 @@ async def post_contents(request: web.Request) -> web.Response:
         raise BadRequest(f"type {kind!r} is invalid; expected directory, file or notebook", "bad type")
     if not isinstance(ext, str):
         raise BadRequest(f"ext must be a string, got {type(ext).__name__}", "bad model")
+    if "/" in check_client_path(ext, "ext"):
+        raise BadRequest(f"'ext' {ext!r} is a file name extension; it cannot hold '/'", "bad model")
     return await model_response(request, await cm.new_untitled(path, type=kind, ext=ext), status=201)
 
 
@@ -167,6 +211,7 @@ async def patch_contents(request: web.Request) -> web.Response:
     new_path = body.get("path", path)
     if not isinstance(new_path, str):
         raise BadRequest("path must be a string", "bad model")
+    check_client_path(new_path, "path")
     model = await contents(request).rename(path, new_path.strip("/"))
     return await model_response(request, model)
 
@@ -211,10 +256,11 @@ async def trust_notebook(request: web.Request) -> web.Response:
 # --- /files/{path} and /api/resolvePath ---------------------------------------------------------
 
 
-async def _looks_like_text(os_path: str) -> bool:
+async def _looks_like_text(opened: Any) -> bool:
     def sniff() -> bool:
-        with open(os_path, "rb") as f:
-            head = f.read(8192)
+        # the file already opened and checked (a regular file), read where it is: reopening a path
+        # could meet something else by now, a FIFO that blocks the thread forever
+        head = os.pread(opened.fileno(), 8192, 0)
         try:
             codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
         except UnicodeDecodeError:
@@ -225,7 +271,7 @@ async def _looks_like_text(os_path: str) -> bool:
 
 
 async def get_file(request: web.Request) -> web.StreamResponse:
-    path = request.match_info.get("path", "").strip("/")
+    path = api_path(request)
     name = path.rsplit("/", 1)[-1]
     cm = contents(request)
     headers = {"Cache-Control": "no-cache"}
@@ -270,7 +316,7 @@ async def _serve_file(request: web.Request, cm: Any, path: str, name: str, heade
     elif mime is not None:
         content_type = mime
     elif os_path is not None:
-        text = await _looks_like_text(os_path)
+        text = await _looks_like_text(opened)
         content_type = "text/plain; charset=UTF-8" if text else "application/octet-stream"
     else:
         content_type = ""
@@ -293,6 +339,7 @@ async def resolve_path(request: web.Request) -> web.Response:
     path = request.query.get("path")
     if path is None:
         raise BadRequest("missing query argument 'path'", "missing argument")
+    check_client_path(path, "path")
     cm = contents(request)
     resolver = getattr(cm, "resolve_path", None)
     if resolver is not None:

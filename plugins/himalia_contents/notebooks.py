@@ -23,6 +23,10 @@ log = logging.getLogger("himalia.contents")
 
 
 
+def too_deep(api_path: str) -> BadRequest:
+    return BadRequest(f"Unreadable Notebook: {api_path} is nested too deeply to be read", "unreadable notebook")
+
+
 class Notebooks:
     """Reads and writes notebook content; blocking, so called from the service's worker thread."""
 
@@ -49,6 +53,8 @@ class Notebooks:
             data = json.loads(raw)
         except (UnicodeDecodeError, ValueError) as e:
             raise BadRequest(f"Unreadable Notebook: {api_path} {e}", "unreadable notebook") from None
+        except RecursionError:  # `[[[[...` deeper than the parser goes: jupyter_server answers 400 too
+            raise too_deep(api_path) from None
         if not isinstance(data, dict):
             raise BadRequest(f"Unreadable Notebook: {api_path} is JSON but not a notebook (a JSON object)",
                              "unreadable notebook")
@@ -62,6 +68,8 @@ class Notebooks:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+            except RecursionError:
+                raise too_deep(api_path) from None
             except Exception as e:
                 raise BadRequest(f"Unreadable Notebook: {api_path} {type(e).__name__}: {e}",
                                  "unreadable notebook") from None

@@ -17,7 +17,9 @@ CHECKPOINT_ID = {"name": "checkpoint_id", "in": "path", "required": True,
 def _errors(*codes: str) -> dict[str, Any]:
     words = {"400": "Bad request: bad model, bad argument, hidden path", "403": "Forbidden: permissions, "
              "or a link out of the root", "404": "No such file, directory or checkpoint",
-             "409": "The destination exists", "413": "Body too large",
+             "409": "The destination exists, or a chunk that does not continue an upload in progress",
+             "413": "Body too large (or, reading, a file over [plugins.contents] max_read_size_mb)",
+             "503": "Busy: too many chunked uploads in progress, or large files being read",
              "507": "No space left on the disk (or the file is too large for it)"}
     return {code: error_response(words[code]) for code in codes} | AUTH_ERRORS
 
@@ -53,11 +55,11 @@ PATCH_BODY = {"required": True, "content": {"application/json": {"schema": {
 
 CONTENTS_OPS = {
     "get": {"summary": "A file, notebook or directory model", "parameters": GET_PARAMS,
-            "responses": {"200": json_response("The model", MODEL), **_errors("400", "403", "404")}},
+            "responses": {"200": json_response("The model", MODEL), **_errors("400", "403", "404", "413", "503")}},
     "put": {"summary": "Save (or upload, or continue a chunked upload of) a file, notebook or directory",
             "requestBody": SAVE_BODY,
             "responses": {"200": json_response("Saved", MODEL), "201": json_response("Created", MODEL),
-                          **_errors("400", "403", "404", "409", "413", "507")}},
+                          **_errors("400", "403", "404", "409", "413", "503", "507")}},
     "post": {"summary": "Create an untitled file, notebook or directory in this directory, or a copy",
              "requestBody": POST_BODY,
              "responses": {"201": json_response("Created", MODEL),

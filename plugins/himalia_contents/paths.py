@@ -7,6 +7,7 @@ refused before any file is opened. Blocking calls (realpath) happen in the calle
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,10 +21,64 @@ UPLOAD_SUFFIX = ".himalia-upload"
 TEMP_SUFFIX = ".himalia-tmp"
 
 
-def split_api_path(path: str) -> list[str]:
-    """The segments of an API path; refuses `..`, `.` and NUL so nothing can climb out of the root."""
-    if "\x00" in path:
-        raise BadRequest(f"path {path!r} contains a NUL character", "bad path")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_client_path(value: object, field: str) -> str:
+    """`value`, a path a client sent in `field`, if a file name can hold it; else a 400 naming the field.
+
+    NUL ends a C string (the OS refuses it); a lone surrogate (JSON's `"\\ud800"`) is no character at
+    all: not encodable, or (U+DC80..U+DCFF) silently turned into a raw byte the file could then never
+    be named by again over HTTP. Called where each client string enters, and by `split_api_path`.
+    """
+    if not isinstance(value, str):
+        raise BadRequest(f"{field!r} must be a string path, got {type(value).__name__}", "bad path")
+    if "\x00" in value:
+        raise BadRequest(f"{field!r} {value!r} contains a NUL character, which no file name can hold",
+                         "bad path")
+    bad = _SURROGATE.search(value)
+    if bad is not None:
+        raise BadRequest(f"{field!r} {value!r} contains a lone surrogate (U+{ord(bad.group()):04X}), which is "
+                         "not a character: file names are sent as UTF-8 text", "bad path")
+    return value
+
+
+def is_unnamable(name: str) -> bool:
+    """A name on disk that is not UTF-8 (decoded with surrogate escapes): no client can send it back."""
+    return _SURROGATE.search(name) is not None
+
+
+NAME_MAX = 255
+"""Longest file name, in bytes, the usual filesystems take."""
+
+
+def fits(name: str) -> bool:
+    return len(os.fsencode(name)) <= NAME_MAX
+
+
+def short_id(name: str) -> str:
+    """A stand-in for `name` in names derived from it that would not fit: 16 hex digits of its digest."""
+    return hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+
+
+def temp_prefix(name: str) -> str:
+    """The prefix of a temp file or directory beside `name` (`.<name>.` + 8 random + TEMP_SUFFIX), or
+    `.<digest>.` when that would be longer than a file name may be: any name the filesystem
+    takes can be saved."""
+    prefix = f".{name}."
+    return prefix if fits(prefix + "x" * 8 + TEMP_SUFFIX) else f".{short_id(name)}."
+
+
+def upload_name(name: str) -> str:
+    """The hidden partial file of a chunked upload to `name`."""
+    partial = f".{name}{UPLOAD_SUFFIX}"
+    return partial if fits(partial) else f".{short_id(name)}{UPLOAD_SUFFIX}"
+
+
+def split_api_path(path: str, field: str = "path") -> list[str]:
+    """The segments of an API path; refuses `..`, `.`, NUL and lone surrogates so nothing can climb out of
+    the root or name a file other than the one asked for."""
+    check_client_path(path, field)
     parts = [p for p in path.strip("/").split("/") if p]
     for p in parts:
         if p in (".", ".."):
@@ -73,7 +128,7 @@ class Resolver:
             self._refuse_hidden(api_path, write)
         joined = os.path.join(self.root, *parts)
         real = os.path.realpath(joined)
-        if real != self.root and not real.startswith(self.root + os.sep):
+        if not self.inside(real):
             if not self.follow_outside:
                 raise Forbidden(f"{api_path!r} leads through a symbolic link to a place outside the root "
                                 f"directory; set {FOLLOW_SETTING} = true to follow such links",
@@ -84,6 +139,21 @@ class Resolver:
             if any(is_hidden_name(p) for p in inner):
                 self._refuse_hidden(api_path, write)
         return Resolved(api_path, real)
+
+    def inside(self, real: str) -> bool:
+        """Whether a real path (links resolved) is the root or below it."""
+        return real == self.root or real.startswith(self.root + os.sep)
+
+    def confine(self, os_path: str, what: str) -> str:
+        """The real path of `os_path`, a path the service derived itself (a checkpoint, its directory);
+        Forbidden, naming `what`, when links lead it out of the root (unless following them is allowed),
+        the rule `resolve` applies to client paths."""
+        real = os.path.realpath(os_path)
+        if not self.follow_outside and not self.inside(real):
+            raise Forbidden(f"{what} leads through a symbolic link to a place outside the root directory "
+                            f"({os.path.relpath(os_path, self.root)!r}); set {FOLLOW_SETTING} = true to follow "
+                            "such links", "symlink outside root")
+        return real
 
     def _refuse_hidden(self, api_path: str, write: bool) -> None:
         if write:
@@ -103,8 +173,9 @@ class Resolver:
         return True
 
     def listed(self, name: str) -> bool:
-        """Whether a directory entry's name may appear in a listing."""
-        if is_temp_name(name):
+        """Whether a directory entry's name may appear in a listing (not one of ours, not hidden, a name a
+        client can send back)."""
+        if is_temp_name(name) or is_unnamable(name):
             return False
         if not self.allow_hidden and is_hidden_name(name):
             return False

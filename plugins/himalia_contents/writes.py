@@ -8,14 +8,16 @@ Either the old or the new content is on disk after a crash or a full disk, never
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
-from himalia import isoformat
+from himalia import BadRequest, isoformat
 
-from .paths import TEMP_SUFFIX
+from .paths import TEMP_SUFFIX, temp_prefix
 
 
 def _read_umask() -> int:
@@ -51,9 +53,52 @@ def timestamp(seconds: float) -> str:
         return _EPOCH
 
 
+def not_regular(what: str, verb: str = "open") -> BadRequest:
+    """The error for a FIFO, socket or device met where a file was expected."""
+    return BadRequest(f"cannot {verb} {what!r}: not a regular file or directory (a FIFO, socket or device); "
+                      "only regular files and directories are served", "not a regular file")
+
+
+def open_regular(os_path: str, flags: int = os.O_RDONLY, *, what: str = "", verb: str = "open",
+                 mode: int = 0o666) -> int:
+    """Open `os_path` (a descriptor) only if it is a regular file; never blocks.
+
+    O_NONBLOCK makes opening a FIFO return at once (or fail, ENXIO, for writing with no reader) instead
+    of waiting forever for the other end, and a socket fails with ENXIO; the descriptor's own fstat then
+    decides, so a FIFO swapped in after any earlier check is refused too. `what` names the file in the
+    error (an API path); `flags` may add O_CREAT, O_NOFOLLOW, etc.
+    """
+    try:
+        fd = os.open(os_path, flags | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):
+            raise not_regular(what or os_path, verb) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise not_regular(what or os_path, verb)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_special(os_path: str, what: str, verb: str) -> None:
+    """Refuse a FIFO, socket or device at `os_path` (links followed); nothing there, a file or a
+    directory pass."""
+    try:
+        mode = os.stat(os_path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise not_regular(what, verb)
+
+
 def _fsync_dir(path: str) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # a directory or nothing: O_DIRECTORY refuses anything else, O_NONBLOCK never waits on a FIFO
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return
     try:
@@ -72,7 +117,7 @@ def write_atomically(os_path: str, chunks: Iterable[bytes]) -> None:
     except FileNotFoundError:
         mode = 0o666 & ~UMASK
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(name), suffix=TEMP_SUFFIX, dir=parent)
     except PermissionError:
         if not os.path.isfile(os_path) or not os.access(os_path, os.W_OK):
             raise
@@ -96,18 +141,19 @@ def write_atomically(os_path: str, chunks: Iterable[bytes]) -> None:
 
 
 def _write_in_place(os_path: str, chunks: Iterable[bytes]) -> None:
-    with open(os_path, "wb") as f:
+    with os.fdopen(open_regular(os_path, os.O_WRONLY | os.O_TRUNC, verb="write"), "wb") as f:
         for chunk in chunks:
             f.write(chunk)
         f.flush()
         os.fsync(f.fileno())
 
 
-def copy_atomically(src: str, dest: str) -> None:
-    """Copy `src` over `dest` (data and mtime), atomically; `dest` keeps its own mode if it exists."""
-    with open(src, "rb") as f:
+def copy_atomically(src: str, dest: str, *, what: str = "", flags: int = 0) -> None:
+    """Copy regular file `src` over `dest` (data and mtime), atomically; `dest` keeps its own mode if it
+    exists. `what` names `src` in errors; `flags` are added to the open (O_NOFOLLOW)."""
+    with os.fdopen(open_regular(src, os.O_RDONLY | flags, what=what, verb="copy"), "rb") as f:
         write_atomically(dest, iter(lambda: f.read(1 << 20), b""))
-    st = os.stat(src)
+        st = os.fstat(f.fileno())
     try:
         os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
     except OSError:

@@ -185,6 +185,31 @@ async def test_sigterm_with_kernels_running_stops_every_kernel_and_exits(tmp_pat
         assert any("shutting down" in line for line in server.output)
 
 
+async def test_sigterm_after_fifo_copies_exits_and_the_api_kept_answering(tmp_path):
+    """Copies of a named pipe used to block worker threads in open() forever: the contents API then
+    hung, and SIGTERM never exited. They are refused at once now (400), and the server stops."""
+    root = tmp_path / "root"
+    root.mkdir()
+    os.mkfifo(root / "pipe")
+    (root / "note.txt").write_text("fine")
+    try:
+        with serve_process("--root-dir", str(root), "--token", TOKEN, env=isolated_env(tmp_path)) as server:
+            async with aiohttp.ClientSession(headers=AUTH) as client:
+                async def copy() -> int:
+                    async with client.post(server.url_for("/api/contents"), json={"copy_from": "pipe"}) as r:
+                        return r.status
+
+                statuses = await asyncio.wait_for(asyncio.gather(*(copy() for _ in range(12))), WAIT)
+                assert set(statuses) == {400}, statuses
+                async with asyncio.timeout(WAIT), client.get(server.url_for("/api/contents/note.txt")) as r:
+                    assert r.status == 200
+            server.process.send_signal(signal.SIGTERM)
+            assert await wait_exit(server.process, 30) == 0, "\n".join(server.output[-30:])
+    finally:
+        for _ in range(16):  # free whatever a failing run left stuck in open(), so the test can end
+            os.close(os.open(root / "pipe", os.O_RDWR | os.O_NONBLOCK))
+
+
 # --- a full disk ------------------------------------------------------------------------------
 
 LIMIT = 1024 * 1024

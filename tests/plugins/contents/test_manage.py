@@ -224,19 +224,19 @@ async def test_a_failed_directory_copy_leaves_nothing(contents_server, root, mon
     for i in range(5):
         (root / "dir" / f"f{i}.txt").write_text(str(i))
     before = tree_of(root)
-    real_copyfile = shutil.copyfile
+    real_copyfileobj = shutil.copyfileobj
     copied = []
 
-    def disk_full_after_three(src, dst, **kwargs):
+    def disk_full_after_three(src, dst, *args, **kwargs):
         if len(copied) == 3:
             raise OSError(errno.ENOSPC, "No space left on device")
         copied.append(src)
-        return real_copyfile(src, dst, **kwargs)
+        return real_copyfileobj(src, dst, *args, **kwargs)
 
     async with contents_server() as server:
-        monkeypatch.setattr(shutil, "copyfile", disk_full_after_three)
+        monkeypatch.setattr(shutil, "copyfileobj", disk_full_after_three)
         r = await server.post("/api/contents", json={"copy_from": "dir"})
-        monkeypatch.setattr(shutil, "copyfile", real_copyfile)
+        monkeypatch.setattr(shutil, "copyfileobj", real_copyfileobj)
         assert r.status == 507, await r.text()
         assert copied, "the copy never started"
         assert tree_of(root) == before

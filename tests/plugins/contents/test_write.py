@@ -268,7 +268,7 @@ async def test_chunked_upload_of_a_new_text_file(contents_server, root):
         assert (root / "d.txt").read_text() == "alpha beta gamma"
         r = await server.put("/api/contents/e.txt", json={"type": "file", "format": "text", "chunk": 3,
                                                           "content": "x"})
-        assert r.status == 400 and "before chunk 1" in (await r.json())["message"]
+        assert r.status == 409 and "starts with chunk 1" in (await r.json())["message"]
 
 
 class Rewriter:
