@@ -28,8 +28,8 @@ def himalia_routes(config):
 
     return [
         Route("GET", "/api/nbconvert", h.list_formats),
-        Route("GET", "/nbconvert/{format}/{path:.*}", h.export_file),
-        Route("POST", "/nbconvert/{format}", h.export_body),
+        Route("GET", "/nbconvert/{format}/{path:.*}", h.export_file, user_content=True),
+        Route("POST", "/nbconvert/{format}", h.export_body, user_content=True),
     ]
 
 

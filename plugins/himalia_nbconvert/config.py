@@ -11,9 +11,6 @@ from himalia import setting
 class NbconvertConfig:
     workers: int = setting(2, "Conversions run at once, each in its own worker thread (a big export never "
                               "holds up other requests, nor takes every thread the server has).")
-    csp_sandbox: bool = setting(True, "Serve exports with `Content-Security-Policy: sandbox allow-scripts`, so "
-                                      "scripts in an exported notebook run in an opaque origin and cannot "
-                                      "reach the server with the user's cookie (jupyter_server's default too).")
 
     def __post_init__(self) -> None:
         if self.workers < 1:

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from himalia import CONFIG, SERVICES, ApiError, BadRequest, NotFound, read_json
+from himalia import CONFIG, SERVICES, ApiError, BadRequest, NotFound, read_json, url_path
 
 from .config import NbconvertConfig
 from .convert import BadNotebook, ConversionFailed, Export, export
@@ -27,7 +27,6 @@ from .formats import FormatFinder, Formats
 log = logging.getLogger("himalia.nbconvert")
 T = TypeVar("T")
 
-CSP = "sandbox allow-scripts"
 NO_CACHE = "no-store, no-cache, must-revalidate, max-age=0"
 
 
@@ -94,8 +93,7 @@ def _flag(request: web.Request, name: str) -> bool | None:
 
 
 def _url(request: web.Request, path: str) -> str:
-    base = request.app[CONFIG].server.base_url.strip("/")
-    return ("/" + base if base else "") + path
+    return url_path(request.app[CONFIG].server.base_url, path)
 
 
 def _respond(request: web.Request, result: Export, *, download: bool,
@@ -107,9 +105,6 @@ def _respond(request: web.Request, result: Export, *, download: bool,
                                                    f"filename*=UTF-8''{quote(result.filename, safe='')}")
     if last_modified is not None:
         response.headers["Last-Modified"] = format_datetime(last_modified, usegmt=True)
-    if request.app[CONVERTER].config.csp_sandbox:
-        # an export is the notebook's own HTML and scripts: confine them to an opaque origin
-        response.headers["Content-Security-Policy"] = CSP
     return response
 
 

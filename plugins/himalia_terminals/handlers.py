@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from himalia import CONFIG, SERVICES, WEBSOCKETS, BadRequest, read_json
+from himalia import CONFIG, SERVICES, WEBSOCKETS, BadRequest, read_json, url_path
 
 from .manager import Terminals
 
@@ -25,8 +25,7 @@ def _manager(request: web.Request) -> Terminals:
 
 
 def _server_url(request: web.Request) -> str:
-    base = request.app[CONFIG].server.base_url.strip("/")
-    return f"{request.scheme}://{request.host}/" + (base + "/" if base else "")
+    return f"{request.scheme}://{request.host}" + url_path(request.app[CONFIG].server.base_url, "/")
 
 
 async def list_terminals(request: web.Request) -> web.Response:
