@@ -34,7 +34,7 @@ def _wants_html(request: web.Request) -> bool:
     if "text/html" not in accept:
         return False
     base = request.app[CONFIG].server.base_url.rstrip("/")
-    return not request.path.startswith(base + "/api/") and request.path != base + "/api"
+    return "api" not in request.path[len(base):].split("/")  # /api/..., /lab/api/...
 
 
 @web.middleware
