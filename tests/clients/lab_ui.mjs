@@ -168,6 +168,7 @@ async function steps() {
       assert.equal(source, 'print(6*7)');
       const text = cell.outputs.map(o => [].concat(o.text ?? []).join('')).join('');
       assert.equal(text.trim(), '42');
+      await shot('03-saved');
       return { source, output: text };
     }],
     ['lab: the dark theme stays after a reload, and its settings file exists', async () => {
@@ -183,7 +184,7 @@ async function steps() {
       await page.waitForFunction(() => document.body.dataset.jpThemeName === 'JupyterLab Dark', null, { timeout: WAIT_TIMEOUT_MS });
       const after = await theme();
       assert.equal(after.light, 'false');
-      await shot('03-dark-after-reload');
+      await shot('04-dark-after-reload');
       return { theme: after, settings: fs.readFileSync(file, 'utf8') };
     }],
     ['lab: the reload restored the notebook tab (workspace saved)', async () => {
@@ -191,6 +192,7 @@ async function steps() {
       assert.ok(tabs.includes(NOTEBOOK), `tabs after reload: ${tabs}`);
       const files = fs.readdirSync(WORKSPACES_DIR);
       assert.ok(files.some(f => f.endsWith('.jupyterlab-workspace')), `workspaces dir: ${files}`);
+      await shot('05-tab-restored');
       return { tabs, workspaces: files };
     }],
     ['lab: `jupyter labextension disable` removes the extension on the next load', async () => {
@@ -202,13 +204,14 @@ async function steps() {
       assert.ok(config.disabledExtensions.includes(EXTENSION), `disabledExtensions: ${config.disabledExtensions}`);
       const state = await page.evaluate(() => document.body.dataset.himaliaExtension ?? null);
       assert.equal(state, null, 'the disabled extension was activated');
+      await shot('06-extension-disabled');
       return { disabledExtensions: config.disabledExtensions };
     }],
     ['notebook 7: /tree lists the notebook, which opens in Notebook 7 and runs a cell', async () => {
       await page.goto(url('tree'));
       const item = page.locator('.jp-DirListing-item', { hasText: NOTEBOOK }).first();
       await item.waitFor({ timeout: WAIT_TIMEOUT_MS });
-      await shot('04-tree');
+      await shot('07-tree');
       const [nb] = await Promise.all([context.waitForEvent('page', { timeout: WAIT_TIMEOUT_MS }), item.dblclick()]);
       watch(nb);
       await nb.locator('.jp-NotebookPanel').first().waitFor({ timeout: WAIT_TIMEOUT_MS });
@@ -216,7 +219,7 @@ async function steps() {
       await kernelReady(nb);
       const output = await runCell(nb, 1);
       assert.equal(output, 'notebook 7 says 42');
-      await shot('05-notebook7', nb);
+      await shot('08-notebook7', nb);
       await nb.close();
       return { url: nb.url(), output };
     }],
