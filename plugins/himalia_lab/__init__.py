@@ -95,3 +95,12 @@ def himalia_routes(config):
         Route("GET", "/lab/api/extensions", a.extensions),
         Route("GET", "/lab/api/listings/{path:.*}", a.listings),
     ]
+
+
+@hookimpl
+def himalia_openapi(config):
+    if missing():
+        return {}
+    from .openapi import OPENAPI
+
+    return OPENAPI

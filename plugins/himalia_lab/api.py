@@ -77,6 +77,18 @@ def _current_locale(apps: Apps) -> str:
     return locale
 
 
+# an npm package (optionally scoped) and a plugin name: "@jupyterlab/apputils-extension:themes". Checked
+# before jupyterlab_server joins it to a directory, so no name can reach outside the settings dirs.
+SCHEMA_NAME = re.compile(r"(?:@[\w.~-]+/)?[\w.~-]+:[\w.~-]+")
+
+
+def _schema_name(request: web.Request) -> str:
+    name = request.match_info["schema_name"]
+    if not SCHEMA_NAME.fullmatch(name) or ".." in name:
+        raise NotFound(f"no settings schema {name!r} (ids look like @scope/package:plugin)", "not found")
+    return name
+
+
 def _settings(apps: Apps, schema_name: str, ids_only: bool) -> dict[str, Any]:
     from jupyterlab_server.settings_utils import get_settings
     from jupyterlab_server.translation_utils import translator
@@ -101,7 +113,7 @@ async def list_settings(request: web.Request) -> web.Response:
 
 async def get_setting(request: web.Request) -> web.Response:
     apps = await _apps(request)
-    name = request.match_info["schema_name"]
+    name = _schema_name(request)
     return _json(await _call(_settings, apps, name, False, what=f"settings {name!r}"))
 
 
@@ -109,7 +121,7 @@ async def put_setting(request: web.Request) -> web.Response:
     from jupyterlab_server.settings_utils import save_settings
 
     apps = await _apps(request)
-    name = request.match_info["schema_name"]
+    name = _schema_name(request)
     try:
         body = json.loads(await request.text())
         raw = body["raw"]
