@@ -163,10 +163,23 @@ async def get_workspace(request: web.Request) -> web.Response:
     return _json(await _call(apps.workspaces.load, name, what=f"workspace {name!r}"))
 
 
+def _check_workspace(name: str, raw: str) -> None:
+    """The shape WorkspacesManager.save indexes into without checking (it would raise KeyError/TypeError)."""
+    try:
+        space = json.loads(raw)
+    except ValueError as e:
+        raise BadRequest(f"workspace {name!r}: the body is not JSON: {e}", "bad workspace") from None
+    if not (isinstance(space, dict) and isinstance(space.get("data"), dict)
+            and isinstance(space.get("metadata"), dict) and isinstance(space["metadata"].get("id"), str)):
+        raise BadRequest(f"workspace {name!r}: the body must be {{\"data\": {{...}}, \"metadata\": "
+                         f"{{\"id\": \"{name}\", ...}}}}", "bad workspace")
+
+
 async def put_workspace(request: web.Request) -> web.Response:
     apps = await _apps(request)
     name = request.match_info["name"]
     raw = (await request.text()).strip()
+    _check_workspace(name, raw)
     try:
         await _call(apps.workspaces.save, name, raw, what=f"workspace {name!r}")
     except ValueError as e:

@@ -26,7 +26,9 @@ OBJECT = {"type": "object"}
 
 
 def _page(summary: str, *codes: str, param: tuple[str, str] | None = None) -> dict[str, Any]:
-    op: dict[str, Any] = {"get": {"summary": summary, "responses": {"200": HTML, "302": REDIRECT, **_errors(*codes)}}}
+    # 404 too: the router answers it for a URL its patterns cannot match (a newline in it, say)
+    op: dict[str, Any] = {"get": {"summary": summary, "responses": {"200": HTML, "302": REDIRECT,
+                                                                    **_errors(*dict.fromkeys([*codes, "404"]))}}}
     if param:
         op["parameters"] = [_param(*param)]
     return op
@@ -39,6 +41,8 @@ def _file(summary: str, param: tuple[str, str]) -> dict[str, Any]:
 
 def _json(summary: str, schema: dict[str, Any], *codes: str, param: tuple[str, str] | None = None,
           query: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    if param:
+        codes = tuple(dict.fromkeys([*codes, "404"]))
     op: dict[str, Any] = {"summary": summary, "responses": {"200": json_response(summary, schema), **_errors(*codes)}}
     if query:
         op["parameters"] = query
@@ -103,7 +107,7 @@ APIS: dict[str, Any] = {
         **_json("A workspace (an empty one when none is saved under the name)", WORKSPACE, param=NAME),
         "put": {"summary": "Save a workspace", "requestBody": {"required": True, "content": {
                     "application/json": {"schema": WORKSPACE}}},
-                "responses": {"204": NO_CONTENT, **_errors()}},
+                "responses": {"204": NO_CONTENT, **_errors("404")}},
         "delete": {"summary": "Delete a workspace", "responses": {"204": {"description": "Deleted"}, **_errors("404")}},
     },
     "/lab/api/translations": _json("The installed language packs", TRANSLATIONS),

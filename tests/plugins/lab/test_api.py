@@ -141,3 +141,13 @@ async def test_optional_endpoints_answer_without_the_internet(himalia_server):
         for path, body in expected.items():
             r = await server.get(path)
             assert r.status == 200 and await r.json() == body, path
+
+
+async def test_malformed_workspaces_are_400_not_500(himalia_server, lab_dirs):
+    """jupyterlab_server's WorkspacesManager indexes into the body unchecked (a 500 in jupyter lab)."""
+    async with himalia_server(config=AUTH) as server:
+        for body in ('{"data": {}, "metadata": {}}', '{"data": {}, "metadata": {"id": 5}}', "[]", "{}", "null",
+                     '{"data": 1, "metadata": "x"}'):
+            r = await server.put("/lab/api/workspaces/w", data=body)
+            assert r.status == 400 and (await r.json())["reason"] == "bad workspace", body
+        assert not lab_dirs["workspaces"].exists() or not any(lab_dirs["workspaces"].iterdir())
