@@ -85,6 +85,7 @@ class Apps:
     workspaces: Any  # jupyterlab_server WorkspacesManager
     licenses: Any  # jupyterlab_server LicensesManager
     _page_data: tuple[Any, dict[str, Any]] | None = field(default=None, repr=False)
+    settings_cache: dict[bool, tuple[Any, bytes]] = field(default_factory=dict, repr=False)
 
     def disk_page_config(self) -> dict[str, Any]:
         """jupyterlab_server's page config from disk (federated extensions, labconfig/page_config.json,
@@ -92,13 +93,16 @@ class Apps:
         `jupyter labextension disable X` takes effect on the next page load. Blocking: call in a thread."""
         from jupyterlab_server.config import get_page_config
 
-        stamp = self._stamp()
+        stamp = self.stamp()
         if self._page_data is None or self._page_data[0] != stamp:
             data = get_page_config(self.paths.labextensions_path, self.paths.app_settings_dir, logger=log)
             self._page_data = (stamp, data)
         return self._page_data[1]
 
-    def _stamp(self) -> tuple[Any, ...]:
+    def stamp(self) -> tuple[Any, ...]:
+        """Modification times of the labextensions dirs (and each extension in them) and of every
+        labconfig dir and page_config.json: changes when an extension is installed, removed,
+        enabled or disabled."""
         from jupyter_core.paths import jupyter_config_path
 
         where = [*self.paths.labextensions_path, self.paths.app_settings_dir]

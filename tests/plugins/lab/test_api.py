@@ -151,3 +151,22 @@ async def test_malformed_workspaces_are_400_not_500(himalia_server, lab_dirs):
             r = await server.put("/lab/api/workspaces/w", data=body)
             assert r.status == 400 and (await r.json())["reason"] == "bad workspace", body
         assert not lab_dirs["workspaces"].exists() or not any(lab_dirs["workspaces"].iterdir())
+
+
+async def test_settings_listing_follows_changes_on_disk(himalia_server, extension, lab_dirs):
+    """The listing is cached; a settings file written behind the server's back, and an extension
+    removed, show on the next request."""
+    import shutil
+
+    async with himalia_server(config=AUTH) as server:
+        def answer(listing):
+            return next(s for s in listing["settings"] if s["id"] == SCHEMA_ID)["settings"]
+
+        assert answer(await (await server.get("/lab/api/settings")).json()) == {}
+        target = lab_dirs["settings"] / EXTENSION
+        target.mkdir(parents=True)
+        (target / "plugin.jupyterlab-settings").write_text('{"answer": 3}')
+        assert answer(await (await server.get("/lab/api/settings")).json()) == {"answer": 3}
+        shutil.rmtree(extension)
+        ids = {s["id"] for s in (await (await server.get("/lab/api/settings")).json())["settings"]}
+        assert SCHEMA_ID not in ids
