@@ -33,7 +33,12 @@ async def _call(fn: Callable[..., T], *args: Any, what: str, **kwargs: Any) -> T
     try:
         return await asyncio.to_thread(fn, *args, **kwargs)
     except HTTPError as e:
-        message = e.log_message % e.args if e.log_message and e.args else (e.log_message or e.reason or what)
+        message = e.log_message or e.reason or what
+        if e.args:
+            try:
+                message = message % e.args
+            except (TypeError, ValueError):
+                pass
         reason = "not found" if e.status_code == 404 else "lab api error"
         if e.status_code >= 500:
             log.warning("%s: %s", what, message)
