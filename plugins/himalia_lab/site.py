@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from himalia import CONFIG, StartupError
+from himalia import CONFIG, ApiError, StartupError
 
 log = logging.getLogger("himalia.lab")
 
@@ -233,7 +233,11 @@ class LabSite:
         if self._apps is None:
             async with self._lock:
                 if self._apps is None:
-                    self._apps = await asyncio.to_thread(load, self.config.app_dir)
+                    try:
+                        self._apps = await asyncio.to_thread(load, self.config.app_dir)
+                    except StartupError as e:  # a broken install: say which file, try again next time
+                        log.error("lab: %s", e)
+                        raise ApiError(str(e), "jupyterlab app directory", status=500) from None
                     log.info("JupyterLab %s from %s; Notebook %s", self._apps.lab_version,
                              self._apps.paths.app_dir, self._apps.notebook_version)
         return self._apps

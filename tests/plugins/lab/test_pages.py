@@ -223,3 +223,20 @@ def test_without_jupyterlab_the_plugin_serves_nothing_and_says_what_to_install(t
     assert done.returncode == 0, done.stderr
     assert "ROUTES []" in done.stdout
     assert "note: serves nothing: jupyterlab, notebook not installed; pip install 'himalia[lab]'" in done.stdout
+
+
+async def test_a_broken_app_directory_is_named_in_the_error(himalia_server, tmp_path):
+    """An app dir without a built index.html (a half-installed jupyterlab): a JSON 500 naming the file,
+    not a traceback; the API routes of the other plugins are unaffected."""
+    empty = tmp_path / "empty-app"
+    (empty / "static").mkdir(parents=True)
+    config = {**AUTH, "plugins": {**AUTH["plugins"], "lab": {"app_dir": str(empty)}}}
+    async with himalia_server(config=config) as server:
+        r = await server.get("/lab")
+        assert r.status == 500
+        body = await r.json()
+        assert str(empty / "static" / "index.html") in body["message"] and "app_dir" in body["message"]
+        (empty / "static" / "index.html").write_text('<script defer="defer" src="{{page_config.fullStaticUrl}}/main.1.js"></script>')
+        r = await server.get("/lab/api/settings")
+        assert r.status == 500 and "main.1.js" in (await r.json())["message"]  # tried again, next fault named
+        assert (await server.get("/api/contents")).status == 200
