@@ -12,6 +12,7 @@ from himalia import CONFIG, Unauthorized
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Log in · Himalia</title>
 <meta name="viewport" content="width=device-width,initial-scale=1">
+<link rel="icon" href="data:,">
 <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:10vh auto;padding:0 1em;color:#222}}
 input{{font:inherit;padding:.3em;width:24em;max-width:100%}}button{{font:inherit;padding:.3em 1em}}
 code{{background:#eee;padding:0 .2em}}</style></head>
@@ -24,6 +25,14 @@ servers with their links.</p>
  placeholder="token" aria-label="token" autofocus> <button type="submit">Log in</button></form>
 </body></html>
 """
+
+
+# the auth plugin's reasons, said for a person in a browser (its messages speak of headers)
+BROWSER_MESSAGES = {
+    "missing token": "You are not logged in",
+    "invalid token": "That token is not this server's token",
+    "invalid cookie": "Your login has expired, or the server was restarted with another token",
+}
 
 
 def _wants_html(request: web.Request) -> bool:
@@ -46,7 +55,8 @@ async def login_page(request: web.Request, handler):
     except Unauthorized as e:
         if not _wants_html(request):
             raise
-        text = PAGE.format(message=html.escape(e.message[:1].upper() + e.message[1:]),
+        message = BROWSER_MESSAGES.get(e.reason or "", e.message[:1].upper() + e.message[1:])
+        text = PAGE.format(message=html.escape(message),
                            action=html.escape(request.path, quote=True))
         return web.Response(status=401, text=text, content_type="text/html",
                             headers={hdrs.CACHE_CONTROL: "no-store"})

@@ -1,6 +1,7 @@
 """JupyterLab and Notebook 7 served by Himalia itself (the `lab` plugin), in a real headless Chromium.
 
-lab_ui.mjs (playwright-core driving Debian's /usr/bin/chromium) logs in with `?token=`, sees the Python
+lab_ui.mjs (playwright-core driving Debian's /usr/bin/chromium) finds the login page without a token and
+logs in with its form, then logs in with `?token=`, sees the Python
 kernel in the launcher and a federated extension installed by this test, runs `print(6*7)` in a
 notebook and saves it (the file on disk is checked), switches to the dark theme and reloads (theme and
 open tab persist through the settings and workspaces APIs), disables the extension with `jupyter
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.timeout(600)
 NOTEBOOK = "lab.ipynb"
 EXTENSION = "himalia-test-extension"
 STEPS = [
+    "login: without a token a page says how to log in; its form logs the browser in",
     "lab: ?token= logs in, the token leaves the address bar, the launcher shows the Python kernel",
     "lab: the federated extension from the labextensions path is active",
     "lab: open a notebook, run print(6*7), see 42",
