@@ -49,7 +49,7 @@ async def test_a_browser_without_login_gets_a_page_saying_how_to_log_in(himalia_
                     assert "?token=" in text and '<form method="get"' in text and TOKEN not in text
                     assert "You are not logged in" in text
             async with browser.get(server.url_for("/lab?token=wrong"), headers=HTML) as r:
-                assert r.status == 401 and "not this server's token" in await r.text()
+                assert r.status == 401 and "is not this server" in await r.text()
             # API calls and scripts still get the JSON error, even from a browser
             for path in ("/api/contents", "/lab/api/settings"):
                 async with browser.get(server.url_for(path), headers=HTML) as r:
