@@ -10,7 +10,8 @@ from himalia import setting
 @dataclass(frozen=True)
 class LabConfig:
     app_dir: str = setting("", "JupyterLab's application directory (static/, schemas/, themes/, settings/). "
-                               "Empty: $JUPYTERLAB_DIR, else <prefix>/share/jupyter/lab, as `jupyter lab` does.")
+                               "Empty: $JUPYTERLAB_DIR, else <prefix>/share/jupyter/lab, as `jupyter lab` does.",
+                       path=True)
     default_url: str = setting("/lab", "Where the server's root redirects: /lab (JupyterLab) or /tree "
                                        "(Notebook 7).")
 

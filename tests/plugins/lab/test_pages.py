@@ -243,3 +243,16 @@ async def test_a_broken_app_directory_is_named_in_the_error(himalia_server, tmp_
         r = await server.get("/lab/api/settings")
         assert r.status == 500 and "main.1.js" in (await r.json())["message"]  # tried again, next fault named
         assert (await server.get("/api/contents")).status == 200
+
+
+async def test_default_url_setting_picks_notebook7_and_is_checked(himalia_server):
+    config = {**AUTH, "plugins": {**AUTH["plugins"], "lab": {"default_url": "/tree"}}}
+    async with himalia_server(config=config) as server:
+        r = await server.get("/", allow_redirects=False)
+        assert r.headers["Location"] == "/tree"
+    from himalia import StartupError
+
+    bad = {**AUTH, "plugins": {**AUTH["plugins"], "lab": {"default_url": "tree"}}}
+    with pytest.raises(StartupError, match="default_url"):
+        async with himalia_server(config=bad):
+            pass
