@@ -26,7 +26,7 @@ if __name__ == "__main__" and not __package__:  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "bench"
 
-from . import direct, figures_http, figures_kernel, load, report, servers
+from . import direct, figures_http, figures_kernel, figures_lab, load, report, servers
 from .kernelws import LEGACY, V1
 from .servers import BenchEnvironment, Server
 from .settings import Settings
@@ -49,6 +49,10 @@ FIGURES: dict[str, tuple[ServerFigure | None, DirectFigure | None, tuple[str, ..
     "iopub": (figures_kernel.iopub, direct.iopub, ("jupyter_server", "jupyter_server_tuned")),
     "kernels8": (figures_kernel.kernels8, direct.kernels8, ("jupyter_server",)),
     "fanout": (figures_kernel.fanout, None, ("jupyter_server", "jupyter_server_tuned")),
+    # JupyterLab: only jupyter_server with its jupyterlab extension (`jupyter lab`) serves it
+    "lab_page": (figures_lab.lab_page, None, ("jupyter_server_ext",)),
+    "lab_settings": (figures_lab.lab_settings, None, ("jupyter_server_ext",)),
+    "lab_launch": (figures_lab.lab_launch, None, ("jupyter_server_ext",)),
 }
 # memory and kernels8 are one procedure (8 kernels, then RSS); it runs once when either is asked for
 SOURCE = {"memory": "kernels8"}

@@ -29,8 +29,8 @@ from .config import Config, RawConfig, apply_overrides, read_config, validate
 from .errors import ApiError, BadRequest, StartupError, Unauthorized, json_error, refuse_unstorable
 from .hooks import Hooks
 from .guards import guard_middleware, security_headers
-from .keys import (ACTIVITY, CONFIG, HOOKS, IDENTITY, OPENAPI_CACHE, PLUGINS, ROUTE_AUTH, SERVICES, SHUTDOWN,
-                   STARTING, USER_CONTENT_ROUTES, WEBSOCKETS)
+from .keys import (ACTIVITY, CONFIG, DEFAULT_URL, HOOKS, IDENTITY, OPENAPI_CACHE, PLUGINS, ROUTE_AUTH, SERVICES,
+                   SHUTDOWN, STARTING, USER_CONTENT_ROUTES, WEBSOCKETS)
 from .plugins import LoadedPlugins, load_plugins
 from .records import Handler, Route
 from .requirements import check_requirements, ordered_services, service_context
@@ -147,6 +147,7 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
     app[SHUTDOWN] = asyncio.Event()
     app[OPENAPI_CACHE] = {}
     app[WEBSOCKETS] = weakref.WeakSet()
+    app[DEFAULT_URL] = hooks.default_url(config)
     app.on_shutdown.append(_close_websockets)
     app.on_response_prepare.append(security_headers)
 
@@ -434,6 +435,10 @@ async def api_spec(request: web.Request) -> web.Response:
 
 async def root_page(request: web.Request) -> web.Response:
     base = request.app[CONFIG].server.base_url
+    default_url = request.app[DEFAULT_URL]
+    if default_url is not None:  # a plugin's page (himalia_default_urls); returned, not raised, so
+        # the login cookie of a `/?token=` visit is still set on it
+        return web.Response(status=302, headers={hdrs.LOCATION: url_path(base, default_url)})
     return web.json_response({"message": f"Himalia {__version__} is running; the API is at {url_path(base, '/api')}",
                               "version": __version__})
 

@@ -205,12 +205,18 @@ def cmd_plugins(ns: argparse.Namespace) -> int:
         for a in records:
             if chosen is not None and a.item.name == chosen.name:
                 active.setdefault(a.plugin, []).append(f"{role}:{a.item.name}")
+    try:
+        notes = hooks.plugin_notes(config)
+    except StartupError as e:
+        print(f"himalia: {e}", file=sys.stderr)
+        notes = {}
     rows = []
     for name, info in sorted(plugins.infos.items()):
         rows.append({
             "name": name, "distribution": info.distribution, "version": info.version,
             "module": info.module, "disabled": info.disabled, "hooks": info.hooks,
-            "providers": offered.get(name, []), "active": active.get(name, []), "error": info.error,
+            "providers": offered.get(name, []), "active": active.get(name, []), "notes": notes.get(name, []),
+            "error": info.error,
         })
     if ns.json:
         print(json.dumps(rows, indent=2))
@@ -224,6 +230,8 @@ def cmd_plugins(ns: argparse.Namespace) -> int:
             print(f"    providers: {', '.join(r['providers'])}")
         if r["active"]:
             print(f"    active: {', '.join(r['active'])}")
+        for note in r["notes"]:
+            print(f"    note: {note}")
         if r["error"]:
             print(f"    error: {r['error']}")
             if ns.debug and plugins.infos[r['name']].traceback:

@@ -166,6 +166,24 @@ class Hooks:
             merged.update(a.item)
         return merged
 
+    def default_url(self, config: Config) -> str | None:
+        """The first root page offered (plugin-name order), or None."""
+        urls = self._collect("himalia_default_urls", config=config)
+        return urls[0].item if urls else None
+
+    def page_config(self, app: web.Application) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for a in self._collect("himalia_page_config", app=app):
+            merged.update(a.item)
+        return merged
+
+    def plugin_notes(self, config: Config | None) -> dict[str, list[str]]:
+        """Notes per plugin name for `himalia plugins`."""
+        notes: dict[str, list[str]] = {}
+        for a in self._collect("himalia_plugin_notes", config=config):
+            notes.setdefault(a.plugin, []).append(str(a.item))
+        return notes
+
     # -- events ------------------------------------------------------------------------------
 
     # The event hooks carry the app their kernel or session belongs to; an implementation written

@@ -320,6 +320,61 @@ def himalia_event_schemas(config: Config) -> list[dict[str, Any] | str | PathLik
     """
 
 
+@hookspec
+def himalia_default_urls(config: Config) -> list[str]:
+    """Offer a page for the server's root: `GET {base_url}` redirects to the first one offered.
+
+    Called once while the app is built. Collect-all, in plugin-name order; the first path wins.
+    Paths are relative to base_url ("/lab"). With none offered the root answers a JSON note that
+    the server runs and where the API is. The query string (a `?token=` login) is dropped from the
+    redirect, since the login cookie is already set by then.
+
+    Example::
+
+        @hookimpl
+        def himalia_default_urls(config):
+            return ["/lab"]
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def himalia_page_config(app: web.Application) -> dict[str, Any]:
+    """Add keys to the page config that web UIs read from their HTML page (JupyterLab's
+    `jupyter-config-data`): `{"terminalsAvailable": True}` from a terminals plugin, hub keys, ...
+
+    Called by a plugin that renders such pages (the `lab` plugin), each time it renders one; keep it
+    cheap and synchronous. Collect-all; the dicts are merged in plugin-name order.
+
+    Example::
+
+        @hookimpl
+        def himalia_page_config(app):
+            return {"terminalsAvailable": True}
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def himalia_plugin_notes(config: Config | None) -> list[str]:
+    """Say something a person should know about this plugin in `himalia plugins` ("serves nothing:
+    pip install 'himalia[lab]'"), or nothing.
+
+    Called once by `himalia plugins`; `config` is None when the config file does not validate.
+    Collect-all; each string is printed under the plugin (and listed as `notes` in `--json`).
+
+    Example::
+
+        @hookimpl
+        def himalia_plugin_notes(config):
+            return [] if importlib.util.find_spec("jinja2") else ["pip install jinja2 to enable"]
+
+    .. versionadded:: 0.2
+    """
+
+
 # --- events (while serving) ---------------------------------------------------------------------
 
 

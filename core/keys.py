@@ -46,6 +46,9 @@ SHUTDOWN = web.AppKey("himalia.shutdown", asyncio.Event)
 STARTING = web.AppKey("himalia.starting", list)
 """`[what]`: the plugin resource being started (named in a start-up error), or `[None]`."""
 
+DEFAULT_URL = web.AppKey("himalia.default_url", str)
+"""Where `GET {base_url}` redirects (a path relative to base_url, from `himalia_default_urls`), or None."""
+
 OPENAPI_CACHE = web.AppKey("himalia.openapi_cache", dict)
 """The assembled /api/spec.yaml, built on first request."""
 

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from himalia import ConfigSection, Route, hookimpl
+from himalia import SERVICES, ConfigSection, Route, hookimpl
 
 from .config import TerminalsConfig
 
@@ -51,3 +51,9 @@ def himalia_openapi(config):
     from .openapi import OPENAPI
 
     return OPENAPI
+
+
+@hookimpl
+def himalia_page_config(app):
+    # JupyterLab and Notebook 7 offer File › New › Terminal only when the page says terminals exist
+    return {"terminalsAvailable": app[SERVICES].terminals is not None}
