@@ -117,7 +117,7 @@ async def test_a_kernel_that_dies_at_start_is_a_503_naming_its_exit_code(himalia
     _install("exits", [sys.executable, "-c", "import sys; sys.exit(3)", "-f", "{connection_file}"])
     events = Events()
     config = {"plugins": {"local": {"restart_limit": 0, "restart_check_interval": 0.2}}}
-    async with himalia_server(config=config, plugins={"events": events}) as server:
+    async with himalia_server(config=config, plugins={"kernel-watch": events}) as server:
         r = await server.post("/api/kernels", json={"name": "exits"})
         assert r.status == 503
         assert await r.json() == {"message": "kernel 'exits' died at start: exit code 3",
