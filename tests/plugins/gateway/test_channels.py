@@ -118,6 +118,12 @@ async def test_output_produced_while_disconnected_is_replayed(gateway, proxy, tm
                     pass
             proxy.refusing = True
             proxy.cut()
+            # the gateway buffers for a session only once it has seen the websocket go: wait for that
+            # (its model's connection count) before the kernel prints, or the output goes to the dead socket
+            deadline = time.monotonic() + WAIT
+            while (await gateway.aapi("GET", f"/api/kernels/{kid}"))[1].get("connections", 0):
+                assert time.monotonic() < deadline, "the gateway never saw the websocket close"
+                await asyncio.sleep(0.05)  # bounded poll: the gateway offers no event for this
             flag.touch()
             deadline = time.monotonic() + WAIT
             while (await gateway.aapi("GET", f"/api/kernels/{kid}"))[1]["execution_state"] != "idle":
