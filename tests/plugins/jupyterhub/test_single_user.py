@@ -186,6 +186,7 @@ async def test_logout_ends_the_login(hub, alice):
     base = hub.url + "user/alice/"
     async with alice.get(base + "api/contents") as r:
         assert r.status == 200
+    login = cookie(alice, "jupyterhub-user-alice")
     async with alice.get(base + "logout", headers=PAGE, allow_redirects=False) as r:
         assert r.status == 302
         assert r.headers["Location"] == "/hub/logout"
@@ -196,6 +197,11 @@ async def test_logout_ends_the_login(hub, alice):
         assert r.status == 403
     async with alice.get(base + "files/hello.txt", headers=PAGE) as r:  # back to the hub's login form
         assert "/hub/login" in str(r.url)
+    # the old cookie, replayed: the hub revoked the session's token at logout, and the answer we had
+    # cached for it was dropped
+    async with aiohttp.ClientSession(cookies={"jupyterhub-user-alice": login}) as replay:
+        async with replay.get(base + "api/contents") as r:
+            assert r.status == 403
 
 
 async def test_the_hub_stops_the_server_and_no_kernel_is_left(hub, alice):
