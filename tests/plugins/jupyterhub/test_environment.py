@@ -53,3 +53,21 @@ def test_outside_a_hub_the_plugin_adds_nothing(monkeypatch, tmp_path):
     app = build_app(config_data={})
     assert app[CONFIG].server.base_url == "/" and app[CONFIG].server.port == 8888
     assert not any("oauth_callback" in path or path.endswith("/logout") for _, path in routes(app))
+
+
+def test_the_page_config_carries_the_hub_keys(in_hub):
+    """What JupyterLab's hub menu reads, once a plugin renders lab pages (`himalia_page_config`)."""
+    from aiohttp import web
+
+    import himalia_jupyterhub
+    from himalia import SERVICES, Services
+    from himalia_jupyterhub.identity import JupyterHubIdentityProvider, hub_oauth
+
+    app = web.Application()
+    app[SERVICES] = Services()
+    assert himalia_jupyterhub.himalia_page_config(app) == {}  # another identity provider: nothing
+    app[SERVICES].identity = JupyterHubIdentityProvider(hub_oauth())
+    config = himalia_jupyterhub.himalia_page_config(app)
+    assert config["hubUser"] == "ada" and config["hubServerName"] == ""
+    assert config["hubPrefix"] == "/hub/" and config["shareUrl"] == "/hub/user-redirect"
+    assert config["hubHost"] == ""
