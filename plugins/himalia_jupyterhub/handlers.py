@@ -5,27 +5,21 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import hdrs, web
+from jupyterhub._version import __version__ as HUB_VERSION  # this module is imported only under a hub
 
-from himalia import CONFIG, SERVICES, BadRequest, Forbidden, url_path
+from himalia import CONFIG, BadRequest, Forbidden, url_path
 
-
-from .identity import SESSION_COOKIE, XSRF_COOKIE, JupyterHubIdentityProvider, NotLoggedIn
+from .identity import SESSION_COOKIE, XSRF_COOKIE, JupyterHubIdentityProvider, NotLoggedIn, provider
 
 log = logging.getLogger("himalia.jupyterhub")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 STATE_MAX_AGE = 600
 """Seconds an OAuth round trip may take (the hub's own single-user server allows ten minutes)."""
-
-
-def provider(app: web.Application) -> JupyterHubIdentityProvider | None:
-    identity = app[SERVICES].identity
-    return identity if isinstance(identity, JupyterHubIdentityProvider) else None
 
 
 def wants_page(request: web.Request) -> bool:
@@ -79,9 +73,7 @@ async def hub_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             raise
         response = redirect_to_login(request, hub)
     if not response.prepared:
-        from jupyterhub._version import __version__ as hub_version
-
-        response.headers["X-JupyterHub-Version"] = hub_version
+        response.headers["X-JupyterHub-Version"] = HUB_VERSION
         response.headers.setdefault(hdrs.CONTENT_SECURITY_POLICY, "frame-ancestors 'none'")
     return response
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from himalia import Authenticated, BadGateway, Credentials, Forbidden, Identity, StartupError
+from himalia import SERVICES, Authenticated, BadGateway, Credentials, Forbidden, Identity, StartupError
 
 if TYPE_CHECKING:
     from jupyterhub.services.auth import HubOAuth
@@ -115,6 +115,12 @@ class JupyterHubIdentityProvider:
         if credentials.method not in SAFE_METHODS:
             _check_xsrf(credentials)
         return Authenticated(_identity(model))
+
+
+def provider(app: web.Application) -> JupyterHubIdentityProvider | None:
+    """The app's identity service if it is this plugin's, else None."""
+    identity = app[SERVICES].identity
+    return identity if isinstance(identity, JupyterHubIdentityProvider) else None
 
 
 def _header_token(headers: Mapping[str, str]) -> str | None:
