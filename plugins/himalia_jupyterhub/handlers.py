@@ -51,13 +51,17 @@ def redirect_to_login(request: web.Request, hub: JupyterHubIdentityProvider) -> 
     PKCE verifier) in a short-lived cookie."""
     auth = hub.hub_auth
     verifier, challenge, method = auth.generate_pkce_code_challenge()
-    state = auth.generate_state(request.path_qs, code_verifier=verifier)
+    cookie_name = auth.state_cookie_name
+    extra = {"code_verifier": verifier}
+    if cookie_name in request.cookies:  # another login is under way (a second tab): keep both
+        cookie_name = extra["cookie_name"] = f"{cookie_name}-{secrets.token_hex(4)}"
+    state = auth.generate_state(request.path_qs, **extra)
     query = {"state": state}
     if auth.pkce_enabled:
         query.update(code_challenge=challenge, code_challenge_method=method)
     response = web.Response(status=302, headers={hdrs.LOCATION: f"{auth.login_url}&{urlencode(query)}",
                                                  hdrs.CACHE_CONTROL: "no-store"})
-    response.set_cookie(auth.state_cookie_name, state, max_age=STATE_MAX_AGE, **_cookie_args(request, hub))
+    response.set_cookie(cookie_name, state, max_age=STATE_MAX_AGE, **_cookie_args(request, hub))
     return response
 
 
@@ -91,13 +95,17 @@ async def oauth_callback(request: web.Request) -> web.Response:
                         "oauth refused")
     code = request.query.get("code", "")
     state = request.query.get("state", "")
-    cookie_state = request.cookies.get(auth.state_cookie_name, "")
     if not code:
         raise BadRequest("OAuth callback without a 'code' parameter", "oauth")
-    if not state or not cookie_state or not secrets.compare_digest(state.encode(), cookie_state.encode()):
+    verifier = auth.get_code_verifier(state) if state else None
+    if verifier is None:  # every state this server issues holds a verifier: unknown, or expired
+        raise BadRequest("unknown or expired OAuth state (did the server restart?); start again from the "
+                         "page you wanted", "oauth state unknown")
+    state_cookie = auth.get_state_cookie_name(state)
+    cookie_state = request.cookies.get(state_cookie, "")
+    if not cookie_state or not secrets.compare_digest(state.encode(), cookie_state.encode()):
         raise BadRequest("OAuth state does not match the state cookie; start again from the page you wanted",
                          "oauth state mismatch")
-    verifier = auth.get_code_verifier(state)
     next_url = auth.get_next_url(state)
     auth.clear_oauth_state(state)
     try:
@@ -113,7 +121,7 @@ async def oauth_callback(request: web.Request) -> web.Response:
     response = web.Response(status=302, headers={hdrs.LOCATION: next_url, hdrs.CACHE_CONTROL: "no-store"})
     args = _cookie_args(request, hub)
     response.set_cookie(hub.cookie_name, hub.sign(token), **args)
-    response.del_cookie(auth.state_cookie_name, path=str(args["path"]))
+    response.del_cookie(state_cookie, path=str(args["path"]))
     if XSRF_COOKIE not in request.cookies:
         response.set_cookie(XSRF_COOKIE, secrets.token_hex(16), **{**args, "httponly": False})
     return response

@@ -160,6 +160,47 @@ def _stamp(text: str) -> str:
         timespec="milliseconds")
 
 
+async def authorize(session: aiohttp.ClientSession, hub: Hub, page: str) -> str:
+    """Ask for `page` without a login and go through the hub's authorize step by hand: the callback
+    URL the hub sends the browser to (with code and state), not yet followed."""
+    async with session.get(hub.url + page, headers=PAGE, allow_redirects=False) as r:
+        assert r.status == 302
+        location = r.headers["Location"]
+    async with session.get(hub.url + location.lstrip("/"), headers=PAGE, allow_redirects=False) as r:
+        assert r.status == 302, await r.text()
+        callback = r.headers["Location"]
+    assert "/user/alice/oauth_callback?" in callback
+    return callback if callback.startswith("http") else hub.url + callback.lstrip("/")
+
+
+async def test_two_logins_under_way_at_once_both_land(hub):
+    """Two tabs opened before either finished logging in: each keeps its own state cookie."""
+    await ensure_server(hub, "alice")
+    async with aiohttp.ClientSession(cookie_jar=jar()) as s:
+        await hub_login(s, hub, "alice")
+        first = await authorize(s, hub, "user/alice/files/hello.txt")
+        second = await authorize(s, hub, "user/alice/?tab=2")
+        async with s.get(second, headers=PAGE) as r:
+            assert r.status == 200 and str(r.url) == hub.url + "user/alice/?tab=2"
+        async with s.get(first, headers=PAGE) as r:
+            assert r.status == 200 and str(r.url).endswith("/user/alice/files/hello.txt")
+
+
+async def test_a_callback_without_its_state_cookie_or_with_a_made_up_state_is_refused(hub):
+    await ensure_server(hub, "alice")
+    async with aiohttp.ClientSession(cookie_jar=jar()) as s:
+        await hub_login(s, hub, "alice")
+        callback = await authorize(s, hub, "user/alice/files/hello.txt")
+        made_up = re.sub(r"state=[^&]+", "state=made-up", callback)
+        async with s.get(made_up, allow_redirects=False) as r:
+            assert r.status == 400 and (await r.json())["reason"] == "oauth state unknown"
+        # another browser handed the callback URL (login CSRF): it has no state cookie
+        async with aiohttp.ClientSession(cookie_jar=jar()) as other:
+            async with other.get(callback, allow_redirects=False) as r:
+                assert r.status == 400 and (await r.json())["reason"] == "oauth state mismatch"
+                assert cookie(other, "jupyterhub-user-alice") is None
+
+
 async def test_bob_gets_403_on_alices_server(hub):
     await ensure_server(hub, "alice")
     status, _ = await hub_api(hub, "POST", "users/bob")
