@@ -45,8 +45,8 @@ def server_defaults(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         return {}
     url = urlsplit(environ["JUPYTERHUB_SERVICE_URL"])
     out: dict[str, Any] = {"allow_remote_access": True, "port_retries": 0}
-    if url.hostname is not None:
-        out["ip"] = url.hostname
+    # an empty host ("http://:8888/...", the spawner's ip = '') means every interface
+    out["ip"] = url.hostname or "0.0.0.0"
     if url.port is not None:
         out["port"] = url.port
     prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX", "")

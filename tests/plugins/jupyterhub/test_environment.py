@@ -39,6 +39,18 @@ def test_the_hub_environment_sets_address_prefix_and_identity(in_hub):
     assert ("GET", "/user/ada/logout") in routes(app)
 
 
+@pytest.mark.parametrize("service_url, ip", [
+    ("http://:8888/user/ada/", "0.0.0.0"),  # the spawner's ip = '': every interface
+    ("http://0.0.0.0:8888/user/ada/", "0.0.0.0"),  # KubeSpawner's default
+    ("http://[::]:8888/user/ada/", "::"),
+])
+def test_the_listening_address_follows_the_service_url(in_hub, monkeypatch, service_url, ip):
+    from himalia_jupyterhub.env import server_defaults
+
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_URL", service_url)
+    assert server_defaults()["ip"] == ip and server_defaults()["port"] == 8888
+
+
 def test_the_config_still_wins_under_a_hub(in_hub):
     config, _ = load(config_data={"server": {"port": 9000, "identity_provider": "token"}})
     assert config.server.port == 9000
