@@ -98,3 +98,13 @@ def himalia_page_config(app):
         "shareUrl": url_path(hub_auth.hub_prefix, "/user-redirect"),
         "token": "",
     }
+
+
+@hookimpl(optionalhook=True)
+def himalia_default_urls(config):
+    """The hub's `Spawner.default_url` (JUPYTERHUB_DEFAULT_URL, relative to the prefix: "/lab") for the
+    server's root, once the `lab` plugin declares this hook; it comes before lab's own offer."""
+    import os
+
+    url = os.environ.get("JUPYTERHUB_DEFAULT_URL", "")
+    return [url] if url and hub_mode(config) else []

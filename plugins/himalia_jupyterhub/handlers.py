@@ -55,7 +55,7 @@ def redirect_to_login(request: web.Request, hub: JupyterHubIdentityProvider) -> 
     extra = {"code_verifier": verifier}
     if cookie_name in request.cookies:  # another login is under way (a second tab): keep both
         cookie_name = extra["cookie_name"] = f"{cookie_name}-{secrets.token_hex(4)}"
-    state = auth.generate_state(request.path_qs, **extra)
+    state = auth.generate_state(request.raw_path, **extra)  # as sent: percent-escapes kept
     query = {"state": state}
     if auth.pkce_enabled:
         query.update(code_challenge=challenge, code_challenge_method=method)

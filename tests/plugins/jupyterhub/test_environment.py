@@ -83,3 +83,14 @@ def test_the_page_config_carries_the_hub_keys(in_hub):
     assert config["hubUser"] == "ada" and config["hubServerName"] == ""
     assert config["hubPrefix"] == "/hub/" and config["shareUrl"] == "/hub/user-redirect"
     assert config["hubHost"] == ""
+
+
+def test_the_spawners_default_url_is_offered_for_the_root(in_hub, monkeypatch):
+    import himalia_jupyterhub
+
+    config, _ = load(config_data={})
+    assert himalia_jupyterhub.himalia_default_urls(config) == []
+    monkeypatch.setenv("JUPYTERHUB_DEFAULT_URL", "/lab/tree/start.ipynb")
+    assert himalia_jupyterhub.himalia_default_urls(config) == ["/lab/tree/start.ipynb"]
+    config, _ = load(config_data={"server": {"identity_provider": "token"}})
+    assert himalia_jupyterhub.himalia_default_urls(config) == []

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import yarl
 
 from .conftest import PASSWORD, Hub
 
@@ -184,6 +185,17 @@ async def test_two_logins_under_way_at_once_both_land(hub):
             assert r.status == 200 and str(r.url) == hub.url + "user/alice/?tab=2"
         async with s.get(first, headers=PAGE) as r:
             assert r.status == 200 and str(r.url).endswith("/user/alice/files/hello.txt")
+
+
+async def test_a_page_with_escapes_in_its_url_is_landed_on_as_asked(hub):
+    await ensure_server(hub, "alice")
+    (hub.homes / "alice" / "späce file.txt").write_text("escaped\n")
+    async with aiohttp.ClientSession(cookie_jar=jar()) as s:
+        await hub_login(s, hub, "alice")
+        page = hub.url + "user/alice/files/sp%C3%A4ce%20file.txt"
+        async with s.get(yarl.URL(page, encoded=True), headers=PAGE) as r:
+            assert r.status == 200 and await r.text() == "escaped\n"
+            assert str(r.url) == page and r.history
 
 
 async def test_a_callback_without_its_state_cookie_or_with_a_made_up_state_is_refused(hub):
