@@ -45,6 +45,12 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8", "surrogateescape"), b.encode("utf-8", "surrogateescape"))
 
 
+class UnknownToken(Forbidden):
+    """The hub does not know the token: expired, revoked at logout, or made up."""
+
+    default_reason = "invalid token"
+
+
 class JupyterHubIdentityProvider:
     """Authenticates through JupyterHub; one per app, holding jupyterhub's `HubOAuth` (its settings
     from the environment, its state store, its per-session cache of the hub's answers)."""
@@ -84,8 +90,7 @@ class JupyterHubIdentityProvider:
             raise BadGateway(f"could not check the token with JupyterHub at {self.hub_auth.api_url}",
                              "hub unreachable") from None
         if not model:
-            raise Forbidden("the hub does not recognise this token (expired or revoked); log in again",
-                            "invalid token")
+            raise UnknownToken("the hub does not recognise this token (expired or revoked)")
         if not self.hub_auth.check_scopes(self.hub_auth.access_scopes, model):
             who = model.get("name") or "this token"
             raise Forbidden(f"user {who} may not use this server (it needs one of the scopes "
@@ -111,7 +116,11 @@ class JupyterHubIdentityProvider:
         if token is None:
             raise NotLoggedIn("the login cookie is invalid; log in again through JupyterHub")
         session_id = credentials.cookies.get(SESSION_COOKIE, "")
-        model = await self.user_for_token(token, session_id)
+        try:
+            model = await self.user_for_token(token, session_id)
+        except UnknownToken:  # the login ended at the hub: a browser goes through OAuth again
+            raise NotLoggedIn("the login has expired or ended at the hub; log in again through "
+                              "JupyterHub") from None
         if credentials.method not in SAFE_METHODS:
             _check_xsrf(credentials)
         return Authenticated(_identity(model))

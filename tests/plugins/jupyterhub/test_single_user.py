@@ -252,9 +252,13 @@ async def test_logout_ends_the_login(hub, alice):
         assert "/hub/login" in str(r.url)
     # the old cookie, replayed: the hub revoked the session's token at logout, and the answer we had
     # cached for it was dropped
-    async with aiohttp.ClientSession(cookies={"jupyterhub-user-alice": login}) as replay:
+    assert login
+    async with aiohttp.ClientSession(headers={"Cookie": f"jupyterhub-user-alice={login}"}) as replay:
         async with replay.get(base + "api/contents") as r:
             assert r.status == 403
+            assert "ended at the hub" in (await r.json())["message"]  # the cookie was seen, and refused
+        async with replay.get(base + "files/hello.txt", headers=PAGE, allow_redirects=False) as r:
+            assert r.status == 302 and r.headers["Location"].startswith("/hub/api/oauth2/authorize?")
 
 
 async def test_the_hub_stops_the_server_and_no_kernel_is_left(hub, alice):
