@@ -80,7 +80,19 @@ def load(
     plugins.raise_for_errors()
     if plugin_overrides is not None:
         apply_overrides(raw, plugin_overrides(plugins))
+    apply_server_defaults(raw, Hooks(plugins.pm).server_defaults())
     return validate_with(raw, plugins, disable), plugins
+
+
+def apply_server_defaults(raw: RawConfig, defaults: dict[str, Any]) -> None:
+    """Plugins' proposed `[server]` values (`himalia_server_defaults`), for keys neither the file nor a
+    flag set."""
+    if not defaults:
+        return
+    server = raw.data.setdefault("server", {})
+    if isinstance(server, dict):  # not a table: validation reports it
+        for key, value in defaults.items():
+            server.setdefault(key, value)
 
 
 def build_app(

@@ -101,6 +101,17 @@ class Hooks:
     def cli_options(self) -> list[Attributed[CliOption]]:
         return self._collect("himalia_cli_options")
 
+    def server_defaults(self) -> dict[str, Any]:
+        """Every plugin's proposed `[server]` values, merged; a key proposed with two values is an error."""
+        merged: dict[str, tuple[Any, str]] = {}
+        for a in self._collect("himalia_server_defaults"):
+            for key, value in a.item.items():
+                if key in merged and merged[key][0] != value:
+                    raise PluginError(f"plugins '{merged[key][1]}' and '{a.plugin}' propose different "
+                                      f"[server] {key}: {merged[key][0]!r} and {value!r}; set it in the config")
+                merged[key] = (value, a.plugin)
+        return {key: value for key, (value, _) in merged.items()}
+
     # -- providers ---------------------------------------------------------------------------
 
     def providers(self, role: str) -> list[Attributed[Provider[Any]]]:

@@ -78,6 +78,26 @@ def himalia_cli_options() -> list[CliOption]:
     """
 
 
+@hookspec
+def himalia_server_defaults() -> dict[str, Any]:
+    """Propose `[server]` values for when neither the config file nor a flag sets them: the
+    `jupyterhub` plugin, started by a hub's spawner, proposes the address and prefix the hub gave.
+
+    Called once at start-up, after plugins are loaded and before the config is validated.
+    Collect-all; returns a dict of `[server]` keys (empty when it has nothing to say). The values are
+    validated like the file's. Two plugins proposing different values for one key is a start-up error
+    naming both.
+
+    Example::
+
+        @hookimpl
+        def himalia_server_defaults():
+            return {"port": 9999} if os.environ.get("MY_PLATFORM") else {}
+
+    .. versionadded:: 0.2
+    """
+
+
 # --- providers (one service per role, chosen by name in [server]) -------------------------------
 
 
