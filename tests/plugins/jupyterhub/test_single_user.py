@@ -180,9 +180,9 @@ async def test_two_logins_under_way_at_once_both_land(hub):
     async with aiohttp.ClientSession(cookie_jar=jar()) as s:
         await hub_login(s, hub, "alice")
         first = await authorize(s, hub, "user/alice/files/hello.txt")
-        second = await authorize(s, hub, "user/alice/?tab=2")
+        second = await authorize(s, hub, "user/alice/files/hello.txt?tab=2")
         async with s.get(second, headers=PAGE) as r:
-            assert r.status == 200 and str(r.url) == hub.url + "user/alice/?tab=2"
+            assert r.status == 200 and str(r.url) == hub.url + "user/alice/files/hello.txt?tab=2"
         async with s.get(first, headers=PAGE) as r:
             assert r.status == 200 and str(r.url).endswith("/user/alice/files/hello.txt")
 
