@@ -169,6 +169,7 @@ class KernelPool:
         self._launch, self._discard, self._spec, self._quiet = launch, discard, spec, quiet
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Condition()
+        self._notifying: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def start(self) -> None:
@@ -199,6 +200,7 @@ class KernelPool:
         else:
             pool.hits += 1
         pool.wanted.set()
+        self._changed_soon()
         return member
 
     def miss(self, name: str) -> None:
@@ -206,6 +208,7 @@ class KernelPool:
         pool = self._pools.get(name)
         if pool is not None:
             pool.misses += 1
+            self._changed_soon()
 
     def failed(self, name: str) -> None:
         """The member `take` gave for `name` did not relocate: it is discarded, the start is a miss."""
@@ -213,6 +216,7 @@ class KernelPool:
         pool.hits -= 1
         pool.misses += 1
         pool.discarded += 1
+        self._changed_soon()
 
     def status(self) -> dict[str, Any]:
         return {p.name: {"size": p.size, "idle": len(p.members), "hits": p.hits, "misses": p.misses,
@@ -224,10 +228,20 @@ class KernelPool:
         return [m for p in self._pools.values() for m in p.members]
 
     async def wait_full(self) -> None:
-        """Until every pooled kernelspec has its idle members (tests; `himalia` start-up reports)."""
+        """Until every pooled kernelspec has its idle members."""
+        await self.wait_until(lambda _: all(
+            len(p.members) >= p.size for p in self._pools.values() if p.unrelocatable is None))
+
+    async def wait_until(self, predicate: Callable[[dict[str, Any]], bool]) -> None:
+        """Until `predicate(self.status())` holds; checked at every change of the pool (unbounded:
+        callers bound it)."""
         async with self._changed:
-            await self._changed.wait_for(lambda: all(
-                len(p.members) >= p.size for p in self._pools.values() if p.unrelocatable is None))
+            await self._changed.wait_for(lambda: predicate(self.status()))
+
+    def _changed_soon(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._notify())
+        self._notifying.add(task)
+        task.add_done_callback(self._notifying.discard)
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -246,7 +260,7 @@ class KernelPool:
         except ValueError:
             return  # handed out meanwhile
         self._drop(pool, member, "died while idle")
-        asyncio.get_running_loop().create_task(self._notify())
+        self._changed_soon()
 
     async def _fill(self, pool: _Pool) -> None:
         while not self._closed:
