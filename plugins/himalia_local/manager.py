@@ -305,10 +305,10 @@ class LocalKernels:
                          ) -> _Kernel | None:
         """A pool member moved to `cwd` with `env`, listed; None when the pool cannot serve this start
         (empty, another start-only environment, a member that did not move: discarded)."""
-        from .pool import RelocationFailed, pool_key_env, relocate
+        from .pool import RelocationFailed, relocate
 
         assert self.pool is not None
-        if pool_key_env(env):  # e.g. PYTHONPATH: the members were started without it
+        if not self.pool.serves(name, env):  # e.g. PYTHONPATH: the members were started without it
             self.pool.miss(name)
             return None
         kernel = self.pool.take(name)

@@ -74,8 +74,9 @@ def unrelocatable(spec: Mapping[str, Any]) -> str | None:
     argv = [str(a) for a in spec.get("argv") or []]
     if not any("ipykernel" in a for a in argv):
         return "its argv does not run ipykernel"
-    if any(start_only(k) and "{" in str(v) for k, v in (spec.get("env") or {}).items()):
-        return "its env templates a start-only variable"
+    if any("$" in str(v) for v in (spec.get("env") or {}).values()):
+        # jupyter_client substitutes ${VAR} from the launch environment: a member's came from the server's
+        return "its env templates variables from the launch environment (${...})"
     return None
 
 
@@ -149,6 +150,8 @@ class _Pool:
     members: deque[_Kernel] = field(default_factory=deque)
     watches: dict[str, ExitWatch] = field(default_factory=dict)
     fingerprint: str | None = None
+    spec_env: frozenset[str] = frozenset()
+    """Variables the kernelspec's env sets: jupyter_client lays them over a request's at launch."""
     hits: int = 0
     misses: int = 0
     discarded: int = 0
@@ -180,6 +183,12 @@ class KernelPool:
     def pooled(self, name: str) -> bool:
         pool = self._pools.get(name)
         return pool is not None and pool.unrelocatable is None
+
+    def serves(self, name: str, env: Mapping[str, str]) -> bool:
+        """Whether a member moved with `env` would be what a cold start with `env` gives: no start-only
+        variable differs from the members', and none the kernelspec's own env decides."""
+        pool = self._pools[name]
+        return not pool_key_env(env) and not pool.spec_env.intersection(env)
 
     def take(self, name: str) -> _Kernel | None:
         """A live idle member of `name` (the caller relocates it), or None: a miss, counted."""
@@ -287,6 +296,7 @@ class KernelPool:
                         watch.cancel()
                     self._drop(pool, stale, "runs an older kernelspec")
                 pool.fingerprint = fingerprint
+                pool.spec_env = frozenset(spec.get("env") or {})
             while len(pool.members) < pool.size and not self._closed:
                 if self._fill_delay:
                     await asyncio.sleep(self._fill_delay)  # rate limit: a burst of takes, one refill

@@ -218,6 +218,29 @@ async def test_request_env_is_patched_in_but_start_only_variables_are_never(hima
         assert (st["hits"], st["misses"]) == (1, 1)
 
 
+async def test_a_variable_the_kernelspec_sets_is_never_patched_over(himalia_server, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    spec = data / "kernels" / "withenv"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "With env", "language": "python", "env": {"SPEC_VAR": "from-spec"}}))
+    monkeypatch.setenv("JUPYTER_PATH", str(data))
+    config = {"plugins": {"local": {"pool": {"withenv": 1}, "pool_fill_delay": 0}}}
+    async with himalia_server(config=config) as server:
+        pool = provider(server).pool
+        await asyncio.wait_for(pool.wait_full(), TIMEOUT)
+        member = pool.members()[0].id
+        r = await server.post("/api/kernels", json={"name": "withenv", "env": {"SPEC_VAR": "from-request"}})
+        assert r.status == 201, await r.text()
+        kernel_id = (await r.json())["id"]
+        assert kernel_id != member  # a cold start: jupyter_client lays the spec's env over the request's
+        async with connect(server, kernel_id) as ws:
+            run = await ws.execute("import os; print(os.environ['SPEC_VAR'])")
+        assert run.stdout == "from-spec\n"
+        assert (pool.status()["withenv"]["hits"], pool.status()["withenv"]["misses"]) == (0, 1)
+
+
 async def test_a_kernelspec_that_cannot_be_relocated_is_not_pooled(himalia_server, tmp_path, monkeypatch):
     data = tmp_path / "data"
     spec = data / "kernels" / "notpython"
@@ -245,6 +268,8 @@ def test_relocation_rules():
     assert "provisioner" in unrelocatable({**ipykernel, "metadata": {"kernel_provisioner": {
         "provisioner_name": "docker-provisioner"}}})
     assert "relocate = false" in unrelocatable({**ipykernel, "metadata": {"himalia": {"relocate": False}}})
+    assert "${...}" in unrelocatable({**ipykernel, "env": {"DATA": "${HOME}/data"}})
+    assert unrelocatable({**ipykernel, "env": {"OMP_NUM_THREADS": "1"}}) is None
     assert unrelocatable({"argv": ["xeus"], "language": "cpp",
                           "metadata": {"himalia": {"relocate": "ipykernel"}}}) is None
     assert pool_key_env({"JPY_SESSION_NAME": "a.ipynb", "MY_FLAG": "1"}) == ()
