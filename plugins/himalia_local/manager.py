@@ -371,10 +371,14 @@ class LocalKernels:
         # restarts: bound the whole wait by that as well as by the silence timeout of each start
         bound = (kernel.ready_timeout + 5) * (self.config.restart_limit + 1) \
             + self.config.restart_check_interval * (self.config.restart_limit + 2)
+        settled = asyncio.gather(*(ch.wait_settled() for ch in watched))
         try:
-            await asyncio.wait_for(asyncio.gather(*(ch.wait_settled() for ch in watched)), bound)
+            await asyncio.wait_for(settled, bound)
         except asyncio.TimeoutError:
             raise KernelNotReady.silent(kernel.name, kernel.ready_timeout, restart=restart) from None
+        finally:
+            if settled.done() and not settled.cancelled():
+                settled.exception()  # a cancelled gather holds a CancelledError: retrieved, not logged
         if kernel.state == "dead":
             raise KernelNotReady.died(kernel.name, kernel.reason or "died", restart=restart)
         if all(ch.closed for ch in watched):

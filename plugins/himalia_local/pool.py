@@ -113,12 +113,15 @@ async def relocate(km: Any, cwd: str, env: Mapping[str, str], timeout: float = R
                             user_expressions={"cwd": "__import__('os').getcwd()"})
         if on_sent is not None:
             on_sent(msg_id)
-        async with asyncio.timeout(timeout):
+
+        async def answer() -> dict[str, Any]:
             while True:
-                reply = await kc.get_shell_msg()
-                if reply["parent_header"].get("msg_id") == msg_id:
-                    break
-    except TimeoutError:
+                msg = await kc.get_shell_msg()
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    return msg
+
+        reply = await asyncio.wait_for(answer(), timeout)
+    except asyncio.TimeoutError:
         raise RelocationFailed(f"no answer within {timeout}s") from None
     finally:
         kc.stop_channels()
