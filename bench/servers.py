@@ -32,6 +32,7 @@ STOP_TIMEOUT = 20.0
 VARIANTS = {
     "himalia": "Himalia",
     "himalia_uvloop": "Himalia (uvloop)",
+    "himalia_pool": "Himalia with a warm kernel pool ([plugins.local] pool = {python3 = 2})",
     "jupyter_server": "jupyter_server as shipped, without server extensions",
     "jupyter_server_ext": "jupyter_server as shipped, with the extensions this environment enables",
     "jupyter_server_tuned": "jupyter_server without extensions, TCP_NODELAY forced + iopub rate limits off",
@@ -128,6 +129,10 @@ def command(variant: str, port: int, root: Path, token: str) -> list[str]:
     if variant == "himalia":
         return [py, "-c", "import sys; from himalia.cli import main; sys.exit(main())",
                 "serve", "--port", str(port), "--root-dir", str(root), "--token", token]
+    if variant == "himalia_pool":
+        return [py, "-c", "import sys; from himalia.cli import main; sys.exit(main())",
+                "serve", "--port", str(port), "--root-dir", str(root), "--token", token,
+                "--set", "plugins.local.pool={python3 = 2}", "--set", "plugins.local.pool_fill_delay=0.2"]
     if variant == "himalia_uvloop":
         return [py, str(BENCH_DIR / "himalia_uvloop.py"),
                 "serve", "--port", str(port), "--root-dir", str(root), "--token", token]

@@ -14,7 +14,8 @@ from .config import LocalConfig
 
 @hookimpl
 def himalia_config_sections():
-    return [ConfigSection("local", LocalConfig, "Local kernel processes: restarts, liveness checks, shutdown.")]
+    return [ConfigSection("local", LocalConfig, "Local kernel processes: restarts, liveness checks, shutdown, "
+                                                 "the warm pool.")]
 
 
 def _local_kernels(app):
@@ -27,3 +28,15 @@ def _local_kernels(app):
 def himalia_kernel_providers():
     return [Provider("local", _local_kernels, "Kernels as local processes, via jupyter_client",
                      requires=(Requirement("kernels", provided_by="kernels"),))]
+
+
+@hookimpl
+def himalia_status(app):
+    from himalia import SERVICES
+
+    from .manager import LocalKernels
+
+    provider = app[SERVICES].kernel_provider
+    if not isinstance(provider, LocalKernels) or provider.pool is None:
+        return {}
+    return {"kernel_pool": provider.pool_status()}

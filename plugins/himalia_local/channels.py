@@ -40,6 +40,8 @@ class LocalChannels:
         self._ports: tuple[Any, ...] = ()
         self._waiter: asyncio.Future[None] | None = None
         self._internal: dict[str, None] = {}
+        self._quiet: set[str] = set()
+        """Requests made for the server (a pool member's relocation) whose iopub clients never see."""
         self._iopub_seen = asyncio.Event()
         self._ready = asyncio.Event()
         self._nudge_task: asyncio.Task[None] | None = None
@@ -142,6 +144,12 @@ class LocalChannels:
                         # kernel may have published its answer before our subscription took)
                         if self._nudge_ids and json.loads(msg.parent_header).get("msg_id") in self._nudge_ids:
                             self._iopub_seen.set()
+                        if self._quiet:
+                            parent = json.loads(msg.parent_header).get("msg_id")
+                            if parent in self._quiet:
+                                if b'"idle"' in msg.content and msg.msg_type == "status":
+                                    self._quiet.discard(parent)  # its last message
+                                continue
                     elif self._internal:
                         parent = json.loads(msg.parent_header).get("msg_id")
                         if parent in self._internal:
@@ -194,6 +202,10 @@ class LocalChannels:
                     self._ready.set()
                     return
                 delay = min(delay * 2, 0.2)  # a starting kernel is answered within 0.2 s of being up
+
+    def quiet(self, msg_id: str) -> None:
+        """Keep the iopub messages of request `msg_id` (made by the server, not a client) from clients."""
+        self._quiet.add(msg_id)
 
     async def wait_ready(self) -> None:
         await asyncio.wait_for(self._ready.wait(), self._timeout + 5)

@@ -20,6 +20,14 @@ class LocalConfig:
                                                "are read again; 0 reads them on every request.")
     restart_limit: int = setting(5, "Automatic restarts tried in a row before a dying kernel is reported dead.")
     autorestart: bool = setting(True, "Restart local kernels that die.")
+    pool: dict[str, int] = setting(default_factory=dict, help=(
+        "Idle started kernels to keep per kernelspec, e.g. {python3 = 1}; a start of that kernelspec takes "
+        "one, moved to the notebook's directory and environment, and a replacement starts in the "
+        "background. Off by default: each idle kernel holds a kernel's memory. Only kernels whose "
+        "kernelspec can be relocated (ipykernel) are pooled."))
+    pool_fill_delay: float = setting(1.0, "Seconds the pool waits after handing out a kernel before it starts "
+                                          "the replacement (one at a time, and never while a kernel is being "
+                                          "started on demand), so refills leave the CPU to users' starts.")
 
     def __post_init__(self) -> None:
         if self.shutdown_wait_time < 0:
@@ -28,3 +36,8 @@ class LocalConfig:
             raise ValueError(f"'restart_check_interval' must be > 0, got {self.restart_check_interval}")
         if self.restart_limit < 0:
             raise ValueError(f"'restart_limit' must be >= 0, got {self.restart_limit}")
+        for name, size in self.pool.items():
+            if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= 64:
+                raise ValueError(f"'pool' wants a count of 0..64 kernels per kernelspec, got {name} = {size!r}")
+        if self.pool_fill_delay < 0:
+            raise ValueError(f"'pool_fill_delay' must be >= 0, got {self.pool_fill_delay}")

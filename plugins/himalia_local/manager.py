@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -27,6 +27,9 @@ from himalia import CONFIG, ApiError, BadRequest, Conflict, KernelNotReady, Mode
 
 from .channels import LocalChannels
 from .config import LocalConfig
+
+if TYPE_CHECKING:
+    from .pool import KernelPool
 
 log = logging.getLogger("himalia.local")
 
@@ -41,6 +44,8 @@ async def local_kernels(app: web.Application) -> AsyncIterator[LocalKernels]:
     # the last resort, should the server exit without its cleanup (a shutdown that timed out, a crash
     # of the loop): no kernel process group outlives the interpreter
     atexit.register(service.kill_all)
+    if service.pool is not None:
+        service.pool.start()
     try:
         yield service
     finally:
@@ -61,6 +66,18 @@ def _manager_class() -> type:
             await super()._async_post_start_kernel(**kw)
             if self.on_started is not None:
                 self.on_started()
+
+        async def _async_wait(self, pollinterval: float = 0.1) -> None:
+            # jupyter_client's shutdown, restart and kill sequences wait for the exit by polling every
+            # 0.1 s; notice it the moment it happens instead (the sequence itself is unchanged)
+            process = getattr(self.provisioner, "process", None)
+            if process is None or not self.owns_kernel:
+                await super()._async_wait(pollinterval)
+                return
+            from .exits import wait_exit
+
+            await wait_exit(process.pid)
+            await super()._async_wait(pollinterval)  # reaps it: poll() answers at once now
 
     return HimaliaKernelManager
 
@@ -104,6 +121,16 @@ class LocalKernels:
         """Kernels launched that have not answered yet: not listed, but killed with the rest at exit."""
         self._specs_cache: tuple[float, dict[str, Model]] | None = None
         self._cleanups: set[asyncio.Task[None]] = set()
+        self._cold_starts = 0
+        self._no_cold_start = asyncio.Event()
+        self._no_cold_start.set()
+        self.pool: KernelPool | None = None
+        if any(config.pool.values()):
+            from .pool import KernelPool
+
+            self.pool = KernelPool(config.pool, config.pool_fill_delay, launch=self._launch_member,
+                                   discard=self._discard_member, spec=self._member_spec,
+                                   quiet=self._wait_no_cold_start)
 
     # -- kernelspecs ------------------------------------------------------------------------
 
@@ -191,6 +218,26 @@ class LocalKernels:
                 raise NotFound("no kernelspecs are installed", "no such kernelspec")
         await self._find(name)
         cwd = await asyncio.to_thread(self._cwd, path)
+        ready_timeout = DEFAULT_READY_TIMEOUT if timeout is None else timeout
+        if self.pool is not None and self.pool.pooled(name):
+            kernel = await self._from_pool(name, cwd, env or {}, ready_timeout)
+            if kernel is not None:
+                return self._model(kernel)
+        self._cold_starts += 1
+        self._no_cold_start.clear()
+        try:
+            kernel = await self._launch(name, cwd, {**os.environ, **(env or {})}, ready_timeout)
+        finally:
+            self._cold_starts -= 1
+            if not self._cold_starts:
+                self._no_cold_start.set()
+        self._kernels[kernel.id] = kernel
+        log.info("started kernel %s (%s) in %s", kernel.id, name, cwd)
+        return self._model(kernel)
+
+    async def _launch(self, name: str, cwd: str, env: dict[str, str], ready_timeout: float) -> _Kernel:
+        """Launch a kernel of spec `name` and return it once it answered (not yet listed), or raise
+        with nothing of it left running."""
         runtime = await asyncio.to_thread(_runtime_dir)
         from traitlets.config import Config
 
@@ -211,7 +258,7 @@ class LocalKernels:
         kernel = _Kernel(kernel_id, name, km)
         km.on_started = functools.partial(self._on_started, kernel)
         try:
-            await km.start_kernel(cwd=cwd, env={**os.environ, **(env or {})})
+            await km.start_kernel(cwd=cwd, env=env)
         except BaseException as e:
             # failed or cancelled (the client went away) perhaps after the launch: nothing may stay running
             self._abandon(kernel)
@@ -222,12 +269,11 @@ class LocalKernels:
                            "kernel failed to start") from None
         km.add_restart_callback(functools.partial(self._on_died, kernel, "restarting"), "restart")
         km.add_restart_callback(functools.partial(self._on_died, kernel, "dead"), "dead")
-        kernel.ready_timeout = DEFAULT_READY_TIMEOUT if timeout is None else timeout
+        kernel.ready_timeout = ready_timeout
         # listed (and so culled, shut down, opened) only once it answered
         self._starting[kernel_id] = kernel
         try:
             await self._answered(kernel, restart=False)
-            self._kernels[kernel_id] = kernel
         except BaseException:
             # died, silent or cancelled (the client went away): nothing of it may stay
             for ch in list(kernel.channels):
@@ -238,8 +284,79 @@ class LocalKernels:
             raise
         finally:
             self._starting.pop(kernel_id, None)
-        log.info("started kernel %s (%s) in %s", kernel_id, name, cwd)
-        return self._model(kernel)
+        return kernel
+
+    # -- the pool (pool.py) -------------------------------------------------------------------
+
+    async def _launch_member(self, name: str) -> _Kernel:
+        """A pool member: started in the root dir with the server's environment; its restarter stopped
+        (an idle member that dies is replaced, not restarted: the pool watches its exit)."""
+        kernel = await self._launch(name, self.root_dir, dict(os.environ), DEFAULT_READY_TIMEOUT)
+        kernel.km.stop_restarter()
+        return kernel
+
+    async def _member_spec(self, name: str) -> Mapping[str, Any]:
+        return (await self.get_kernelspec(name))["spec"]
+
+    async def _wait_no_cold_start(self) -> None:
+        await self._no_cold_start.wait()
+
+    async def _from_pool(self, name: str, cwd: str, env: Mapping[str, str], ready_timeout: float
+                         ) -> _Kernel | None:
+        """A pool member moved to `cwd` with `env`, listed; None when the pool cannot serve this start
+        (empty, another start-only environment, a member that did not move: discarded)."""
+        from .pool import RelocationFailed, relocate
+
+        assert self.pool is not None
+        if not self.pool.serves(name, env):  # e.g. PYTHONPATH: the members were started without it
+            self.pool.miss(name)
+            return None
+        kernel = self.pool.take(name)
+        if kernel is None:
+            return None
+
+        def quiet(msg_id: str) -> None:  # the relocation's busy/idle is not the notebook's business
+            for ch in kernel.channels:
+                ch.quiet(msg_id)
+
+        try:
+            await relocate(kernel.km, cwd, env, on_sent=quiet)
+        except RelocationFailed as e:
+            log.warning("pool %s: member %s discarded, starting a kernel instead: %s", name, kernel.id, e)
+            self.pool.failed(name)
+            await self._stop_member(kernel)
+            return None
+        except BaseException:
+            self.pool.failed(name)
+            await self._stop_member(kernel)
+            raise
+        kernel.started = time.time()
+        kernel.ready_timeout = ready_timeout
+        kernel.km.start_restarter()
+        self._kernels[kernel.id] = kernel
+        log.info("kernel %s (%s) from the pool, moved to %s", kernel.id, name, cwd)
+        return kernel
+
+    async def _stop_member(self, kernel: _Kernel) -> None:
+        """Stop a member nobody uses (discarded, or idle at shutdown): no polite exit needed."""
+        for ch in list(kernel.channels):
+            await ch.close()
+        kernel.parked = None
+        kernel.km.stop_restarter()
+        try:
+            await asyncio.wait_for(kernel.km.shutdown_kernel(now=True), 10)
+        except Exception as e:  # killed below in any case
+            log.debug("pool member %s: %s", kernel.id, e)
+        kernel.kill_groups()
+
+    def _discard_member(self, kernel: _Kernel) -> None:
+        task = asyncio.get_running_loop().create_task(self._stop_member(kernel))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    def pool_status(self) -> dict[str, Any]:
+        """The pool per kernelspec (size, idle, hits, misses, discarded), for /api/status; {} if off."""
+        return self.pool.status() if self.pool is not None else {}
 
     async def _answered(self, kernel: _Kernel, *, restart: bool) -> None:
         """Return once `kernel` answers on its channels (opening a parked set if it has none); raise
@@ -254,10 +371,14 @@ class LocalKernels:
         # restarts: bound the whole wait by that as well as by the silence timeout of each start
         bound = (kernel.ready_timeout + 5) * (self.config.restart_limit + 1) \
             + self.config.restart_check_interval * (self.config.restart_limit + 2)
+        settled = asyncio.gather(*(ch.wait_settled() for ch in watched))
         try:
-            await asyncio.wait_for(asyncio.gather(*(ch.wait_settled() for ch in watched)), bound)
+            await asyncio.wait_for(settled, bound)
         except asyncio.TimeoutError:
             raise KernelNotReady.silent(kernel.name, kernel.ready_timeout, restart=restart) from None
+        finally:
+            if settled.done() and not settled.cancelled():
+                settled.exception()  # a cancelled gather holds a CancelledError: retrieved, not logged
         if kernel.state == "dead":
             raise KernelNotReady.died(kernel.name, kernel.reason or "died", restart=restart)
         if all(ch.closed for ch in watched):
@@ -327,6 +448,9 @@ class LocalKernels:
             log.info("shut down kernel %s", kernel_id)
 
     async def shutdown_all(self) -> None:
+        if self.pool is not None:  # no refill may start now; idle members go first, all at once
+            members = await self.pool.close()
+            await asyncio.gather(*(self._stop_member(m) for m in members), return_exceptions=True)
         for kernel in list(self._starting.values()):  # their starts are being cancelled: end them now
             for ch in list(kernel.channels):
                 await ch.close()
@@ -336,7 +460,8 @@ class LocalKernels:
 
     def kill_all(self) -> None:
         """SIGKILL every process group of every kernel, synchronously: the atexit last resort."""
-        for kernel in [*self._kernels.values(), *self._starting.values()]:
+        members = self.pool.members() if self.pool is not None else []
+        for kernel in [*self._kernels.values(), *self._starting.values(), *members]:
             kernel.kill_groups()
 
     def _abandon(self, kernel: _Kernel) -> None:
