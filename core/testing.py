@@ -10,6 +10,9 @@ serves it on 127.0.0.1 on a free port, and yields a `RunningServer` whose client
 Async tests need an async test runner (pytest-asyncio, `asyncio_mode = "auto"`).
 `serve_process(...)` runs a real `himalia serve --port 0` subprocess instead, for command-line and
 config-file tests.
+
+Conformance kits (`ContentsKit`, `SessionStoreKit`, `IdentityKit`, from `himalia.kits`): test classes
+a provider's tests subclass to prove the provider honours its Protocol.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+pytest.register_assert_rewrite("himalia.kits")  # the kits' asserts explain themselves in the author's run
+
 from . import app as app_module
+from .kits import ContentsKit, IdentityKit, SessionStoreKit  # noqa: E402  re-exported for plugin authors
 from .urls import url_path
 from .config import read_config
 from .keys import CONFIG, SERVICES
