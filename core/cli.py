@@ -62,6 +62,13 @@ def make_parser() -> argparse.ArgumentParser:
     new = sub.add_parser("new-plugin", help="start a pip-installable plugin from the template")
     new.add_argument("name", help="plugin name, e.g. hello")
     new.add_argument("dir", nargs="?", help="where to create it (default: ./himalia-NAME)")
+    from .template import KINDS
+
+    new.add_argument("--kind", choices=KINDS, default=None,
+                     help="what the plugin provides; renders only what that kind needs, with the matching "
+                          "conformance kit in its tests (default: asked, else route)")
+    new.add_argument("--repository-url", metavar="URL", default=None,
+                     help="the plugin's repository, for its metadata and README (default: asked, else left out)")
     return parser
 
 
@@ -398,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         if ns.command == "new-plugin":
             from .template import new_plugin
 
-            return new_plugin(ns.name, ns.dir)
+            return new_plugin(ns.name, ns.dir, kind=ns.kind, repository_url=ns.repository_url)
         parser.print_help()
         return 0
     except StartupError as e:

@@ -32,6 +32,7 @@ pytest.register_assert_rewrite("himalia.kits")  # the kits' asserts explain them
 
 from . import app as app_module
 from .kits import ContentsKit, IdentityKit, SessionStoreKit  # noqa: E402  re-exported for plugin authors
+from .kits.contents import write_tree  # noqa: E402
 from .urls import url_path
 from .config import read_config
 from .keys import CONFIG, SERVICES
