@@ -261,6 +261,26 @@ def test_new_plugin_renders_what_copier_copy_renders(rendered: Path, tmp_path: P
     assert tree(tmp_path / "himalia-hello") == tree(rendered)
 
 
+def test_new_plugin_kind_and_repository_url_render_what_copier_renders(rendered_kinds: dict[str, Path],
+                                                                      tmp_path: Path):
+    result = run([sys.executable, "-m", "himalia.cli", "new-plugin", "dict-store", "--kind", "session-store"],
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "created himalia-dict-store: a Himalia plugin 'dict-store' of kind session-store" in result.stdout
+    assert tree(tmp_path / "himalia-dict-store") == tree(rendered_kinds["session-store"])
+    result = run([sys.executable, "-m", "himalia.cli", "new-plugin", "x", str(tmp_path / "x"),
+                  "--repository-url", "https://git.example.org/x"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert 'Repository = "https://git.example.org/x"' in (tmp_path / "x" / "pyproject.toml").read_text()
+    result = run([sys.executable, "-m", "himalia.cli", "new-plugin", "y", str(tmp_path / "y"),
+                  "--repository-url", "ftp://nope"], cwd=tmp_path)
+    assert (result.returncode, result.stderr.count("\n")) == (2, 1)
+    assert "'repository_url': an http(s) URL, or empty" in result.stderr
+    assert not (tmp_path / "y").exists()
+    result = run([sys.executable, "-m", "himalia.cli", "new-plugin", "z", "--kind", "widget"], cwd=tmp_path)
+    assert result.returncode == 2 and "invalid choice: 'widget'" in result.stderr
+
+
 def test_new_plugin_without_copier_says_what_to_install(tmp_path: Path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "copier", None)  # `import copier` now fails as when it is not installed
     assert main(["new-plugin", "hello", str(tmp_path / "p")]) == 2
