@@ -28,17 +28,26 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-pytest.register_assert_rewrite("himalia.kits")  # the kits' asserts explain themselves in the author's run
-
 from . import app as app_module
-from .kits import ContentsKit, IdentityKit, SessionStoreKit  # noqa: E402  re-exported for plugin authors
-from .kits.contents import write_tree  # noqa: E402
 from .urls import url_path
 from .config import read_config
 from .keys import CONFIG, SERVICES
 from .serve import start
 
 DEFAULT_TIMEOUT = 60.0
+
+_KITS = {"ContentsKit": "contents", "IdentityKit": "identity", "SessionStoreKit": "session_store",
+         "write_tree": "contents"}
+
+
+def __getattr__(name: str) -> Any:
+    """`from himalia.testing import ContentsKit`: the kits (in `himalia.kits`) are imported when asked for,
+    so a test run that uses none never loads them."""
+    if name in _KITS:
+        import importlib
+
+        return getattr(importlib.import_module(f"himalia.kits.{_KITS[name]}"), name)
+    raise AttributeError(f"module 'himalia.testing' has no attribute {name!r}")
 
 
 @dataclass

@@ -18,6 +18,7 @@ ApiError and models say `"writable": false`. `checkpoints = False` skips the che
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -67,8 +68,8 @@ def model_for(content: Any) -> Model:
     """The model `save` takes for one `seed_files` value."""
     if content is None:
         return {"type": "directory"}
-    if isinstance(content, dict):
-        return {"type": "notebook", "format": "json", "content": content}
+    if isinstance(content, dict):  # a copy: a provider may change the model it is given
+        return {"type": "notebook", "format": "json", "content": copy.deepcopy(content)}
     if isinstance(content, bytes):
         return {"type": "file", "format": "base64", "content": base64.b64encode(content).decode("ascii")}
     return {"type": "file", "format": "text", "content": content}
@@ -103,7 +104,7 @@ class ContentsKit:
     @pytest.fixture
     def seed_files(self) -> dict[str, Any]:
         """The tree every case starts from: API path → text, bytes, notebook dict, or None (a directory)."""
-        return dict(SEED)
+        return copy.deepcopy(SEED)
 
     @pytest.fixture
     async def cm(self, contents: ContentsManager, seed_files: dict[str, Any]) -> ContentsManager:
@@ -251,7 +252,7 @@ class ContentsKit:
         self.needs_writes()
         await cm.save("kit/copy.bin", model_for(b"\xff\x00"))
         assert base64.b64decode((await cm.get("kit/copy.bin"))["content"]) == b"\xff\x00"
-        nb = {**NOTEBOOK, "cells": [{**NOTEBOOK["cells"][0], "source": "changed"}]}
+        nb = {**copy.deepcopy(NOTEBOOK), "cells": [{**NOTEBOOK["cells"][0], "source": "changed"}]}
         saved = await cm.save("kit/notebook.ipynb", model_for(nb))
         assert saved["type"] == "notebook"
         assert (await cm.get("kit/notebook.ipynb"))["content"]["cells"][0]["source"] == "changed"
