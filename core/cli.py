@@ -48,9 +48,13 @@ def make_parser() -> argparse.ArgumentParser:
     _common(plugins)
     _server_flags(plugins)
     plugins.add_argument("--json", action="store_true", help="print JSON")
-    config = sub.add_parser("config", help="print the effective configuration as TOML (secrets redacted)")
+    config = sub.add_parser("config", help="print the effective configuration as TOML (secrets redacted); "
+                                           "--describe lists every key with its type, default and help")
     _common(config)
     _server_flags(config)
+    config.add_argument("--describe", action="store_true",
+                        help="list every key of [server] and of each loaded plugin's table: type, default, help")
+    config.add_argument("--json", action="store_true", help="with --describe: print JSON")
     lst = sub.add_parser("list", help="list running servers")
     lst.add_argument("--json", action="store_true", help="print JSON, one server per line")
     stop = sub.add_parser("stop", help="stop a running server")
@@ -58,13 +62,20 @@ def make_parser() -> argparse.ArgumentParser:
     new = sub.add_parser("new-plugin", help="start a pip-installable plugin from the template")
     new.add_argument("name", help="plugin name, e.g. hello")
     new.add_argument("dir", nargs="?", help="where to create it (default: ./himalia-NAME)")
+    from .template import KINDS
+
+    new.add_argument("--kind", choices=KINDS, default=None,
+                     help="what the plugin provides; renders only what that kind needs, with the matching "
+                          "conformance kit in its tests (default: asked, else route)")
+    new.add_argument("--repository-url", metavar="URL", default=None,
+                     help="the plugin's repository, for its metadata and README (default: asked, else left out)")
     return parser
 
 
 def _overrides(ns: argparse.Namespace) -> dict[tuple[str, ...], Any]:
     """`--set` and the server flags. Applied before plugins load, so `--set plugins.disable=[...]`
     blocks a plugin before it is imported, as `[plugins] disable` does."""
-    from .config import parse_override
+    from .config import Override, parse_override
 
     out: dict[tuple[str, ...], Any] = {}
     for text in ns.set:
@@ -75,35 +86,46 @@ def _overrides(ns: argparse.Namespace) -> dict[tuple[str, ...], Any]:
         if value is not None:
             if key == "root_dir":
                 value = str(Path(value).expanduser().resolve())  # relative to where the user typed it
-            out[("server", key)] = value
+            out[("server", key)] = Override(value, f"--{flag.replace('_', '-')} {value}")
     return out
 
 
 def _plugin_overrides(ns: argparse.Namespace, extra: dict[str, str]) -> dict[tuple[str, ...], Any]:
     """The flags plugins added (`--token` → plugins.auth.token), known only once plugins are loaded."""
+    from .config import Override
+
     out: dict[tuple[str, ...], Any] = {}
-    for dest, key in extra.items():
+    for dest, (flag, key) in extra.items():
         value = getattr(ns, dest, None)
         if value is not None:
-            out[tuple(key.split("."))] = value
+            out[tuple(key.split("."))] = Override(value, f"{flag} {value}")
     return out
+
+
+def _add_plugin_flags(parser: argparse.ArgumentParser, plugins: Any) -> dict[str, tuple[str, str]]:
+    """Add the flags plugins declare (himalia_cli_options) to `parser`, in a group of their own;
+    returns argparse dest → (flag, config key)."""
+    from .hooks import Hooks
+
+    extra: dict[str, tuple[str, str]] = {}
+    taken = set(parser._option_string_actions)
+    group = parser.add_argument_group("flags added by plugins")
+    for a in Hooks(plugins.pm).cli_options():
+        opt = a.item
+        if opt.flag in taken:
+            raise StartupError(f"plugin '{a.plugin}' adds flag {opt.flag}, which is already taken")
+        help = f"{opt.help} (sets {opt.key}; plugin '{a.plugin}')" if opt.help else f"sets {opt.key}"
+        action = group.add_argument(opt.flag, type=opt.type, help=help, default=None)
+        taken.add(opt.flag)
+        extra[action.dest] = (opt.flag, opt.key)
+    return extra
 
 
 def _plugin_flags(parser: argparse.ArgumentParser, ns: argparse.Namespace, argv_rest: list[str]):
     """Once plugins are loaded: add their flags to `parser`, parse the rest of the command line into
     `ns`, and return the config keys those flags set."""
     def overrides(plugins: Any) -> dict[tuple[str, ...], Any]:
-        from .hooks import Hooks
-
-        extra: dict[str, str] = {}
-        taken = set(parser._option_string_actions)
-        for a in Hooks(plugins.pm).cli_options():
-            opt = a.item
-            if opt.flag in taken:
-                raise StartupError(f"plugin '{a.plugin}' adds flag {opt.flag}, which is already taken")
-            action = parser.add_argument(opt.flag, type=opt.type, help=opt.help, default=None)
-            taken.add(opt.flag)
-            extra[action.dest] = opt.key
+        extra = _add_plugin_flags(parser, plugins)
         parser.parse_args(argv_rest, namespace=ns)
         return _plugin_overrides(ns, extra)
 
@@ -123,6 +145,31 @@ def _subparser(name: str) -> argparse.ArgumentParser:
     for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
         return action.choices[name]
     raise AssertionError(name)
+
+
+def _wants_help(argv: list[str]) -> bool:
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    return any(a in ("-h", "--help") for a in options)
+
+
+def print_help_with_plugin_flags(name: str, argv: list[str]) -> int:
+    """`himalia serve --help`: the core's options and then the flags installed plugins add (loaded
+    with `--disable` and the config file's `[plugins] disable` honoured)."""
+    from .config import ConfigError, read_config
+    from .plugins import load_plugins
+
+    parser = _subparser(name)
+    quiet = argparse.ArgumentParser(add_help=False, parents=[])
+    _common(quiet)
+    ns, _ = quiet.parse_known_args([a for a in argv if a not in ("-h", "--help")])
+    try:
+        disabled = [*read_config(ns.config).disabled(), *ns.disable]
+    except ConfigError:
+        disabled = list(ns.disable)
+    plugins = load_plugins(disabled)
+    _add_plugin_flags(parser, plugins)
+    parser.print_help()
+    return 0
 
 
 def build_from_argv(argv: list[str]):
@@ -160,6 +207,8 @@ def _setup_logging(level: str, debug: bool) -> None:
 def cmd_serve(argv: list[str]) -> int:
     from .serve import run
 
+    if _wants_help(argv):
+        return print_help_with_plugin_flags("serve", argv)
     debug = "--debug" in argv
     app, config = build_from_argv(argv)
     _setup_logging(config.server.log_level, debug)
@@ -240,9 +289,19 @@ def cmd_plugins(ns: argparse.Namespace) -> int:
 
 
 def cmd_config(ns: argparse.Namespace, rest: list[str]) -> int:
-    from .config import dump
+    from .config import describe, describe_keys, dump
+    from .hooks import Hooks
 
-    config, _plugins = _load(ns, rest, _subparser("config"))
+    config, plugins = _load(ns, rest, _subparser("config"))
+    if ns.describe:
+        sections = Hooks(plugins.pm).config_sections()
+        if ns.json:
+            import dataclasses
+
+            print(json.dumps([dataclasses.asdict(k) for k in describe_keys(sections)], indent=2, default=str))
+        else:
+            sys.stdout.write(describe(sections))
+        return 0
     sys.stdout.write(dump(config))
     return 0
 
@@ -338,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["serve"]:
             return cmd_serve(argv[1:])
+        if argv[:1] == ["config"] and _wants_help(argv[1:]):
+            return print_help_with_plugin_flags("config", argv[1:])
         ns, rest = parser.parse_known_args(argv)
         if ns.command == "config":
             return cmd_config(ns, rest)
@@ -352,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         if ns.command == "new-plugin":
             from .template import new_plugin
 
-            return new_plugin(ns.name, ns.dir)
+            return new_plugin(ns.name, ns.dir, kind=ns.kind, repository_url=ns.repository_url)
         parser.print_help()
         return 0
     except StartupError as e:

@@ -101,10 +101,19 @@ class RawConfig:
 
     data: dict[str, Any]
     path: Path | None
+    origins: dict[tuple[str, ...], Override] = field(default_factory=dict)
+    """Keys set on the command line → the flag that set them, so errors name the flag, not the file."""
 
     @property
     def label(self) -> str:
         return str(self.path) if self.path else "<defaults>"
+
+    def where(self, *key: str) -> str:
+        """Who set the dotted `key` (or a key under it): `--set server.port=x`, `--port`, else the file."""
+        for parts, origin in self.origins.items():
+            if parts[:len(key)] == key:
+                return origin.label
+        return self.label
 
     @property
     def base_dir(self) -> Path:
@@ -179,11 +188,24 @@ def read_config(explicit: str | None = None, data: dict[str, Any] | None = None)
     return RawConfig(parsed, path)
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`server.port=9000` or `plugins.sessions.database=s.db` → (["server", "port"], 9000).
+@dataclass(frozen=True)
+class Override:
+    """A value given on the command line: `--set KEY=VALUE` or a flag (`--port 9000`).
+
+    `text` is what was typed after `=` (None for a typed flag): a key that expects a string takes it
+    as typed, so `--set plugins.x.name=123` is the string "123", no quoting needed.
+    """
+
+    value: Any
+    label: str
+    text: str | None = None
+
+
+def parse_override(text: str) -> tuple[list[str], Override]:
+    """`server.port=9000` or `plugins.sessions.database=s.db` → (["server", "port"], Override(9000, ...)).
 
     The value is read as a TOML value when it is one (numbers, booleans, lists, quoted strings),
-    else taken as a plain string.
+    else taken as a plain string; a key that expects a string gets the text as typed either way.
     """
     key, sep, value = text.partition("=")
     parts = [p.strip() for p in key.split(".")]
@@ -193,18 +215,24 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
         parsed = value
-    return parts, parsed
+    return parts, Override(parsed, f"--set {text}", value)
 
 
 def apply_overrides(raw: RawConfig, overrides: dict[tuple[str, ...], Any]) -> None:
-    """Set dotted keys in the raw data (command-line flags and `--set`), creating tables as needed."""
+    """Set dotted keys in the raw data (command-line flags and `--set`), creating tables as needed.
+
+    A value may be an `Override`, remembered so that an error about it names the flag."""
     for parts, value in overrides.items():
+        label = value.label if isinstance(value, Override) else f"--set {'.'.join(parts)}"
         table = raw.data
         for p in parts[:-1]:
             nxt = table.setdefault(p, {})
             if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {'.'.join(parts)}: '{p}' is not a table")
+                raise ConfigError(f"{label}: '{p}' is not a table")
             table = nxt
+        if isinstance(value, Override):
+            raw.origins[tuple(parts)] = value
+            value = value.value
         table[parts[-1]] = value
 
 
@@ -217,7 +245,7 @@ def validate(raw: RawConfig, sections: list[ConfigSection], known_plugins: set[s
     data = raw.data
     for key in data:
         if key not in ("server", "plugins"):
-            raise ConfigError(f"{raw.label}: unknown table [{key}]; expected [server] or [plugins.<name>]")
+            raise ConfigError(f"{raw.where(key)}: unknown table [{key}]; expected [server] or [plugins.<name>]")
     server = _build(raw, "server", ServerConfig, data.get("server", {}))
     plugins_raw = data.get("plugins", {})
     if not isinstance(plugins_raw, dict):
@@ -232,7 +260,7 @@ def validate(raw: RawConfig, sections: list[ConfigSection], known_plugins: set[s
             if name in known_plugins or name in disabled:
                 continue
             declared = ", ".join(sorted(by_name)) or "none"
-            raise ConfigError(f"{raw.label}: unknown table [plugins.{name}]; declared sections: {declared}")
+            raise ConfigError(f"{raw.where('plugins', name)}: unknown table [plugins.{name}]; declared sections: {declared}")
         if not isinstance(table, dict):
             raise ConfigError(f"{raw.label}: [plugins.{name}] must be a table, got {_type_name(table)}")
     for name, section in sorted(by_name.items()):
@@ -245,18 +273,27 @@ def _build(raw: RawConfig, table: str, schema: type, values: Any, moved: Mapping
         raise ConfigError(f"{raw.label}: [{table}] must be a table, got {_type_name(values)}")
     fields = {f.name: f for f in dataclasses.fields(schema)}
     hints = typing.get_type_hints(schema)
+    prefix = tuple(table.split("."))
     for key in values:
         if key not in fields:
             if key in moved:  # a key that another table owns now: say where
-                raise ConfigError(f"{raw.label}: [{table}] '{key}' has moved to {moved[key]}")
+                raise ConfigError(f"{raw.where(*prefix, key)}: [{table}] '{key}' has moved to {moved[key]}")
             known = ", ".join(fields) or "none"
-            raise ConfigError(f"{raw.label}: [{table}] unknown key '{key}'; known keys: {known}")
+            raise ConfigError(f"{raw.where(*prefix, key)}: [{table}] unknown key '{key}'; known keys: {known}")
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         expected = hints[key]
+        origin = raw.origins.get((*prefix, key))
+        if origin is not None and origin.text is not None and not _matches(value, expected) \
+                and _matches(origin.text, expected):
+            value = origin.text  # `--set k=123` for a string key: the string "123", as typed
         if not _matches(value, expected):
-            raise ConfigError(f"{raw.label}: [{table}] '{key}' expects {_describe(expected)}, "
-                              f"got {_type_name(value)}: {value!r}")
+            hint = ""
+            if origin is not None and origin.text is not None and isinstance(value, str):
+                hint = f" (the value is read as TOML: write it as {_describe(expected)} in TOML, e.g. " \
+                       f"{_example(expected)}, and quote it for the shell)"
+            raise ConfigError(f"{raw.where(*prefix, key)}: [{table}] '{key}' expects {_describe(expected)}, "
+                              f"got {_type_name(value)}: {value!r}{hint}")
         if isinstance(value, int) and not isinstance(value, bool) and _is_float(expected):
             value = float(value)
         if fields[key].metadata.get("path") and isinstance(value, str) and value:
@@ -265,7 +302,7 @@ def _build(raw: RawConfig, table: str, schema: type, values: Any, moved: Mapping
     try:
         instance = schema(**kwargs)
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{raw.label}: [{table}] {e}") from None
+        raise ConfigError(f"{raw.where(*prefix)}: [{table}] {e}") from None
     # path defaults are relative to the config file as well
     for f in dataclasses.fields(schema):
         if f.metadata.get("path") and f.name not in kwargs:
@@ -325,6 +362,21 @@ def _describe(t: Any) -> str:
     return getattr(t, "__name__", str(t))
 
 
+def _example(t: Any) -> str:
+    origin = typing.get_origin(t)
+    if origin in (typing.Union, types.UnionType):
+        return _example(next(a for a in typing.get_args(t) if a is not type(None)))
+    if origin is typing.Literal:
+        return _toml_value(typing.get_args(t)[0])
+    if origin in (list, tuple, typing.Sequence) or t in (list, tuple):
+        (arg,) = typing.get_args(t) or (str,)
+        return f"[{_example(arg)}, {_example(arg)}]"
+    if origin is dict or t is dict:
+        args = typing.get_args(t) or (str, str)
+        return f'{{ "key" = {_example(args[1])} }}'
+    return {bool: "true", int: "8", float: "1.5", str: '"text"'}.get(t, '"text"')
+
+
 def _plural(t: Any) -> str:
     return {bool: "booleans", int: "integers", float: "numbers", str: "strings"}.get(t, "values")
 
@@ -340,6 +392,63 @@ def _deep_copy(data: Any) -> Any:
     if isinstance(data, list):
         return [_deep_copy(v) for v in data]
     return data
+
+
+# --- describing ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyDescription:
+    """One key `himalia config --describe` lists."""
+
+    table: str
+    key: str
+    type: str
+    default: Any
+    help: str
+    secret: bool = False
+    path: bool = False
+
+
+def describe_keys(sections: list[ConfigSection]) -> list[KeyDescription]:
+    """Every key of `[server]` and of each declared `[plugins.<name>]` table, in file order."""
+    out = _keys("server", ServerConfig)
+    for section in sorted(sections, key=lambda s: s.name):
+        out += _keys(f"plugins.{section.name}", section.schema)
+    return out
+
+
+def _keys(table: str, schema: type) -> list[KeyDescription]:
+    hints = typing.get_type_hints(schema)
+    out = []
+    for f in dataclasses.fields(schema):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        secret = bool(f.metadata.get("secret", False))
+        out.append(KeyDescription(table, f.name, _describe(hints[f.name]), redact(default, secret=secret),
+                                  f.metadata.get("help", ""), secret, bool(f.metadata.get("path", False))))
+    return out
+
+
+def describe(sections: list[ConfigSection]) -> str:
+    """`himalia config --describe`: each table, then each key with its type, default and help."""
+    helps = {f"plugins.{s.name}": s.help for s in sections}
+    out: list[str] = []
+    table = None
+    for k in describe_keys(sections):
+        if k.table != table:
+            table = k.table
+            out += ["" if out else None, f"[{table}]" + (f"  # {helps[table]}" if helps.get(table) else "")]
+        default = "not set" if k.default is None else _toml_value(k.default)
+        notes = "".join([", a path relative to the config file" if k.path else "", ", secret" if k.secret else ""])
+        out.append(f"{k.key} = {default}    # {k.type}{notes}")
+        if k.help:
+            out.append(f"    {k.help}")
+    return "\n".join(line for line in out if line is not None) + "\n"
 
 
 # --- dumping ------------------------------------------------------------------------------------

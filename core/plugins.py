@@ -127,10 +127,26 @@ def load_plugins(
             break
         except pluggy.PluginValidationError as e:
             plugin_name = pm.get_name(e.plugin)
-            infos[plugin_name].error = f"implements an unknown hook: {e}"
+            infos[plugin_name].error = _unknown_hooks_message(pm, e.plugin)
             pm.unregister(name=plugin_name)
             pm.set_blocked(plugin_name)
     return LoadedPlugins(pm, infos)
+
+
+def _unknown_hooks_message(pm: pluggy.PluginManager, plugin: Any) -> str:
+    """`implements an unknown hook 'himalia_kernel_stoped' (did you mean 'himalia_kernel_stopped'?)`,
+    naming every unknown hook of the plugin, not only the first pluggy reports."""
+    import difflib
+
+    known = sorted(n for n in dir(hookspecs) if n.startswith("himalia_"))
+    unknown = sorted(c.name for c in pm.get_hookcallers(plugin) or [] if not c.has_spec())
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        parts.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    if not parts:  # not expected: pluggy raised for a hook it has a spec for
+        return "implements an unknown hook"
+    return f"implements unknown hook{'s' if len(parts) > 1 else ''} " + ", ".join(parts)
 
 
 def _register(pm: pluggy.PluginManager, name: str, obj: Any, info: PluginInfo) -> None:

@@ -18,6 +18,9 @@ from .errors import StartupError
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 RESERVED = {"disable"}  # keys the core owns in the [plugins] table
+KINDS = ("route", "contents", "session-store", "identity", "kernels", "observer")
+"""What `new-plugin --kind` renders: routes, a provider of one service (with its conformance kit in
+the tests), or event hooks."""
 
 
 def template_dir() -> Path:
@@ -49,10 +52,12 @@ def refuse_taken(name: str) -> None:
                            f"({where}); choose another name")
 
 
-def new_plugin(name: str, dir: str | None = None, *, interactive: bool | None = None) -> int:
+def new_plugin(name: str, dir: str | None = None, *, kind: str | None = None, repository_url: str | None = None,
+               interactive: bool | None = None) -> int:
     """Render a new plugin project for `name` into `dir` (default `./himalia-NAME`); exit status.
 
-    Asks for the description and author when stdin is a terminal, else takes the defaults.
+    Asks for what is not given (kind, description, author, repository URL) when stdin is a terminal,
+    else takes the defaults (kind route, no repository URL).
     """
     if not NAME.match(name):
         raise StartupError(f"plugin name {name!r}: use lowercase letters, digits, '-' and '_', "
@@ -64,17 +69,24 @@ def new_plugin(name: str, dir: str | None = None, *, interactive: bool | None = 
     try:
         import copier
     except ImportError:
-        raise StartupError("new-plugin needs copier: pip install copier (or pip install 'himalia[template]')") from None
+        raise StartupError("new-plugin needs copier: pip install 'himalia[template]'") from None
     if interactive is None:
         interactive = sys.stdin.isatty()
-    copier.run_copy(
-        str(template_dir()),
-        str(target),
-        data={"plugin_name": name, "himalia_version": __version__},
-        defaults=not interactive,
-        quiet=True,
-        unsafe=False,
-    )
-    print(f"created {target}: a Himalia plugin '{name}'")
+    if kind is not None and kind not in KINDS:
+        raise StartupError(f"new-plugin --kind {kind}: expected one of {', '.join(KINDS)}")
+    try:
+        copier.run_copy(
+            str(template_dir()),
+            str(target),
+            data={"plugin_name": name, "himalia_version": __version__,
+                  **({"kind": kind} if kind else {}),
+                  **({"repository_url": repository_url} if repository_url is not None else {})},
+            defaults=not interactive,
+            quiet=True,
+            unsafe=False,
+        )
+    except ValueError as e:  # an answer the template's validator refused
+        raise StartupError(f"new-plugin {name}: {e}") from None
+    print(f"created {target}: a Himalia plugin '{name}'" + (f" of kind {kind}" if kind else ""))
     print(f"next: cd {target} && pip install -e '.[test]' && pytest")
     return 0

@@ -10,6 +10,9 @@ serves it on 127.0.0.1 on a free port, and yields a `RunningServer` whose client
 Async tests need an async test runner (pytest-asyncio, `asyncio_mode = "auto"`).
 `serve_process(...)` runs a real `himalia serve --port 0` subprocess instead, for command-line and
 config-file tests.
+
+Conformance kits (`ContentsKit`, `SessionStoreKit`, `IdentityKit`, from `himalia.kits`): test classes
+a provider's tests subclass to prove the provider honours its Protocol.
 """
 
 from __future__ import annotations
@@ -32,6 +35,19 @@ from .keys import CONFIG, SERVICES
 from .serve import start
 
 DEFAULT_TIMEOUT = 60.0
+
+_KITS = {"ContentsKit": "contents", "IdentityKit": "identity", "SessionStoreKit": "session_store",
+         "write_tree": "contents"}
+
+
+def __getattr__(name: str) -> Any:
+    """`from himalia.testing import ContentsKit`: the kits (in `himalia.kits`) are imported when asked for,
+    so a test run that uses none never loads them."""
+    if name in _KITS:
+        import importlib
+
+        return getattr(importlib.import_module(f"himalia.kits.{_KITS[name]}"), name)
+    raise AttributeError(f"module 'himalia.testing' has no attribute {name!r}")
 
 
 @dataclass

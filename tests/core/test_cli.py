@@ -330,3 +330,98 @@ def test_plugins_command_applies_set_and_server_flags(tmp_path, plugin_site, cap
     rows = {row["name"]: row for row in json.loads(captured.out)}
     assert rows["alt"]["active"] == ["identity:alt"], captured.err
     assert rows["auth"]["active"] == [] and rows["auth"]["providers"] == ["identity:token"]
+
+
+# --- discoverable settings and flags --------------------------------------------------------------
+
+LIMITED = """
+from dataclasses import dataclass
+
+from himalia import CliOption, ConfigSection, hookimpl, setting
+
+
+@dataclass(frozen=True)
+class LimitedConfig:
+    limit: int = setting(10, "Most items answered at once.")
+    label: str = setting("none", "A name shown to users.")
+    tags: list[str] = setting(default_factory=lambda: ["a"], help="Tags to apply.")
+
+
+@hookimpl
+def himalia_config_sections():
+    return [ConfigSection("limited", LimitedConfig, "An example section")]
+
+
+@hookimpl
+def himalia_cli_options():
+    return [CliOption("--limited-label", "plugins.limited.label", "The label, from the command line.")]
+"""
+
+
+def test_config_describe_lists_every_key_with_type_default_and_help(tmp_path, plugin_site, capsys, monkeypatch):
+    from himalia.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    plugin_site("himalia-limited", {"limited": LIMITED})
+    assert main(["config", "--describe"]) == 0
+    out = capsys.readouterr().out
+    assert "[plugins.limited]  # An example section\n" in out
+    assert "limit = 10    # an integer\n    Most items answered at once.\n" in out
+    assert 'tags = ["a"]    # a list of strings\n    Tags to apply.\n' in out
+    assert 'port = 8888    # an integer\n    Port to listen on; 0 picks a free one.\n' in out
+    assert 'token = ""    # a string, secret\n' in out  # from the auth plugin
+    assert main(["config", "--describe", "--json"]) == 0
+    keys = {(k["table"], k["key"]): k for k in json.loads(capsys.readouterr().out)}
+    assert keys["plugins.limited", "limit"] == {"table": "plugins.limited", "key": "limit", "type": "an integer",
+                                                "default": 10, "help": "Most items answered at once.",
+                                                "secret": False, "path": False}
+    assert keys["server", "root_dir"]["path"] is True
+
+
+def test_serve_help_lists_the_flags_plugins_add(tmp_path, plugin_site, capsys):
+    from himalia.cli import main
+
+    plugin_site("himalia-limited", {"limited": LIMITED})
+    assert main(["serve", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "flags added by plugins:" in out
+    assert "--limited-label" in out and "The label, from the command line." in out
+    assert "--token" in out  # the auth plugin's
+    assert "--port" in out  # the core's
+    assert main(["serve", "--disable", "limited", "--help"]) == 0
+    assert "--limited-label" not in capsys.readouterr().out
+
+
+def test_a_bad_set_value_is_a_command_line_error_naming_the_flag(tmp_path, plugin_site, capsys, monkeypatch):
+    from himalia.cli import main
+
+    (tmp_path / "himalia.toml").write_text("[plugins.limited]\nlimit = 3\n")
+    monkeypatch.chdir(tmp_path)
+    plugin_site("himalia-limited", {"limited": LIMITED})
+    assert main(["config", "--set", "plugins.limited.limit=many"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("himalia: --set plugins.limited.limit=many: [plugins.limited] 'limit' expects an "
+                          "integer, got string: 'many'"), err
+    assert "himalia.toml" not in err
+    assert main(["config", "--set", "plugins.limited.tags=x,y"]) == 2
+    assert 'e.g. ["text", "text"]' in capsys.readouterr().err
+    assert main(["config", "--set", "plugins.limited.nope=1"]) == 2
+    assert capsys.readouterr().err.startswith("himalia: --set plugins.limited.nope=1: [plugins.limited] unknown key")
+    # the file's own errors still name the file
+    (tmp_path / "himalia.toml").write_text("[plugins.limited]\nlimit = 'x'\n")
+    assert main(["config"]) == 2
+    assert capsys.readouterr().err.startswith(f"himalia: {tmp_path / 'himalia.toml'}: [plugins.limited] 'limit'")
+
+
+def test_set_takes_a_string_key_s_value_as_typed(tmp_path, plugin_site, capsys, monkeypatch):
+    from himalia.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    plugin_site("himalia-limited", {"limited": LIMITED})
+    for typed, value in [("123", "123"), ("true", "true"), ("1.5", "1.5"), ('"quoted"', "quoted"), ("a b", "a b")]:
+        assert main(["config", "--set", f"plugins.limited.label={typed}"]) == 0, capsys.readouterr().err
+        assert f'label = "{value}"\n' in capsys.readouterr().out
+    assert main(["config", "--set", "plugins.limited.limit=123"]) == 0
+    assert "limit = 123\n" in capsys.readouterr().out
+    assert main(["config", "--limited-label", "42"]) == 0
+    assert 'label = "42"\n' in capsys.readouterr().out

@@ -111,7 +111,8 @@ def test_tables_of_installed_but_disabled_plugins_are_accepted(tmp_path):
     ('server.ip="::1"', ["server", "ip"], "::1"),
 ])
 def test_set_overrides_parse_toml_values(text, parts, value):
-    assert parse_override(text) == (parts, value)
+    got_parts, override = parse_override(text)
+    assert (got_parts, override.value) == (parts, value)
 
 
 def test_set_override_needs_a_section_and_key():

@@ -76,6 +76,23 @@ def test_misspelt_hook_is_an_error(plugin_site):
     assert loaded.pm.get_plugin("typo") is None
 
 
+def test_misspelt_hook_names_the_hook_once_and_suggests_the_right_one(plugin_site):
+    plugin_site("himalia-typo", {"typo": """
+        from himalia import hookimpl
+
+        @hookimpl
+        def himalia_kernel_stoped(kernel_id, reason):
+            pass
+
+        @hookimpl
+        def himalia_zzz_nothing_like_it():
+            pass
+    """})
+    error = load_plugins().infos["typo"].error
+    assert error == ("implements unknown hooks 'himalia_kernel_stoped' (did you mean "
+                     "'himalia_kernel_stopped'?), 'himalia_zzz_nothing_like_it'")
+
+
 def test_async_hook_is_refused_naming_the_plugin(plugin_site):
     plugin_site("himalia-asy", {"asy": """
         from himalia import hookimpl

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from himalia import SERVICES, ContentsManager, hookimpl
-from himalia.testing import serve_process
+from himalia.testing import ContentsKit, serve_process
 
 TIMEOUT = 120
 EXAMPLE = Path(__file__).resolve().parent / "memory_contents"
@@ -107,6 +107,16 @@ async def test_memory_provider_saves_reads_and_removes(himalia_server, memory_pl
         assert [m["name"] for m in (await c.get(""))["content"]] == ["data.bin", "hello.txt"]
         r = await server.get("/api/memory/files/done/todo.txt")
         assert r.status == 404
+
+
+class TestMemoryContentsKit(ContentsKit):
+    """The example passes the contents conformance kit, as a third-party provider would run it."""
+
+    @pytest.fixture
+    async def contents(self, himalia_server, memory_plugin):
+        config = {"server": {"contents_provider": "memory"}}
+        async with himalia_server(plugins={"memory": memory_plugin}, config=config) as server:
+            yield server.app[SERVICES].contents
 
 
 class Shout:

@@ -91,16 +91,15 @@ class MemoryContents:
         if hash:
             model["hash"], model["hash_algorithm"] = hashlib.sha256(raw).hexdigest(), "sha256"
         if entry.type == "notebook":
-            model["format"] = "json"
-            if content:
-                model["content"] = copy.deepcopy(entry.content)
+            if content:  # format and content come together: a model without content has neither
+                model["format"], model["content"] = "json", copy.deepcopy(entry.content)
             return model
         if format == "text" and isinstance(entry.content, bytes):
             raise BadRequest(f"{path} is not UTF-8 text; ask for format=base64", "bad format")
         as_text = isinstance(entry.content, str) and format != "base64"
-        model["format"] = "text" if as_text else "base64"
         model["mimetype"] = "text/plain" if as_text else "application/octet-stream"
         if content:
+            model["format"] = "text" if as_text else "base64"
             model["content"] = entry.content if as_text else base64.b64encode(raw).decode("ascii")
         return model
 
@@ -133,9 +132,12 @@ class MemoryContents:
         entry = self._entry_from(path, model)
         old = self.entries.get(path)
         if chunk not in (None, 1) and old is not None and isinstance(old.content, (str, bytes)):
-            previous = old.content.encode() if isinstance(old.content, str) else old.content
-            added = entry.content.encode() if isinstance(entry.content, str) else entry.content
-            entry.content = previous + added
+            if isinstance(old.content, str) and isinstance(entry.content, str):
+                entry.content = old.content + entry.content  # text stays text
+            else:
+                previous = old.content.encode() if isinstance(old.content, str) else old.content
+                added = entry.content.encode() if isinstance(entry.content, str) else entry.content
+                entry.content = previous + added
         if old is not None:
             entry.created = old.created
         self.entries[path] = entry
