@@ -30,7 +30,7 @@ from .errors import (
 from . import wire
 from .guards import sandbox
 from .hooks import Hooks
-from .keys import ACTIVITY, CONFIG, HOOKS, IDENTITY, PLUGINS, SERVICES, WEBSOCKETS
+from .keys import ACTIVITY, CONFIG, HOOKS, IDENTITY, PLUGINS, RESTART_WEBSOCKETS, SERVICES, WEBSOCKETS
 from .openapi import AUTH_ERRORS, error_response, json_response
 from .records import CliOption, Middleware, Route
 from .urls import url_path
@@ -65,7 +65,7 @@ __all__ = [
     "Credentials", "Forbidden", "GatewayTimeout", "HOOKS", "Hooks", "IDENTITY", "Identity",
     "IdentityProvider", "KernelChannels", "KernelManager", "KernelMessage", "KernelNotReady", "KernelRelay",
     "Middleware", "Model", "NotFound", "PLUGINS", "PayloadTooLarge", "Provider", "Requirement", "Route", "SERVICES",
-    "Service", "Services", "SessionRecord", "SessionStore", "StartupError", "Unauthorized", "WEBSOCKETS",
+    "Service", "Services", "SessionRecord", "SessionStore", "StartupError", "Unauthorized", "WEBSOCKETS", "RESTART_WEBSOCKETS",
     "__version__", "check_strings", "error_response", "hookimpl", "isoformat", "json_response", "read_json",
     "sandbox", "setting", "url_path", "utcnow", "wire",
 ]

@@ -30,7 +30,7 @@ from .errors import ApiError, BadRequest, StartupError, Unauthorized, json_error
 from .hooks import Hooks
 from .guards import guard_middleware, security_headers
 from .keys import (ACTIVITY, CONFIG, HOOKS, IDENTITY, OPENAPI_CACHE, PLUGINS, ROUTE_AUTH, SERVICES, SHUTDOWN,
-                   STARTING, USER_CONTENT_ROUTES, WEBSOCKETS)
+                   STARTING, USER_CONTENT_ROUTES, WEBSOCKETS, RESTART_WEBSOCKETS)
 from .plugins import LoadedPlugins, load_plugins
 from .records import Handler, Route
 from .requirements import check_requirements, ordered_services, service_context
@@ -147,6 +147,7 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
     app[SHUTDOWN] = asyncio.Event()
     app[OPENAPI_CACHE] = {}
     app[WEBSOCKETS] = weakref.WeakSet()
+    app[RESTART_WEBSOCKETS] = weakref.WeakSet()
     app.on_shutdown.append(_close_websockets)
     app.on_response_prepare.append(security_headers)
 
@@ -230,7 +231,9 @@ async def _entered(what: str, make: Callable[[], AbstractAsyncContextManager[T]]
 
 async def _close_websockets(app: web.Application) -> None:
     sockets = [ws for ws in list(app[WEBSOCKETS]) if not ws.closed]
-    await asyncio.gather(*(asyncio.wait_for(ws.close(code=1001, message=b"server shutting down"), 5)
+    restart = app[RESTART_WEBSOCKETS]
+    await asyncio.gather(*(asyncio.wait_for(ws.close(code=1012, message=b"server restarting") if ws in restart
+                                            else ws.close(code=1001, message=b"server shutting down"), 5)
                            for ws in sockets), return_exceptions=True)
 
 

@@ -39,6 +39,11 @@ class KernelsConfig:
     cull_interval: float = setting(300.0, "Seconds between checks for idle kernels.")
     cull_connected: bool = setting(False, "Also cull idle kernels that have websocket connections.")
     cull_busy: bool = setting(False, "Also cull kernels that are busy (with no activity for the timeout).")
+    persist: bool = setting(False, "Keep mode: kernels outlive the server. At SIGTERM/SIGINT (or POST "
+                                   "/api/shutdown) websockets are closed with 1012 and the kernels keep "
+                                   "running; the next server on the same [server] state_dir adopts them. "
+                                   "Off: every kernel is shut down with the server. `himalia kernels stop` "
+                                   "stops kept kernels.")
 
 
     def __post_init__(self) -> None:

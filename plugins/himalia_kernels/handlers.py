@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from aiohttp import WSMsgType, web
 
-from himalia import CONFIG, SERVICES, WEBSOCKETS, BadRequest, ChannelsClosed, KernelManager, Model, read_json, wire
+from himalia import CONFIG, RESTART_WEBSOCKETS, SERVICES, WEBSOCKETS, BadRequest, ChannelsClosed, KernelManager, Model, read_json, wire
 
 from .live import LiveKernels
 
@@ -137,6 +137,8 @@ async def kernel_channels(request: web.Request) -> web.StreamResponse:
     hub = kernels.hub(kernel_id)
     await ws.prepare(request)
     request.app[WEBSOCKETS].add(ws)
+    if kernels.config.persist:  # the kernel outlives this server: clients are to reconnect (1012)
+        request.app[RESTART_WEBSOCKETS].add(ws)
     protocol = wire.V1 if ws.ws_protocol == wire.V1 else wire.LEGACY
     transport = request.transport
     if transport is not None:

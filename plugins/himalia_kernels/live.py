@@ -150,6 +150,34 @@ class LiveKernels:
         self.hubs.clear()
         await asyncio.gather(*self._closing, return_exceptions=True)
 
+    async def restore(self) -> None:
+        """At start-up, before any kernel starts: tell a provider that keeps records (the local one)
+        whether this is keep mode, and serve the kernels it adopted; sessions of the kernels that are
+        gone are dropped (`himalia_kernel_stopped` with the reason, and the sessions plugin's prune)."""
+        restore = getattr(self.inner, "restore", None)
+        if restore is None:
+            return
+        adopted, gone = await restore(keep=self.config.persist, timeout=self.config.kernel_info_timeout)
+        for model in adopted:
+            self._started.add(model["id"])
+            self.hub(model["id"])
+        for kernel_id, reason in gone.items():
+            self.hooks.kernel_stopped(kernel_id, reason, self.app)
+
+    async def detach_all(self) -> None:
+        """Keep mode, at exit: stop relaying (websockets are closed with 1012 by then) and let the
+        provider keep its kernels running; a provider that cannot keep them shuts them down."""
+        detach = getattr(self.inner, "detach_all", None)
+        if detach is None:
+            await self.shutdown_all()
+            return
+        for hub in list(self.hubs.values()):
+            await hub.close()
+        self.hubs.clear()
+        await asyncio.gather(*self._closing, return_exceptions=True)
+        await detach()
+        self._started.clear()
+
     async def cull_idle(self) -> list[str]:
         """Shut down kernels idle longer than cull_idle_timeout (per cull_connected/cull_busy); their ids."""
         now = datetime.now(timezone.utc)
@@ -183,6 +211,7 @@ async def kernel_service(app: web.Application) -> AsyncIterator[LiveKernels]:
     provider = app[SERVICES].require("kernel_provider")
     config: KernelsConfig = app[CONFIG].section("kernels")
     live = LiveKernels(provider, config, app[HOOKS], app)
+    await live.restore()
     culler = asyncio.create_task(_cull_forever(live, config)) if config.cull_idle_timeout > 0 else None
     try:
         yield live
@@ -190,7 +219,10 @@ async def kernel_service(app: web.Application) -> AsyncIterator[LiveKernels]:
         if culler is not None:
             culler.cancel()
             await asyncio.gather(culler, return_exceptions=True)
-        await live.shutdown_all()
+        if config.persist:
+            await live.detach_all()
+        else:
+            await live.shutdown_all()
 
 
 @asynccontextmanager
