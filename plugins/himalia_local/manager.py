@@ -536,6 +536,7 @@ class LocalKernels:
             raise RuntimeError("its process exited")
         km.provisioner.process = process
         km._launch_args = await asyncio.to_thread(self._launch_args, kernel)  # for restarts
+        km._attempted_start = True  # as after jupyter_client's own start: a restart makes a fresh `ready`
         await asyncio.to_thread(km.write_connection_file)
         kernel.ready_timeout = DEFAULT_READY_TIMEOUT if timeout is None else timeout
         self._starting[kernel_id] = kernel

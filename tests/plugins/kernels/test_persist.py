@@ -159,8 +159,8 @@ async def test_kept_kernel_survives_a_server_restart(tmp_path, kill_leftovers, s
             assert result.stdout == "42\n"
         assert record(tmp_path, kernel_id)["pid"] == rec["pid"]
         # an adopted kernel restarts, as one the server started would
-        status, _ = await s.call("POST", f"api/kernels/{kernel_id}/restart")
-        assert status == 200
+        status, body = await s.call("POST", f"api/kernels/{kernel_id}/restart")
+        assert status == 200, (body, s.proc.output[-30:])
         assert record(tmp_path, kernel_id)["pid"] != rec["pid"]
         assert not kernel.is_running() or kernel.status() == psutil.STATUS_ZOMBIE
         status, _ = await s.call("DELETE", f"api/sessions/{session_id}")
@@ -240,7 +240,7 @@ async def test_a_second_server_on_the_same_state_dir_refuses(tmp_path, kill_left
 async def test_a_recycled_pid_is_never_signalled(tmp_path, kill_leftovers, persist):
     """A record whose pid now names an unrelated process (not the kernel's start time, no marker)."""
     config = write_config(tmp_path, persist=persist)
-    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(999)"])
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(999)"], start_new_session=True)
     try:
         from himalia.serverinfo import start_time
 
