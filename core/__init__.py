@@ -32,7 +32,7 @@ from .guards import sandbox
 from .hooks import Hooks
 from .keys import ACTIVITY, CONFIG, HOOKS, IDENTITY, PLUGINS, RESTART_WEBSOCKETS, SERVICES, WEBSOCKETS
 from .openapi import AUTH_ERRORS, error_response, json_response
-from .records import CliOption, Middleware, Route
+from .records import CliCommand, CliOption, Middleware, Route
 from .urls import url_path
 from .services import (
     Authenticated,
@@ -61,7 +61,7 @@ hookimpl = pluggy.HookimplMarker("himalia")
 
 __all__ = [
     "ACTIVITY", "AUTH_ERRORS", "ApiError", "Authenticated", "BadGateway", "BadRequest", "CONFIG",
-    "ChannelsClosed", "CliOption", "Config", "ConfigError", "ConfigSection", "Conflict", "ContentsManager", "Cookie",
+    "ChannelsClosed", "CliCommand", "CliOption", "Config", "ConfigError", "ConfigSection", "Conflict", "ContentsManager", "Cookie",
     "Credentials", "Forbidden", "GatewayTimeout", "HOOKS", "Hooks", "IDENTITY", "Identity",
     "IdentityProvider", "KernelChannels", "KernelManager", "KernelMessage", "KernelNotReady", "KernelRelay",
     "Middleware", "Model", "NotFound", "PLUGINS", "PayloadTooLarge", "Provider", "Requirement", "Route", "SERVICES",

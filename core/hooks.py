@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from .config import Config, ConfigSection
-    from .records import CliOption, Middleware, Route
+    from .records import CliCommand, CliOption, Middleware, Route
     from .services import AppResource, Model, Provider, Requirement, Service
 
 log = logging.getLogger("himalia.hooks")
@@ -100,6 +100,9 @@ class Hooks:
 
     def cli_options(self) -> list[Attributed[CliOption]]:
         return self._collect("himalia_cli_options")
+
+    def cli_commands(self) -> list[Attributed[CliCommand]]:
+        return self._collect("himalia_cli_commands")
 
     # -- providers ---------------------------------------------------------------------------
 

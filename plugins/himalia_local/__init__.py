@@ -7,7 +7,7 @@ culling, events), as it serves any provider's.
 
 from __future__ import annotations
 
-from himalia import ConfigSection, Provider, Requirement, hookimpl
+from himalia import CliCommand, ConfigSection, Provider, Requirement, hookimpl
 
 from .config import LocalConfig
 
@@ -27,3 +27,21 @@ def _local_kernels(app):
 def himalia_kernel_providers():
     return [Provider("local", _local_kernels, "Kernels as local processes, via jupyter_client",
                      requires=(Requirement("kernels", provided_by="kernels"),))]
+
+
+def _add_arguments(parser):
+    from .commands import add_arguments
+
+    add_arguments(parser)
+
+
+def _run(ns, config):
+    from .commands import run
+
+    return run(ns, config)
+
+
+@hookimpl
+def himalia_cli_commands():
+    return [CliCommand("kernels", "list or stop the kernels recorded in the state dir (kept kernels), with "
+                                  "no server running", _add_arguments, _run)]

@@ -264,3 +264,30 @@ async def test_a_recycled_pid_is_never_signalled(tmp_path, kill_leftovers, persi
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def himalia_cli(config: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    return subprocess.run([sys.executable, "-m", "himalia.cli", "kernels", *args, "--config", str(config)],
+                          capture_output=True, text=True, env=env, timeout=TIMEOUT)
+
+
+async def test_himalia_kernels_list_and_stop_work_from_the_records(tmp_path, kill_leftovers):
+    config = write_config(tmp_path, persist=True)
+    async with server(config, tmp_path) as s:
+        _, kernel_id = await new_session(s)
+        listed = himalia_cli(config, tmp_path, "list", "--json")
+        assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [kernel_id]
+        refused = himalia_cli(config, tmp_path, "stop", "--all")
+        assert refused.returncode == 1 and "in use by another server" in refused.stderr
+        assert kernel_marked(kernel_id)
+        end(s.proc, signal.SIGTERM)
+    listed = himalia_cli(config, tmp_path, "list", "--json")
+    assert [(json.loads(line)["id"], json.loads(line)["running"]) for line in listed.stdout.splitlines()] \
+        == [(kernel_id, True)]
+    stopped = himalia_cli(config, tmp_path, "stop", kernel_id[:8])
+    assert stopped.returncode == 0, stopped.stderr
+    assert not kernel_marked(kernel_id)
+    assert himalia_cli(config, tmp_path, "list", "--json").stdout == ""
+    async with server(config, tmp_path) as s:
+        assert (await s.call("GET", "api/sessions"))[1] == []
