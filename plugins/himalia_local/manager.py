@@ -445,7 +445,7 @@ class LocalKernels:
         state_dir = self.state
 
         def write() -> None:
-            from himalia.serverinfo import start_time
+            from .persist import start_time
 
             if record.get("pid"):
                 record["process_started"] = start_time(record["pid"])

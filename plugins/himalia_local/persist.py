@@ -21,7 +21,6 @@ import tempfile
 from typing import Any
 
 from himalia import StartupError
-from himalia.serverinfo import start_time
 
 MARKER = "HIMALIA_KERNEL_ID"
 """The environment variable every process of a kernel carries: the kernel's id."""
@@ -159,13 +158,29 @@ def _environ(pid: int) -> dict[str, str] | None:
     return env
 
 
-def _state(pid: int) -> str | None:
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
-    return data[data.rfind(b")") + 2:].split()[0].decode()
+    return data[data.rfind(b")") + 2:].split()
+
+
+def _state(pid: int) -> str | None:
+    fields = _stat(pid)
+    return fields[0].decode() if fields else None
+
+
+def start_time(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot (field 22 of /proc/<pid>/stat): with the pid,
+    one process for the life of the machine."""
+    fields = _stat(pid)
+    try:
+        return int(fields[19]) if fields else None
+    except (IndexError, ValueError):
+        return None
 
 
 def is_kernel_process(pid: int, kernel_id: str, started: int | None = None) -> bool:

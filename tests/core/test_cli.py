@@ -330,3 +330,16 @@ def test_plugins_command_applies_set_and_server_flags(tmp_path, plugin_site, cap
     rows = {row["name"]: row for row in json.loads(captured.out)}
     assert rows["alt"]["active"] == ["identity:alt"], captured.err
     assert rows["auth"]["active"] == [] and rows["auth"]["providers"] == ["identity:token"]
+
+
+def test_a_plugin_command_runs_through_himalia_cli_commands(tmp_path, capsys):
+    """`himalia kernels ...` is the local plugin's `himalia_cli_commands`; the common options work
+    wherever they stand; an unknown command names the ones there are."""
+    from himalia.cli import main
+
+    state = tmp_path / "state"
+    assert main(["kernels", "list", "--set", f"server.state_dir={json.dumps(str(state))}"]) == 0
+    assert f"no kernels recorded in {state / 'kernels'}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["no-such-command"])
+    assert "unknown command 'no-such-command'; commands: serve" in capsys.readouterr().err
