@@ -52,6 +52,15 @@ class OutputLog:
             self.bytes -= self.entries.popleft()[2]
         return seq
 
+    def resume(self, last: int) -> None:
+        """Go on from sequence number `last` of an earlier server (keep mode): the next message is
+        `last + 2`, after a gap marker (`last + 1`) standing for what the kernel published while no
+        server was there to hear it."""
+        self.next_seq = max(self.next_seq, last + 1)
+        self.append(wire.message("iopub", "stream", {
+            "name": "stderr", "text": "[himalia] the server restarted here: output the kernel published while "
+                                      "no server was running is lost.\n"}))
+
     def after(self, since: int, limit: int | None = None) -> tuple[int, list[tuple[int, KernelMessage]]]:
         """The messages with a sequence number above `since` (at most `limit`), and how many of the
         ones asked for are no longer held (the gap)."""

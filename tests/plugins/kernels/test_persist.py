@@ -140,6 +140,7 @@ async def test_kept_kernel_survives_a_server_restart(tmp_path, kill_leftovers, s
         async with s.ws(kernel_id) as ws:
             reply = (await ws.execute("x = 41; print('before', flush=True)")).reply
             assert reply["content"]["status"] == "ok"
+            next_seq = (await s.call("GET", f"api/kernels/{kernel_id}/outputs"))[1]["next_seq"]
             end(s.proc, sig)
             if sig == signal.SIGTERM:  # a service restart: the client is told to come back
                 frame = await asyncio.wait_for(ws.ws.receive(), TIMEOUT)
@@ -158,6 +159,11 @@ async def test_kept_kernel_survives_a_server_restart(tmp_path, kill_leftovers, s
             result = await ws.execute("print(x + 1)")
             assert result.stdout == "42\n"
         assert record(tmp_path, kernel_id)["pid"] == rec["pid"]
+        status, outputs = await s.call("GET", f"api/kernels/{kernel_id}/outputs")
+        if sig == signal.SIGTERM:  # the output log's numbers go on after a gap marker
+            marker = outputs["messages"][0]
+            assert marker["seq"] == next_seq and "server restarted" in marker["content"]["text"]
+        assert "42\n" in [m["content"].get("text") for m in outputs["messages"]]
         # an adopted kernel restarts, as one the server started would
         status, body = await s.call("POST", f"api/kernels/{kernel_id}/restart")
         assert status == 200, (body, s.proc.output[-30:])
