@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from himalia import CONFIG, ApiError, BadRequest, Conflict, KernelNotReady, Model, NotFound, isoformat
+from himalia import CONFIG, ApiError, BadRequest, Conflict, KernelNotReady, Model, NotFound, StartupError, isoformat
 
 from .channels import LocalChannels
 from .config import LocalConfig
@@ -39,9 +39,15 @@ async def local_kernels(app: web.Application) -> AsyncIterator[LocalKernels]:
     """Provider factory: a LocalKernels for the server's root dir, holding the state dir's lock; every
     kernel is shut down on exit, unless the kernel service kept them (`restore(keep=True)`)."""
     config = app[CONFIG]
-    state = StateDir(config.server.state_dir or await asyncio.to_thread(default_state_dir))
-    await asyncio.to_thread(state.lock)
+    state: StateDir | None = StateDir(config.server.state_dir or await asyncio.to_thread(default_state_dir))
+    lock_error = None
+    try:
+        await asyncio.to_thread(state.lock)  # type: ignore[union-attr]
+    except StartupError as e:
+        # another server has it: fatal in keep mode (see restore); otherwise run without records
+        state, lock_error = None, e
     service = LocalKernels(config.section("local"), config.server.root_dir, state)
+    service.lock_error = lock_error
     # the last resort, should the server exit without its cleanup (a shutdown that timed out, a crash
     # of the loop): no kernel process group outlives the interpreter (unless kept)
     atexit.register(service.kill_all)
@@ -55,7 +61,8 @@ async def local_kernels(app: web.Application) -> AsyncIterator[LocalKernels]:
                 await service.shutdown_all()
         finally:
             atexit.unregister(service.kill_all)
-            state.unlock()
+            if state is not None:
+                state.unlock()
 
 
 @functools.cache
@@ -118,6 +125,8 @@ class LocalKernels:
         self.config = config
         self.root_dir = os.path.realpath(root_dir)
         self.state = state
+        self.lock_error: StartupError | None = None
+        """Why this server has no state dir (another server holds its lock)."""
         self.keep = False
         """Keep mode (set by the kernel service's `restore`): kernels are launched to outlive the server
         and left running at exit."""
@@ -476,6 +485,11 @@ class LocalKernels:
         kernels that died, every process left with its marker is killed and the record removed.
         Returns the adopted kernels' models and {id: reason} of the kernels that are gone."""
         self.keep = keep
+        if self.lock_error is not None:
+            if keep:
+                raise self.lock_error
+            log.warning("%s; this server keeps no kernel records (a kill of it may leave kernel processes)",
+                        self.lock_error)
         if self.state is None:
             return [], {}
         from .persist import is_kernel_process, kill_marked

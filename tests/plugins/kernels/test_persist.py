@@ -234,12 +234,24 @@ async def test_without_keep_mode_kernels_stop_with_the_server(tmp_path, kill_lef
     assert not list((tmp_path / "state" / "kernels").glob("*.json"))
 
 
-async def test_a_second_server_on_the_same_state_dir_refuses(tmp_path, kill_leftovers):
+async def test_a_second_server_on_the_same_state_dir_refuses_in_keep_mode(tmp_path, kill_leftovers):
     config = write_config(tmp_path, persist=True)
     with serving(config, tmp_path):
         with pytest.raises(RuntimeError, match=r"state dir .*state is in use by another server \(pid \d+\)"):
             with serving(config, tmp_path):
                 pass
+
+
+async def test_without_keep_mode_a_second_server_runs_without_records_and_touches_no_kernel(tmp_path, kill_leftovers):
+    config = write_config(tmp_path, persist=False)
+    async with server(config, tmp_path) as first:
+        _, kernel_id = await new_session(first)
+        async with server(config, tmp_path) as second:
+            assert any("keeps no kernel records" in line for line in second.proc.output)
+            status, _ = await second.call("POST", "api/kernels", json={"name": "python3"})
+            assert status == 201
+            assert len(list((tmp_path / "state" / "kernels").glob("*.json"))) == 1
+        assert kernel_marked(kernel_id), "the second server stopped the first one's kernel"
 
 
 @pytest.mark.parametrize("persist", [True, False], ids=["keep", "off"])
