@@ -22,12 +22,26 @@ from typing import Any
 import aiohttp
 import psutil
 import pytest
-from conftest import MARKER, marked_processes
 from kernel_ws import V1, KernelWS
 
 from himalia.testing import serve_process
 
 pytestmark = pytest.mark.timeout(240)
+
+MARKER = "HIMALIA_TEST_PROCESS_MARK"
+"""Set by conftest's autouse fixture for each test (not imported: another directory's conftest may hold
+that module name in a run of several directories)."""
+
+
+def marked_processes(mark: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(MARKER) == mark:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
 
 TOKEN = "persist-test-token"
 TIMEOUT = 60
