@@ -30,9 +30,9 @@ from .errors import (
 from . import wire
 from .guards import sandbox
 from .hooks import Hooks
-from .keys import ACTIVITY, CONFIG, HOOKS, IDENTITY, PLUGINS, SERVICES, WEBSOCKETS
+from .keys import ACTIVITY, CONFIG, HOOKS, IDENTITY, PLUGINS, RESTART_WEBSOCKETS, SERVICES, WEBSOCKETS
 from .openapi import AUTH_ERRORS, error_response, json_response
-from .records import CliOption, Middleware, Route
+from .records import CliCommand, CliOption, Middleware, Route
 from .urls import url_path
 from .services import (
     Authenticated,
@@ -63,11 +63,11 @@ hookimpl = pluggy.HookimplMarker("himalia")
 
 __all__ = [
     "ACTIVITY", "AUTH_ERRORS", "ApiError", "Authenticated", "BadGateway", "BadRequest", "CONFIG",
-    "ChannelsClosed", "CliOption", "Config", "ConfigError", "ConfigSection", "Conflict", "ContentsManager", "Cookie",
-    "Credentials", "EventBus", "Forbidden", "GatewayTimeout", "HOOKS", "Hooks", "IDENTITY", "Identity",
-    "IdentityProvider", "KernelChannels", "KernelManager", "KernelMessage", "KernelNotReady", "KernelRelay",
-    "Middleware", "Model", "NotFound", "PLUGINS", "PayloadTooLarge", "Provider", "Requirement", "Route", "SERVICES",
-    "Service", "Services", "SessionRecord", "SessionStore", "StartupError", "TerminalManager", "Unauthorized",
-    "WEBSOCKETS", "__version__", "check_strings", "error_response", "hookimpl", "isoformat", "json_response",
-    "read_json", "sandbox", "setting", "url_path", "utcnow", "wire",
+    "ChannelsClosed", "CliCommand", "CliOption", "Config", "ConfigError", "ConfigSection", "Conflict",
+    "ContentsManager", "Cookie", "Credentials", "EventBus", "Forbidden", "GatewayTimeout", "HOOKS", "Hooks",
+    "IDENTITY", "Identity", "IdentityProvider", "KernelChannels", "KernelManager", "KernelMessage", "KernelNotReady",
+    "KernelRelay", "Middleware", "Model", "NotFound", "PLUGINS", "PayloadTooLarge", "Provider", "RESTART_WEBSOCKETS",
+    "Requirement", "Route", "SERVICES", "Service", "Services", "SessionRecord", "SessionStore", "StartupError",
+    "TerminalManager", "Unauthorized", "WEBSOCKETS", "__version__", "check_strings", "error_response", "hookimpl",
+    "isoformat", "json_response", "read_json", "sandbox", "setting", "url_path", "utcnow", "wire",
 ]

@@ -29,8 +29,8 @@ from .config import Config, RawConfig, apply_overrides, read_config, validate
 from .errors import ApiError, BadRequest, StartupError, Unauthorized, json_error, refuse_unstorable
 from .hooks import Hooks
 from .guards import guard_middleware, security_headers
-from .keys import (ACTIVITY, CONFIG, DEFAULT_URL, HOOKS, IDENTITY, OPENAPI_CACHE, PLUGINS, ROUTE_AUTH, SERVICES,
-                   SHUTDOWN, STARTING, USER_CONTENT_ROUTES, WEBSOCKETS)
+from .keys import (ACTIVITY, CONFIG, DEFAULT_URL, HOOKS, IDENTITY, OPENAPI_CACHE, PLUGINS, RESTART_WEBSOCKETS,
+                   ROUTE_AUTH, SERVICES, SHUTDOWN, STARTING, USER_CONTENT_ROUTES, WEBSOCKETS)
 from .plugins import LoadedPlugins, load_plugins
 from .records import Handler, Route
 from .requirements import check_requirements, ordered_services, service_context
@@ -160,6 +160,7 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
     app[OPENAPI_CACHE] = {}
     app[WEBSOCKETS] = weakref.WeakSet()
     app[DEFAULT_URL] = hooks.default_url(config)
+    app[RESTART_WEBSOCKETS] = weakref.WeakSet()
     app.on_shutdown.append(_close_websockets)
     app.on_response_prepare.append(security_headers)
 
@@ -243,7 +244,9 @@ async def _entered(what: str, make: Callable[[], AbstractAsyncContextManager[T]]
 
 async def _close_websockets(app: web.Application) -> None:
     sockets = [ws for ws in list(app[WEBSOCKETS]) if not ws.closed]
-    await asyncio.gather(*(asyncio.wait_for(ws.close(code=1001, message=b"server shutting down"), 5)
+    restart = app[RESTART_WEBSOCKETS]
+    await asyncio.gather(*(asyncio.wait_for(ws.close(code=1012, message=b"server restarting") if ws in restart
+                                            else ws.close(code=1001, message=b"server shutting down"), 5)
                            for ws in sockets), return_exceptions=True)
 
 

@@ -390,6 +390,34 @@ def _terminate(info: dict[str, Any]) -> None:
             os.close(fd)
 
 
+BUILT_IN = ("serve", "plugins", "config", "list", "stop", "new-plugin")
+
+
+def cmd_plugin(argv: list[str]) -> int:
+    """`himalia NAME ...` for a command a plugin adds (`himalia_cli_commands`)."""
+    from .app import load
+    from .hooks import Hooks
+
+    name = argv[0]
+    common = argparse.ArgumentParser(prog=f"himalia {name}", add_help=False)
+    _common(common)
+    ns, rest = common.parse_known_args(argv[1:])  # the common options, wherever they are
+    config, plugins = load(ns.config, disable=ns.disable, overrides=_overrides(ns))
+    commands: dict[str, Any] = {}
+    for a in Hooks(plugins.pm).cli_commands():
+        if a.item.name in BUILT_IN or a.item.name in commands:
+            raise StartupError(f"plugin '{a.plugin}' adds command {a.item.name!r}, which is already taken")
+        commands[a.item.name] = a.item
+    if name not in commands:
+        make_parser().error(f"unknown command {name!r}; commands: "
+                            f"{', '.join([*BUILT_IN, *sorted(commands)])}")
+    command = commands[name]
+    parser = argparse.ArgumentParser(prog=f"himalia {name}", description=command.help,
+                                     epilog="also: --config PATH, --disable NAME, --set KEY=VALUE, --debug")
+    command.add_arguments(parser)
+    return command.run(parser.parse_args(rest, namespace=ns), config)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = make_parser()
@@ -399,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_serve(argv[1:])
         if argv[:1] == ["config"] and _wants_help(argv[1:]):
             return print_help_with_plugin_flags("config", argv[1:])
+        if argv and not argv[0].startswith("-") and argv[0] not in BUILT_IN:
+            return cmd_plugin(argv)
         ns, rest = parser.parse_known_args(argv)
         if ns.command == "config":
             return cmd_config(ns, rest)

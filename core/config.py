@@ -72,6 +72,9 @@ class ServerConfig:
         False, "Serve with no identity provider at all. Only for servers behind another auth layer.")
     max_body_size: int = setting(512 * 1024 * 1024, "Largest request body accepted, in bytes (413 above).")
     shutdown_timeout: float = setting(30.0, "Seconds allowed for a graceful shutdown.")
+    state_dir: str = setting("", "Directory of the server's state kept across restarts (kernel records, "
+                                 "kernel output logs, the lock one server holds); empty: `himalia` in the "
+                                 "Jupyter runtime dir.", path=True)
     log_level: str = setting("INFO", "Logging level: DEBUG, INFO, WARNING, ERROR.")
     allow_remote_access: bool | None = setting(
         None, "Answer requests whose Host header is not a local name or a loopback address. Unset: "

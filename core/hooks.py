@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from .config import Config, ConfigSection
-    from .records import CliOption, Middleware, Route
+    from .records import CliCommand, CliOption, Middleware, Route
     from .services import AppResource, Model, Provider, Requirement, Service
 
 log = logging.getLogger("himalia.hooks")
@@ -111,6 +111,9 @@ class Hooks:
                                       f"[server] {key}: {merged[key][0]!r} and {value!r}; set it in the config")
                 merged[key] = (value, a.plugin)
         return {key: value for key, (value, _) in merged.items()}
+
+    def cli_commands(self) -> list[Attributed[CliCommand]]:
+        return self._collect("himalia_cli_commands")
 
     # -- providers ---------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from .config import Config, ConfigSection
-    from .records import CliOption, Middleware, Route
+    from .records import CliCommand, CliOption, Middleware, Route
     from .services import (
         AppResource,
         ContentsManager,
@@ -95,6 +95,25 @@ def himalia_server_defaults() -> dict[str, Any]:
             return {"port": 9999} if os.environ.get("MY_PLATFORM") else {}
 
     .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def himalia_cli_commands() -> list[CliCommand]:
+    """Add `himalia NAME ...` commands that work with no server running (`himalia kernels list`).
+
+    Called once when `himalia` is run with a command that is not built in, after plugins are loaded
+    and the config validated. Collect-all. Returns `CliCommand(name, help, add_arguments, run)`
+    records; a name that is built in or taken by another plugin is an error.
+
+    Example::
+
+        @hookimpl
+        def himalia_cli_commands():
+            return [CliCommand("hello", "say hello", lambda p: p.add_argument("who"),
+                               lambda ns, config: print("hello", ns.who) or 0)]
+
+    .. versionadded:: 0.1
     """
 
 

@@ -32,6 +32,12 @@ WEBSOCKETS = web.AppKey("himalia.websockets", weakref.WeakSet)
 """Open server-side websockets; handlers add theirs so the core closes them (1001) at shutdown,
 before cleanup, instead of aiohttp cancelling them after shutdown_timeout."""
 
+RESTART_WEBSOCKETS = web.AppKey("himalia.restart_websockets", weakref.WeakSet)
+"""Open websockets (also in WEBSOCKETS) whose service outlives the server (kernels in keep mode):
+the core closes these with 1012, service restart, so clients reconnect to the next server.
+
+.. versionadded:: 0.1"""
+
 ROUTE_AUTH = web.AppKey("himalia.route_auth", dict)
 """Each route the app has → whether it requires authentication (only `GET /api` opts out); the
 authentication middleware reads it, and tests enumerate the protected routes from it."""

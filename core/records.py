@@ -43,6 +43,18 @@ class Middleware:
 
 
 @dataclass(frozen=True)
+class CliCommand:
+    """A `himalia NAME ...` command a plugin adds (`himalia kernels list`). `add_arguments(parser)` adds
+    its arguments (the common --config/--disable/--set/--debug are there already); `run(ns, config)`
+    does the work with the validated config and returns the exit status."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[Any], None]
+    run: Callable[[Any, Any], int]
+
+
+@dataclass(frozen=True)
 class CliOption:
     """A `himalia serve` flag that sets one config key, e.g. `--gateway-url` → plugins.gateway.url."""
 

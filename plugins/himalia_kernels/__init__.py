@@ -58,6 +58,7 @@ def himalia_routes(config):
         Route("POST", "/api/kernels/{kernel_id}/interrupt", h.interrupt_kernel),
         Route("POST", "/api/kernels/{kernel_id}/restart", h.restart_kernel),
         Route("GET", "/api/kernels/{kernel_id}/channels", h.kernel_channels),
+        Route("GET", "/api/kernels/{kernel_id}/outputs", h.kernel_outputs),
     ]
 
 

@@ -39,6 +39,17 @@ class KernelsConfig:
     cull_interval: float = setting(300.0, "Seconds between checks for idle kernels.")
     cull_connected: bool = setting(False, "Also cull idle kernels that have websocket connections.")
     cull_busy: bool = setting(False, "Also cull kernels that are busy (with no activity for the timeout).")
+    output_log_max_messages: int = setting(10000, "Messages of each kernel's output log (its iopub, numbered), "
+                                                  "which clients read after a sequence number (websocket "
+                                                  "`?since=N`, `GET /api/kernels/{id}/outputs?since=N`); "
+                                                  "0 keeps no log.")
+    output_log_max_bytes: int = setting(32 * 1024 * 1024, "Bytes of each kernel's output log; the oldest "
+                                                          "messages go first.")
+    persist: bool = setting(False, "Keep mode: kernels outlive the server. At SIGTERM/SIGINT (or POST "
+                                   "/api/shutdown) websockets are closed with 1012 and the kernels keep "
+                                   "running; the next server on the same [server] state_dir adopts them. "
+                                   "Off: every kernel is shut down with the server. `himalia kernels stop` "
+                                   "stops kept kernels.")
 
 
     def __post_init__(self) -> None:
@@ -47,7 +58,7 @@ class KernelsConfig:
                 raise ValueError(f"'{name}' must be >= 0, got {getattr(self, name)}")
         if self.cull_interval <= 0:
             raise ValueError(f"'cull_interval' must be > 0, got {self.cull_interval}")
-        for name in ("buffer_max_messages", "buffer_max_bytes", "buffer_max_sessions", "buffer_max_total_bytes",
+        for name in ("output_log_max_messages", "output_log_max_bytes", "buffer_max_messages", "buffer_max_bytes", "buffer_max_sessions", "buffer_max_total_bytes",
                      "client_max_backlog_bytes", "server_max_backlog_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"'{name}' must be >= 0, got {getattr(self, name)}")

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from aiohttp import WSMsgType, web
 
-from himalia import CONFIG, SERVICES, WEBSOCKETS, BadRequest, ChannelsClosed, KernelManager, Model, read_json, wire
+from himalia import CONFIG, RESTART_WEBSOCKETS, SERVICES, WEBSOCKETS, BadRequest, ChannelsClosed, KernelManager, Model, read_json, wire
 
 from .live import LiveKernels
 
@@ -130,6 +130,7 @@ async def kernel_channels(request: web.Request) -> web.StreamResponse:
     kernel_id = request.match_info["kernel_id"]
     kernels = _relay(request)
     await kernels.get_kernel(kernel_id)  # unknown ids are refused before anything is allocated
+    since = _seq(request, "since")
     ws = web.WebSocketResponse(protocols=(wire.V1,), compress=False,
                                max_msg_size=request.app[CONFIG].server.max_body_size)
     if not ws.can_prepare(request).ok:
@@ -137,13 +138,15 @@ async def kernel_channels(request: web.Request) -> web.StreamResponse:
     hub = kernels.hub(kernel_id)
     await ws.prepare(request)
     request.app[WEBSOCKETS].add(ws)
+    if kernels.config.persist:  # the kernel outlives this server: clients are to reconnect (1012)
+        request.app[RESTART_WEBSOCKETS].add(ws)
     protocol = wire.V1 if ws.ws_protocol == wire.V1 else wire.LEGACY
     transport = request.transport
     if transport is not None:
         # never pause the relay on one client: it is disconnected once its backlog passes the cap
         cap = kernels.config.client_max_backlog_bytes
         transport.set_write_buffer_limits(high=2 * cap + 1024 * 1024)
-    client = hub.attach(ws, protocol, request.query.get("session_id"), transport)
+    client = hub.attach(ws, protocol, request.query.get("session_id"), transport, since=since)
     try:
         try:
             await asyncio.wait_for(hub.wait_ready(), kernels.config.kernel_info_timeout + 10)
@@ -168,6 +171,26 @@ async def kernel_channels(request: web.Request) -> web.StreamResponse:
     finally:
         hub.detach(client)
     return ws
+
+
+def _seq(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise BadRequest(f"query parameter {name!r} must be a sequence number (an integer >= 0), got {value!r}",
+                         "bad sequence number")
+    return int(value)
+
+
+async def kernel_outputs(request: web.Request) -> web.Response:
+    """`GET /api/kernels/{id}/outputs?since=N&limit=M`: the kernel's output log after sequence N."""
+    kernel_id = request.match_info["kernel_id"]
+    kernels = _relay(request)
+    await kernels.get_kernel(kernel_id)
+    since = _seq(request, "since") or 0
+    limit = _seq(request, "limit")
+    return web.json_response(kernels.hub(kernel_id).output_log.model(since, limit or None))
 
 
 # --- OpenAPI ------------------------------------------------------------------------------------
@@ -253,11 +276,39 @@ def openapi() -> dict[str, Any]:
                 "parameters": [kernel_id, {"name": "session_id", "in": "query", "required": False,
                                            "schema": {"type": "string"},
                                            "description": "Client session; reconnecting with it replays "
-                                                          "output buffered while it was away"}],
+                                                          "output buffered while it was away"},
+                               {"name": "since", "in": "query", "required": False,
+                                "schema": {"type": "integer", "minimum": 0},
+                                "description": "Replay the kernel's output log after this sequence number "
+                                               "(no status or comm messages; a notice if part is gone), "
+                                               "then relay live, with nothing missed or repeated"}],
                 "get": {"summary": "Websocket to the kernel's channels (legacy JSON or the "
                                    "v1.kernel.websocket.jupyter.org subprotocol)",
                         "responses": {"101": {"description": "Switching to the websocket protocol"},
-                                      "400": error_response("Not a websocket upgrade"), **not_found,
+                                      "400": error_response("Not a websocket upgrade, or a bad `since`"),
+                                      **not_found, **AUTH_ERRORS}},
+            },
+            "/api/kernels/{kernel_id}/outputs": {
+                "parameters": [kernel_id,
+                               {"name": "since", "in": "query", "required": False,
+                                "schema": {"type": "integer", "minimum": 0}, "description": "Messages after "
+                                "this sequence number (default 0: all that is held)"},
+                               {"name": "limit", "in": "query", "required": False,
+                                "schema": {"type": "integer", "minimum": 0}, "description": "At most this many"}],
+                "get": {"summary": "The kernel's output log: its iopub messages, numbered",
+                        "responses": {"200": json_response("The log after `since`", {
+                            "type": "object", "required": ["oldest_seq", "next_seq", "gap", "messages"],
+                            "properties": {
+                                "oldest_seq": {"type": "integer"}, "next_seq": {"type": "integer"},
+                                "gap": {"type": "integer", "description": "Messages after `since` no longer "
+                                                                          "held"},
+                                "messages": {"type": "array", "items": {"type": "object", "properties": {
+                                    "seq": {"type": "integer"}, "channel": {"type": "string"},
+                                    "header": {"type": "object"}, "parent_header": {"type": "object"},
+                                    "metadata": {"type": "object"}, "content": {"type": "object"},
+                                    "buffers": {"type": "array", "items": {"type": "string",
+                                                                           "format": "byte"}}}}}}}),
+                                      "400": error_response("A bad `since` or `limit`"), **not_found,
                                       **AUTH_ERRORS}},
             },
         },

@@ -22,6 +22,7 @@ from himalia import ChannelsClosed, KernelChannels, KernelManager, KernelMessage
 
 from .backlog import Backlog, ReplayBudget
 from .config import KernelsConfig
+from .outputlog import OutputLog
 
 log = logging.getLogger("himalia.kernels")
 
@@ -221,6 +222,8 @@ class KernelHub:
         self.reason: str | None = None
         self.last_activity = time.time()
         self.channels: KernelChannels | None = None
+        self.output_log = OutputLog(config.output_log_max_messages, config.output_log_max_bytes)
+        """The kernel's iopub, numbered, for clients that ask for what came after sequence N."""
         self.failed: str | None = None
         self.closing = False
         self._kernels = kernels
@@ -291,6 +294,7 @@ class KernelHub:
             self.last_activity = time.time()
             if msg.msg_type == "status":
                 self._track(json.loads(msg.content))
+            self.output_log.append(msg)
             for buffer in self.buffers.values():
                 buffer.add(msg)
             if self.buffers and self.replay_budget is not None and self.replay_budget.total > self.replay_budget.cap:
@@ -376,7 +380,11 @@ class KernelHub:
 
     # -- clients ----------------------------------------------------------------------------
 
-    def attach(self, ws: web.WebSocketResponse, protocol: str, session_key: str | None, transport: Any) -> Client:
+    def attach(self, ws: web.WebSocketResponse, protocol: str, session_key: str | None, transport: Any,
+               since: int | None = None) -> Client:
+        """A new client of this kernel. Reconnecting with a session key replays what its session was
+        not sent; with `since`, the client gets the output log after that sequence number instead (no
+        statuses or comm messages), then goes live on the same stream with nothing missed between."""
         buffered = bool(session_key)
         key = session_key or uuid.uuid4().hex
         old = self.clients.pop(key, None)
@@ -389,6 +397,8 @@ class KernelHub:
         if buffer is not None:
             self._release(buffer)
             client.replaying = buffer.replay()
+        if since is not None:
+            client.replaying = self.output_log.catch_up(since)
         self.clients[key] = client
         return client
 

@@ -5,10 +5,14 @@ events, and the idle-kernel culler. It is also the relay (`app[SERVICES].kernel_
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
+from typing import Any
 
 from aiohttp import web
 
@@ -150,6 +154,50 @@ class LiveKernels:
         self.hubs.clear()
         await asyncio.gather(*self._closing, return_exceptions=True)
 
+    async def restore(self) -> None:
+        """At start-up, before any kernel starts: tell a provider that keeps records (the local one)
+        whether this is keep mode, and serve the kernels it adopted; sessions of the kernels that are
+        gone are dropped (`himalia_kernel_stopped` with the reason, and the sessions plugin's prune)."""
+        restore = getattr(self.inner, "restore", None)
+        if restore is None:
+            return
+        adopted, gone = await restore(keep=self.config.persist, timeout=self.config.kernel_info_timeout)
+        sequences = await asyncio.to_thread(_read_sequences, self._state_dir()) if adopted else {}
+        for model in adopted:
+            self._started.add(model["id"])
+            hub = self.hub(model["id"])
+            last = sequences.get(model["id"])
+            if isinstance(last, int) and last > 0:  # the log's numbers go on, after a gap marker
+                hub.output_log.resume(last)
+        for kernel_id, reason in gone.items():
+            self.hooks.kernel_stopped(kernel_id, reason, self.app)
+
+    async def detach_all(self) -> None:
+        """Keep mode, at exit: stop relaying (websockets are closed with 1012 by then) and let the
+        provider keep its kernels running; a provider that cannot keep them shuts them down."""
+        detach = getattr(self.inner, "detach_all", None)
+        if detach is None:
+            await self.shutdown_all()
+            return
+        sequences = {kernel_id: hub.output_log.next_seq - 1 for kernel_id, hub in self.hubs.items()}
+        for hub in list(self.hubs.values()):
+            await hub.close()
+        self.hubs.clear()
+        await asyncio.gather(*self._closing, return_exceptions=True)
+        await detach()
+        self._started.clear()
+        try:
+            await asyncio.to_thread(_write_sequences, self._state_dir(), sequences)
+        except OSError as e:
+            log.warning("cannot keep the output log sequence numbers in %s: %s", self._state_dir(), e)
+
+    def _state_dir(self) -> str:
+        if self.app is not None and self.app[CONFIG].server.state_dir:
+            return self.app[CONFIG].server.state_dir
+        from jupyter_core.paths import jupyter_runtime_dir
+
+        return os.path.join(jupyter_runtime_dir(), "himalia")
+
     async def cull_idle(self) -> list[str]:
         """Shut down kernels idle longer than cull_idle_timeout (per cull_connected/cull_busy); their ids."""
         now = datetime.now(timezone.utc)
@@ -183,6 +231,7 @@ async def kernel_service(app: web.Application) -> AsyncIterator[LiveKernels]:
     provider = app[SERVICES].require("kernel_provider")
     config: KernelsConfig = app[CONFIG].section("kernels")
     live = LiveKernels(provider, config, app[HOOKS], app)
+    await live.restore()
     culler = asyncio.create_task(_cull_forever(live, config)) if config.cull_idle_timeout > 0 else None
     try:
         yield live
@@ -190,13 +239,46 @@ async def kernel_service(app: web.Application) -> AsyncIterator[LiveKernels]:
         if culler is not None:
             culler.cancel()
             await asyncio.gather(culler, return_exceptions=True)
-        await live.shutdown_all()
+        if config.persist:
+            await live.detach_all()
+        else:
+            await live.shutdown_all()
 
 
 @asynccontextmanager
 async def kernel_relay(app: web.Application) -> AsyncIterator[LiveKernels]:
     """Service factory for the relay role: the kernel service's hubs (it requires that service)."""
     yield app[SERVICES].require("kernels")
+
+
+_SEQUENCES = "output-sequences.json"
+"""In the state dir: kept kernel id → the last sequence number of its output log, at the last exit."""
+
+
+def _read_sequences(state_dir: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(state_dir, _SEQUENCES), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_sequences(state_dir: str, sequences: dict[str, int]) -> None:
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".sequences-", dir=state_dir)  # 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(sequences, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, os.path.join(state_dir, _SEQUENCES))
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 async def _cull_forever(live: LiveKernels, config: KernelsConfig) -> None:

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from himalia import CONFIG, ApiError, BadRequest, Conflict, KernelNotReady, Model, NotFound, isoformat
+from himalia import CONFIG, ApiError, BadRequest, Conflict, KernelNotReady, Model, NotFound, StartupError, isoformat
 
 from .channels import LocalChannels
 from .config import LocalConfig
+from .persist import MARKER, StateDir, default_state_dir
 
 if TYPE_CHECKING:
     from .pool import KernelPool
@@ -38,19 +39,35 @@ DEFAULT_READY_TIMEOUT = 60.0
 
 @asynccontextmanager
 async def local_kernels(app: web.Application) -> AsyncIterator[LocalKernels]:
-    """Provider factory: a LocalKernels for the server's root dir; every kernel is shut down on exit."""
+    """Provider factory: a LocalKernels for the server's root dir, holding the state dir's lock; every
+    kernel is shut down on exit, unless the kernel service kept them (`restore(keep=True)`)."""
     config = app[CONFIG]
-    service = LocalKernels(config.section("local"), config.server.root_dir)
+    state: StateDir | None = StateDir(config.server.state_dir or await asyncio.to_thread(default_state_dir))
+    lock_error = None
+    try:
+        await asyncio.to_thread(state.lock)  # type: ignore[union-attr]
+    except StartupError as e:
+        # another server has it: fatal in keep mode (see restore); otherwise run without records
+        state, lock_error = None, e
+    service = LocalKernels(config.section("local"), config.server.root_dir, state)
+    service.lock_error = lock_error
     # the last resort, should the server exit without its cleanup (a shutdown that timed out, a crash
-    # of the loop): no kernel process group outlives the interpreter
+    # of the loop): no kernel process group outlives the interpreter (unless kept)
     atexit.register(service.kill_all)
     if service.pool is not None:
         service.pool.start()
     try:
         yield service
     finally:
-        await service.shutdown_all()
-        atexit.unregister(service.kill_all)
+        try:
+            if service.keep:
+                await service.detach_all()
+            else:
+                await service.shutdown_all()
+        finally:
+            atexit.unregister(service.kill_all)
+            if state is not None:
+                state.unlock()
 
 
 @functools.cache
@@ -98,6 +115,14 @@ class _Kernel:
     pgids: list[int] = field(default_factory=list)
     """The process group of each start not yet reaped: a restart leaves the old group behind (children
     of the old kernel that ignore SIGTERM, or that the kernel did not wait for) until we kill it."""
+    cwd: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    """What the start added to the server's environment (recorded; the server's own is not)."""
+    output: Any = None
+    """Keep mode: the kernel's stdout/stderr log file, open while this server runs it."""
+    record_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    forgotten: bool = False
+    """Its record is deleted: no later write may bring it back."""
 
     def groups(self) -> set[int]:
         current = getattr(self.km.provisioner, "pgid", None)
@@ -113,9 +138,15 @@ class _Kernel:
 class LocalKernels:
     """The KernelManager service for local kernels."""
 
-    def __init__(self, config: LocalConfig, root_dir: str):
+    def __init__(self, config: LocalConfig, root_dir: str, state: StateDir | None = None):
         self.config = config
         self.root_dir = os.path.realpath(root_dir)
+        self.state = state
+        self.lock_error: StartupError | None = None
+        """Why this server has no state dir (another server holds its lock)."""
+        self.keep = False
+        """Keep mode (set by the kernel service's `restore`): kernels are launched to outlive the server
+        and left running at exit."""
         self._kernels: dict[str, _Kernel] = {}
         self._starting: dict[str, _Kernel] = {}
         """Kernels launched that have not answered yet: not listed, but killed with the rest at exit."""
@@ -239,26 +270,14 @@ class LocalKernels:
         """Launch a kernel of spec `name` and return it once it answered (not yet listed), or raise
         with nothing of it left running."""
         runtime = await asyncio.to_thread(_runtime_dir)
-        from traitlets.config import Config
-
         kernel_id = str(uuid.uuid4())
-        km = _manager_class()(
-            kernel_name=name,
-            kernel_id=kernel_id,
-            kernel_spec_manager=self._ksm,
-            connection_file=os.path.join(runtime, f"kernel-{kernel_id}.json"),
-            shutdown_wait_time=self.config.shutdown_wait_time,
-            # jupyter_client's restarter is also how a death is noticed: with autorestart off it still
-            # runs, with no restarts allowed, so the death is reported ('dead', with its reason)
-            autorestart=True,
-            config=Config({"KernelRestarter": {
-                "time_to_dead": self.config.restart_check_interval,
-                "restart_limit": self.config.restart_limit if self.config.autorestart else 0}}),
-        )
-        kernel = _Kernel(kernel_id, name, km)
+        km = self._new_manager(kernel_id, name, runtime)
+        kernel = _Kernel(kernel_id, name, km, cwd=cwd, env=dict(env or {}))
         km.on_started = functools.partial(self._on_started, kernel)
         try:
-            await km.start_kernel(cwd=cwd, env=env)
+            # the record comes first: a server killed during the launch finds the process by its marker
+            await self._save(kernel, "launching")
+            await km.start_kernel(**await asyncio.to_thread(self._launch_args, kernel))
         except BaseException as e:
             # failed or cancelled (the client went away) perhaps after the launch: nothing may stay running
             self._abandon(kernel)
@@ -358,6 +377,36 @@ class LocalKernels:
         """The pool per kernelspec (size, idle, hits, misses, discarded), for /api/status; {} if off."""
         return self.pool.status() if self.pool is not None else {}
 
+    def _new_manager(self, kernel_id: str, name: str, runtime: str) -> Any:
+        from traitlets.config import Config
+
+        return _manager_class()(
+            kernel_name=name,
+            kernel_id=kernel_id,
+            kernel_spec_manager=self._ksm,
+            connection_file=os.path.join(runtime, f"kernel-{kernel_id}.json"),
+            shutdown_wait_time=self.config.shutdown_wait_time,
+            # jupyter_client's restarter is also how a death is noticed: with autorestart off it still
+            # runs, with no restarts allowed, so the death is reported ('dead', with its reason)
+            autorestart=True,
+            config=Config({"KernelRestarter": {
+                "time_to_dead": self.config.restart_check_interval,
+                "restart_limit": self.config.restart_limit if self.config.autorestart else 0}}),
+        )
+
+    def _launch_args(self, kernel: _Kernel) -> dict[str, Any]:
+        """jupyter_client's launch arguments (blocking: opens the log). Every process of the kernel
+        carries the marker; in keep mode it is launched `independent` (it does not exit with this
+        server), with no stdin pipe, and its stdout and stderr go to its log in the state dir."""
+        args: dict[str, Any] = {"cwd": kernel.cwd, "env": {**os.environ, **kernel.env, MARKER: kernel.id}}
+        if self.keep and self.state is not None:
+            import subprocess
+
+            if kernel.output is None:
+                kernel.output = self.state.open_log(kernel.id)
+            args.update(independent=True, stdin=subprocess.DEVNULL, stdout=kernel.output, stderr=kernel.output)
+        return args
+
     async def _answered(self, kernel: _Kernel, *, restart: bool) -> None:
         """Return once `kernel` answers on its channels (opening a parked set if it has none); raise
         KernelNotReady if it is reported dead first or stays silent past its ready timeout."""
@@ -445,6 +494,7 @@ class LocalKernels:
                     kernel.km.stop_restarter()
                     kernel.kill_groups()
                     kernel.km.cleanup_connection_file()
+                    self._background(self._forget(kernel))
             log.info("shut down kernel %s", kernel_id)
 
     async def shutdown_all(self) -> None:
@@ -459,7 +509,12 @@ class LocalKernels:
         await asyncio.gather(*self._cleanups, return_exceptions=True)
 
     def kill_all(self) -> None:
-        """SIGKILL every process group of every kernel, synchronously: the atexit last resort."""
+        """SIGKILL every process group of every kernel, synchronously: the atexit last resort (in keep
+        mode only the kernels still starting: the others are meant to outlive us)."""
+        if self.keep:
+            for kernel in self._starting.values():
+                kernel.kill_groups()
+            return
         members = self.pool.members() if self.pool is not None else []
         for kernel in [*self._kernels.values(), *self._starting.values(), *members]:
             kernel.kill_groups()
@@ -469,6 +524,7 @@ class LocalKernels:
         jupyter_client reap it and release its ports and files in a task no cancellation reaches."""
         kernel.km.stop_restarter()
         kernel.kill_groups()
+        self._background(self._forget(kernel))
 
         async def release() -> None:
             try:
@@ -495,12 +551,193 @@ class LocalKernels:
             raise
         return channels
 
+    # -- records, keep mode, adoption (see persist.py) ---------------------------------------
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def _save(self, kernel: _Kernel, state: str) -> None:
+        """Write `kernel`'s record (in a thread; writes of one kernel in order; never after _forget)."""
+        if self.state is None:
+            return
+        km = kernel.km
+        record: dict[str, Any] = {
+            "id": kernel.id, "name": kernel.name, "state": state, "keep": self.keep, "cwd": kernel.cwd,
+            "env": kernel.env, "started": kernel.started, "last_activity": time.time(), "server_pid": os.getpid()}
+        provisioner = km.provisioner
+        if state == "running" and provisioner is not None:
+            try:
+                record["provisioner_info"] = await provisioner.get_provisioner_info()
+            except Exception as e:  # a provisioner that cannot say: the kernel is not adoptable
+                log.warning("kernel %s: provisioner info unavailable: %s", kernel.id, e)
+            record["provisioner"] = f"{type(provisioner).__module__}.{type(provisioner).__qualname__}"
+            record["connection_info"] = km.get_connection_info()
+            record["pid"] = getattr(provisioner, "pid", None)
+            record["pgid"] = getattr(provisioner, "pgid", None)
+        state_dir = self.state
+
+        def write() -> None:
+            from .persist import start_time
+
+            if record.get("pid"):
+                record["process_started"] = start_time(record["pid"])
+            state_dir.write(record)
+
+        async with kernel.record_lock:
+            if kernel.forgotten:
+                return
+            try:
+                await asyncio.to_thread(write)
+            except OSError as e:
+                log.error("kernel %s: cannot write its record in %s: %s", kernel.id, state_dir.kernels, e)
+
+    async def _forget(self, kernel: _Kernel) -> None:
+        """The kernel is gone: delete its record and log, close its log file."""
+        async with kernel.record_lock:
+            kernel.forgotten = True
+            if kernel.output is not None:
+                kernel.output.close()
+                kernel.output = None
+            if self.state is not None:
+                await asyncio.to_thread(self.state.delete, kernel.id)
+
+    async def restore(self, *, keep: bool, timeout: float | None = None) -> tuple[list[Model], dict[str, str]]:
+        """Called once by the kernel service at start-up, before any kernel starts. Sets keep mode; reads
+        the records a previous server left. With `keep`, every kept kernel still running (the same
+        process: start time and marker) is adopted and must answer `kernel_info`; otherwise, and for
+        kernels that died, every process left with its marker is killed and the record removed.
+        Returns the adopted kernels' models and {id: reason} of the kernels that are gone."""
+        self.keep = keep
+        if keep and self.pool is not None:
+            # members are launched to end with this server and relocated when taken; keeping them
+            # across restarts is not built yet, so the two are not combined silently
+            raise StartupError("[plugins.local] pool cannot be combined with [plugins.kernels] persist = true "
+                               "(yet): turn one of them off")
+        if self.lock_error is not None:
+            if keep:
+                raise self.lock_error
+            log.warning("%s; this server keeps no kernel records (a kill of it may leave kernel processes)",
+                        self.lock_error)
+        if self.state is None:
+            return [], {}
+        from .persist import is_kernel_process, kill_marked
+
+        records = await asyncio.to_thread(self.state.read_all)
+        adopted: list[Model] = []
+        gone: dict[str, str] = {}
+        for record in records:
+            kernel_id = record["id"]
+            reason = None
+            alive = bool(record.get("pid")) and await asyncio.to_thread(
+                is_kernel_process, int(record["pid"]), kernel_id, record.get("process_started"))
+            if not (keep and record.get("keep")):
+                reason = "left running by a server that did not stop it; stopped"
+            elif record.get("state") == "dead":
+                reason = "was dead when the server stopped"
+            elif record.get("state") != "running" or "connection_info" not in record:
+                reason = "the server stopped while it was starting"
+            elif not alive:
+                reason = "died while the server was down"
+            else:
+                try:
+                    adopted.append(await self._adopt(record, timeout))
+                    continue
+                except Exception as e:
+                    reason = f"could not be adopted: {e}"
+            killed = await asyncio.to_thread(kill_marked, {kernel_id})
+            await asyncio.to_thread(self.state.delete, kernel_id)
+            gone[kernel_id] = reason
+            log.warning("kernel %s (%s) %s%s", kernel_id, record.get("name"), reason,
+                        f"; killed its processes {killed[kernel_id]}" if killed.get(kernel_id) else "")
+        return adopted, gone
+
+    async def _adopt(self, record: dict[str, Any], timeout: float | None) -> Model:
+        """Manage a kept kernel again through jupyter_client: connection info, the provisioner (made by
+        its factory, loaded from its info), a process stand-in, the restarter and control socket; then
+        it must answer on its channels."""
+        from jupyter_client.provisioning import KernelProvisionerFactory
+
+        from .persist import ReattachedProcess
+
+        kernel_id, name = record["id"], record["name"]
+        runtime = await asyncio.to_thread(_runtime_dir)
+        km = self._new_manager(kernel_id, name, runtime)
+        kernel = _Kernel(kernel_id, name, km, started=float(record.get("started") or time.time()),
+                         cwd=record.get("cwd") or self.root_dir, env=dict(record.get("env") or {}))
+        km.on_started = functools.partial(self._on_started, kernel)
+        km.load_connection_info(record["connection_info"])
+        spec = await asyncio.to_thread(lambda: km.kernel_spec)
+        km.provisioner = KernelProvisionerFactory.instance(parent=km.parent).create_provisioner_instance(
+            kernel_id, spec, parent=km)
+        await km.provisioner.load_provisioner_info(record.get("provisioner_info") or {
+            "kernel_id": kernel_id, "connection_info": record["connection_info"], "pid": record.get("pid"),
+            "pgid": record.get("pgid"), "ip": record["connection_info"].get("ip")})
+        process = await asyncio.to_thread(ReattachedProcess, int(record["pid"]), kernel_id,
+                                          record.get("process_started"))
+        if process.poll() is not None:
+            raise RuntimeError("its process exited")
+        km.provisioner.process = process
+        km._launch_args = await asyncio.to_thread(self._launch_args, kernel)  # for restarts
+        km._attempted_start = True  # as after jupyter_client's own start: a restart makes a fresh `ready`
+        await asyncio.to_thread(km.write_connection_file)
+        kernel.ready_timeout = DEFAULT_READY_TIMEOUT if timeout is None else timeout
+        self._starting[kernel_id] = kernel
+        try:
+            await km._async_post_start_kernel()  # jupyter_client's: restarter, control socket; then _on_started
+            km.add_restart_callback(functools.partial(self._on_died, kernel, "restarting"), "restart")
+            km.add_restart_callback(functools.partial(self._on_died, kernel, "dead"), "dead")
+            await self._answered(kernel, restart=False)
+            self._kernels[kernel_id] = kernel
+        except BaseException:
+            for ch in list(kernel.channels):
+                ch.release()
+                await ch.close()
+            kernel.parked = None
+            km.stop_restarter()
+            close_control = getattr(km, "_close_control_socket", None)
+            if close_control is not None:
+                close_control()
+            raise
+        finally:
+            self._starting.pop(kernel_id, None)
+        log.info("adopted kernel %s (%s), pid %s, kept by a previous server", kernel_id, name, record["pid"])
+        return self._model(kernel)
+
+    async def detach_all(self) -> None:
+        """Keep mode, at exit: let go of every kernel without stopping it (channels, restarter and
+        control socket closed; records rewritten), so the next server adopts them. Kernels still
+        starting are not kept."""
+        for kernel in list(self._starting.values()):
+            for ch in list(kernel.channels):
+                await ch.close()
+            kernel.kill_groups()
+            self._background(self._forget(kernel))
+        for kernel in list(self._kernels.values()):
+            for ch in list(kernel.channels):
+                await ch.close()
+            kernel.parked = None
+            kernel.km.stop_restarter()
+            close_control = getattr(kernel.km, "_close_control_socket", None)
+            if close_control is not None:
+                close_control()
+            if kernel.state != "dead":
+                await self._save(kernel, "running")
+            if kernel.output is not None:
+                kernel.output.close()
+                kernel.output = None
+            log.info("kept kernel %s (%s) running", kernel.id, kernel.name)
+        self._kernels.clear()
+        await asyncio.gather(*self._cleanups, return_exceptions=True)
+
     # -- restarter events -------------------------------------------------------------------
 
     def _on_died(self, kernel: _Kernel, state: str) -> None:
         process = getattr(kernel.km.provisioner, "process", None)
         code = process.poll() if process is not None else None
-        reason = _death_reason(code)
+        # an adopted kernel is not our child: how it ended is not known
+        reason = "died" if getattr(process, "adopted", False) else _death_reason(code)
         if state == "dead":
             self._dead(kernel, reason)
             return
@@ -521,6 +758,7 @@ class LocalKernels:
         km = kernel.km
         km.stop_restarter()
         kernel.kill_groups()
+        self._background(self._save(kernel, "dead"))  # not adopted again (a restart rewrites it)
         km.cleanup_connection_file()
         km.cleanup_ipc_files()
         close_control = getattr(km, "_close_control_socket", None)
@@ -539,6 +777,7 @@ class LocalKernels:
             kernel.state = "starting"
         for ch in kernel.channels:
             ch.reconnect()
+        self._background(self._save(kernel, "running"))  # the new pid, group and ports
 
 
 def _spec_model(name: str, spec: Model, resource_dir: str) -> Model:

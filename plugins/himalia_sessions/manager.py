@@ -68,6 +68,8 @@ class SessionManager:
         self.app = app
         self._locks = KeyedLocks()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
+        """Closed at shutdown: kernel stops from then on are the server's own, and leave the sessions."""
         self.loop = asyncio.get_running_loop()
 
     # -- services -------------------------------------------------------------------------------
@@ -109,6 +111,8 @@ class SessionManager:
         self.loop.call_soon_threadsafe(self._on_kernel_stopped, kernel_id)
 
     def _on_kernel_stopped(self, kernel_id: str) -> None:
+        if self.closed:  # the server is stopping: its own shutdown of kernels leaves the rows (a file keeps them)
+            return
         task = self.loop.create_task(self._kernel_stopped_quietly(kernel_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -120,6 +124,7 @@ class SessionManager:
             log.exception("could not drop the sessions of stopped kernel %s", kernel_id)
 
     async def close(self) -> None:
+        self.closed = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
