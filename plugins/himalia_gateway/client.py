@@ -44,7 +44,9 @@ class GatewayClient:
 
     async def __aenter__(self) -> GatewayClient:
         self.ssl = await asyncio.to_thread(ssl_context, self.config)
-        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout, sock_connect=self.config.connect_timeout)
+        # no session-wide total: each request passes its own, and websocket handshakes are bounded by
+        # ws_connect_timeout (a request_timeout shorter than the gateway's handshake must not cut them)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout)
         self._session = aiohttp.ClientSession(headers=self.config.auth_headers, timeout=timeout,
                                               connector=aiohttp.TCPConnector(ssl=self.ssl))
         return self
