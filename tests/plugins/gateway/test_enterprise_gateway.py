@@ -169,11 +169,11 @@ async def test_a_launch_past_the_launch_timeout_fails_clearly(himalia_server, ga
 async def test_the_environments_kernel_launch_timeout_is_the_one_we_wait_for(gateway, monkeypatch):
     monkeypatch.setenv("KERNEL_LAUNCH_TIMEOUT", "25")  # as EG's docs tell operators to set it
     async with gateway_manager(gateway.url, request_timeout=1.0) as manager:
+        kid = (await manager.start_kernel("python_remote", env={"KERNEL_LAUNCH_DELAY": "3"}))["id"]  # 504 before
+        await manager.shutdown_kernel(kid)
         assert manager.config.launch_timeout == 25.0 and manager.config.start_timeout == 27.0
         env = manager.kernel_env(None, {"KERNEL_LAUNCH_TIMEOUT": "9999"})
         assert env["KERNEL_LAUNCH_TIMEOUT"] == "25"  # never one we would not wait for
-        kid = (await manager.start_kernel("python_remote", env={"KERNEL_LAUNCH_DELAY": "3"}))["id"]
-        await manager.shutdown_kernel(kid)
 
 
 # --- the gateway restarted under a running kernel -----------------------------------------------
