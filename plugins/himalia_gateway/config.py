@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from himalia import setting
+from himalia import ConfigError, setting
 
 URL_ENV = "JUPYTER_GATEWAY_URL"
 LAUNCH_TIMEOUT_ENV = "KERNEL_LAUNCH_TIMEOUT"
@@ -82,7 +82,7 @@ class GatewayConfig:
             try:
                 launch = float(os.environ[LAUNCH_TIMEOUT_ENV])
             except ValueError:
-                raise ValueError(f"${LAUNCH_TIMEOUT_ENV} must be a number of seconds, got "
+                raise ConfigError(f"${LAUNCH_TIMEOUT_ENV} must be a number of seconds, got "
                                  f"{os.environ[LAUNCH_TIMEOUT_ENV]!r}") from None
         if launch <= 0:
             launch = max(1.0, self.request_timeout - LAUNCH_TIMEOUT_PAD)

@@ -8,6 +8,8 @@ import time
 import pytest
 from gateway_kit import TOKEN, WAIT
 
+from himalia import ConfigError
+
 
 def load(data: dict):
     from himalia.app import load as load_config
@@ -55,7 +57,7 @@ def test_the_launch_timeout_and_the_wait_for_a_start_agree(monkeypatch):
     assert (effective().launch_timeout, effective().start_timeout) == (600.0, 602.0)
     assert effective(launch_timeout=90).launch_timeout == 90.0  # the file wins
     monkeypatch.setenv("KERNEL_LAUNCH_TIMEOUT", "ten minutes")
-    with pytest.raises(ValueError, match=r"\$KERNEL_LAUNCH_TIMEOUT must be a number of seconds, got 'ten minutes'"):
+    with pytest.raises(ConfigError, match=r"\$KERNEL_LAUNCH_TIMEOUT must be a number of seconds, got 'ten minutes'"):
         effective()
     with pytest.raises(Exception, match="'launch_timeout' must be >= 0"):
         load({"plugins": {"gateway": {"launch_timeout": -1}}})

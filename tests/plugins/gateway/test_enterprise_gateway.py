@@ -32,7 +32,8 @@ from test_through_himalia import (  # noqa: F401 - collected here, with this mod
 from himalia import ApiError
 from himalia.testing import stop_process
 
-pytestmark = [pytest.mark.usefixtures("kernels_left"), pytest.mark.timeout(600)]
+# pytest-timeout counts fixture set-up in: the first test may also create EG's venv (minutes, once)
+pytestmark = [pytest.mark.usefixtures("kernels_left"), pytest.mark.timeout(1800)]
 
 KERNEL_USER = "eg-tester"
 PERSISTENT = ("--EnterpriseGatewayApp.availability_mode=standalone",)
