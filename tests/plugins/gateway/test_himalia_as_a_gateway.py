@@ -53,7 +53,7 @@ async def jupyter_server_runs_kernels_through(himalia, tmp_path) -> None:
                     async with js.get(f"{url}/api", timeout=aiohttp.ClientTimeout(total=2)) as r:
                         if r.status == 200:
                             break
-                except aiohttp.ClientError:
+                except (aiohttp.ClientError, asyncio.TimeoutError):  # not listening yet, or slow to answer
                     pass
                 assert time.monotonic() < deadline, f"jupyter_server did not start:\n{log.read_text()}"
                 await asyncio.sleep(0.1)
