@@ -44,7 +44,9 @@ class GatewayClient:
 
     async def __aenter__(self) -> GatewayClient:
         self.ssl = await asyncio.to_thread(ssl_context, self.config)
-        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout, sock_connect=self.config.connect_timeout)
+        # no session-wide total: each request passes its own, and websocket handshakes are bounded by
+        # ws_connect_timeout (a request_timeout shorter than the gateway's handshake must not cut them)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout)
         self._session = aiohttp.ClientSession(headers=self.config.auth_headers, timeout=timeout,
                                               connector=aiohttp.TCPConnector(ssl=self.ssl))
         return self
@@ -67,14 +69,18 @@ class GatewayClient:
     def ws_url(self, path: str) -> str:
         return self.config.ws_url + path
 
-    async def request(self, method: str, path: str, *, body: Any = None,
-                      params: dict[str, str] | None = None) -> tuple[int, bytes, str]:
-        """Send one request; (status, body, content type) of a 2xx answer, else an ApiError."""
+    async def request(self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None,
+                      timeout: float | None = None) -> tuple[int, bytes, str]:
+        """Send one request (bounded by `timeout`, else request_timeout); (status, body, content type) of a
+        2xx answer, else an ApiError."""
         what = f"{method} {path}"
+        total = timeout or self.config.request_timeout
+        bound = aiohttp.ClientTimeout(total=total, sock_connect=self.config.connect_timeout)
         attempt = 0
         while True:
             try:
-                async with self.session.request(method, self.url(path), json=body, params=params) as resp:
+                async with self.session.request(method, self.url(path), json=body, params=params,
+                                                timeout=bound) as resp:
                     data = await resp.read()
                     status, ctype = resp.status, resp.content_type
                 break
@@ -84,8 +90,7 @@ class GatewayClient:
                 self.health.failed(message)
                 raise GatewayTimeout(message, "gateway timeout") from None
             except asyncio.TimeoutError:
-                message = (f"the gateway at {self.config.url} did not answer {what} within "
-                           f"{self.config.request_timeout:g}s")
+                message = f"the gateway at {self.config.url} did not answer {what} within {total:g}s"
                 self.health.failed(message, reachable=True)
                 raise GatewayTimeout(message, "gateway timeout") from None
             except aiohttp.ClientSSLError as e:
@@ -107,8 +112,8 @@ class GatewayClient:
         raise self._error(what, status, data)
 
     async def request_json(self, method: str, path: str, *, body: Any = None,
-                           params: dict[str, str] | None = None) -> Any:
-        _, data, _ = await self.request(method, path, body=body, params=params)
+                           params: dict[str, str] | None = None, timeout: float | None = None) -> Any:
+        _, data, _ = await self.request(method, path, body=body, params=params, timeout=timeout)
         if not data:
             return None
         try:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from himalia import setting
+from himalia import ConfigError, setting
 
 URL_ENV = "JUPYTER_GATEWAY_URL"
+LAUNCH_TIMEOUT_ENV = "KERNEL_LAUNCH_TIMEOUT"
+LAUNCH_TIMEOUT_PAD = 2.0
+"""Seconds a kernel start request to the gateway is given beyond the KERNEL_LAUNCH_TIMEOUT it carries,
+so the gateway gives up (and says why) before we do."""
 TOKEN_ENV = "JUPYTER_GATEWAY_AUTH_TOKEN"  # noqa: S105 - the name of a variable, not a secret
 
 
@@ -30,8 +34,13 @@ class GatewayConfig:
                                                                  "and websocket handshake to the gateway.",
                                       secret=True)  # often credentials (Authorization, cookies)
     connect_timeout: float = setting(40.0, "Seconds allowed to connect to the gateway.")
-    request_timeout: float = setting(42.0, "Seconds allowed for a whole request to the gateway (kernel starts "
-                                           "included; KERNEL_LAUNCH_TIMEOUT is derived from it).")
+    request_timeout: float = setting(42.0, "Seconds allowed for a whole request to the gateway. Kernel starts "
+                                           "and restarts get at least launch_timeout + 2.")
+    launch_timeout: float = setting(0.0, "Seconds a gateway may take to launch a kernel: sent as "
+                                         "KERNEL_LAUNCH_TIMEOUT with every start (Enterprise Gateway gives up "
+                                         "after it), and our own wait for a start or restart is 2 s longer. "
+                                         "0: $KERNEL_LAUNCH_TIMEOUT if set, else request_timeout - 2 (as "
+                                         "jupyter_server's gateway client).")
     validate_cert: bool = setting(True, "Verify the gateway's TLS certificate.")
     client_cert: str = setting("", "Client certificate file (PEM) for mutual TLS.", path=True)
     client_key: str = setting("", "Private key file of the client certificate.", path=True)
@@ -55,7 +64,7 @@ class GatewayConfig:
                      "ws_connect_timeout", "probe_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"'{name}' must be > 0, got {getattr(self, name)}")
-        for name in ("retry_max", "ping_interval"):
+        for name in ("retry_max", "ping_interval", "launch_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"'{name}' must be >= 0, got {getattr(self, name)}")
         if self.url and not self.url.startswith(("http://", "https://")):
@@ -68,7 +77,22 @@ class GatewayConfig:
         url = (self.url or os.environ.get(URL_ENV, "")).rstrip("/")
         ws_url = (self.ws_url or ("ws" + url[4:] if url else "")).rstrip("/")
         token = self.auth_token or os.environ.get(TOKEN_ENV, "")
-        return replace(self, url=url, ws_url=ws_url, auth_token=token)
+        launch = self.launch_timeout
+        if not launch and os.environ.get(LAUNCH_TIMEOUT_ENV):
+            try:
+                launch = float(os.environ[LAUNCH_TIMEOUT_ENV])
+            except ValueError:
+                raise ConfigError(f"${LAUNCH_TIMEOUT_ENV} must be a number of seconds, got "
+                                 f"{os.environ[LAUNCH_TIMEOUT_ENV]!r}") from None
+        if launch <= 0:
+            launch = max(1.0, self.request_timeout - LAUNCH_TIMEOUT_PAD)
+        return replace(self, url=url, ws_url=ws_url, auth_token=token, launch_timeout=launch)
+
+    @property
+    def start_timeout(self) -> float:
+        """Our bound on a kernel start or restart request (of an `effective()` config): a margin past the
+        launch timeout the gateway was sent, never less than request_timeout."""
+        return max(self.request_timeout, self.launch_timeout + LAUNCH_TIMEOUT_PAD)
 
     @property
     def auth_headers(self) -> dict[str, str]:

@@ -13,8 +13,10 @@ costs one upstream websocket.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import os
+import time
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -32,8 +34,7 @@ from .health import GatewayProbe, Health
 
 log = logging.getLogger("himalia.gateway")
 
-LAUNCH_TIMEOUT_PAD = 2.0
-"""Seconds between KERNEL_LAUNCH_TIMEOUT and request_timeout, so the gateway gives up before we do."""
+HUB_USER_ENV = "JUPYTERHUB_USER"
 
 
 class GatewayKernelManager:
@@ -81,7 +82,7 @@ class GatewayKernelManager:
         return data, ctype or "application/octet-stream"
 
     def _user_filter(self) -> dict[str, str] | None:
-        user = os.environ.get("KERNEL_USERNAME")
+        user = os.environ.get("KERNEL_USERNAME") or default_user()
         return {"user": user} if user else None
 
     def _local_resources(self, spec: Any) -> Any:
@@ -115,8 +116,10 @@ class GatewayKernelManager:
         body: dict[str, Any] = {"env": self.kernel_env(path, env)}
         if name:
             body["name"] = name
+        started = time.monotonic()
         try:
-            model = await self.client.request_json("POST", "/api/kernels", body=body)
+            model = await self.client.request_json("POST", "/api/kernels", body=body,
+                                                   timeout=self.config.start_timeout)
         except ApiError as e:
             # Kernel Gateway answers 500 for an unknown name, jupyter_server 404: look before blaming the name
             if name and upstream_status(e) in (404, 500) and not await self._has_spec(name):
@@ -127,6 +130,10 @@ class GatewayKernelManager:
                            "bad gateway response", status=502)
         kernel_id = model["id"]
         self._kernels[kernel_id] = model.get("name", name or "")
+        # A gateway may answer before the kernel is up (Enterprise Gateway's local process proxy does):
+        # the kernel then has what is left of the launch timeout it was promised, if that is longer.
+        timeout = 60.0 if timeout is None else timeout
+        timeout = max(timeout, self.config.launch_timeout - (time.monotonic() - started))
         try:
             await self._answered(kernel_id, model.get("name") or name or "default", timeout, restart=False)
         except BaseException:
@@ -184,13 +191,17 @@ class GatewayKernelManager:
 
     def kernel_env(self, path: str | None, env: Mapping[str, str] | None) -> dict[str, str]:
         """What jupyter_server's gateway client sends: KERNEL_* and allowed_envs, from this process's
-        environment and the request's, plus KERNEL_WORKING_DIR and KERNEL_LAUNCH_TIMEOUT."""
+        environment and the request's, plus KERNEL_WORKING_DIR; and, unlike it, KERNEL_USERNAME by default
+        (the hub's user, else ours: Enterprise Gateway otherwise takes its own, and refuses root) and
+        always our launch timeout as KERNEL_LAUNCH_TIMEOUT, the one our start requests wait for."""
         merged = {**os.environ, **(env or {})}
         allowed = set(self.config.allowed_envs)
         out = {k: v for k, v in merged.items() if k.startswith("KERNEL_") or k in allowed}
         if path is not None and self.root_dir:
             out.setdefault("KERNEL_WORKING_DIR", os.path.join(self.root_dir, *[p for p in path.split("/") if p]))
-        out.setdefault("KERNEL_LAUNCH_TIMEOUT", str(max(1, int(self.config.request_timeout - LAUNCH_TIMEOUT_PAD))))
+        if not out.get("KERNEL_USERNAME") and (user := default_user()):
+            out["KERNEL_USERNAME"] = user
+        out["KERNEL_LAUNCH_TIMEOUT"] = f"{self.config.launch_timeout:g}"
         return out
 
     async def list_kernels(self) -> list[Model]:
@@ -230,7 +241,7 @@ class GatewayKernelManager:
         await self._post(kernel_id, "interrupt")
 
     async def restart_kernel(self, kernel_id: str, *, timeout: float | None = None) -> Model:
-        model = await self._post(kernel_id, "restart")
+        model = await self._post(kernel_id, "restart", timeout=self.config.start_timeout)  # a new launch
         for channels in list(self._channels.get(kernel_id, ())):
             await channels.refresh()  # the restarted kernel may listen on new ports
         # jupyter_server's restart (the gateway's) returns once the kernel answers again
@@ -275,10 +286,11 @@ class GatewayKernelManager:
         await self._forget(kernel_id, "gone from the gateway")
         return None
 
-    async def _post(self, kernel_id: str, action: str) -> Any:
+    async def _post(self, kernel_id: str, action: str, *, timeout: float | None = None) -> Any:
         self._ours(kernel_id)
         try:
-            return await self.client.request_json("POST", f"/api/kernels/{quoted(kernel_id)}/{action}", body={})
+            return await self.client.request_json("POST", f"/api/kernels/{quoted(kernel_id)}/{action}", body={},
+                                                  timeout=timeout)
         except ApiError as e:
             if upstream_status(e) != 404:
                 raise
@@ -302,6 +314,17 @@ class GatewayKernelManager:
         if self._kernels.pop(kernel_id, None) is not None:
             self._channels.pop(kernel_id, None)
             log.warning("kernel %s is gone from the gateway", kernel_id)
+
+
+def default_user() -> str:
+    """Whom kernels run for when the start request does not say (KERNEL_USERNAME): the hub's user when
+    JupyterHub started us, else the user this server runs as; "" if neither is known."""
+    if hub_user := os.environ.get(HUB_USER_ENV):
+        return hub_user
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for our uid (a container started with an arbitrary uid)
+        return ""
 
 
 def upstream_status(error: ApiError) -> int | None:

@@ -89,24 +89,29 @@ def run_gateway(tmp: Path, *args: str, token: str = TOKEN, port: int | None = No
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp)
     gateway = Gateway(f"{scheme}://127.0.0.1:{port}", token, port, process, log)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:  # bounded readiness poll: the gateway has no readiness signal but its port
-            if process.poll() is not None:
-                raise RuntimeError(f"kernel gateway exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(gateway.url + "/api", timeout=2, context=context):
-                    break
-            except urllib.error.HTTPError:
-                break  # 401: up, and asking for the token
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"kernel gateway not up within {STARTUP_TIMEOUT}s:\n{log.read_text()}")
-                time.sleep(0.1)
+        wait_until_up(gateway, STARTUP_TIMEOUT, "kernel gateway", context)
         yield gateway
     finally:
         stop_process(process)
 
 
+
+
+def wait_until_up(gateway: Gateway, timeout: float, what: str, context: ssl.SSLContext | None = None) -> None:
+    """Return once the gateway answers `/api` (a 401 counts: up, and asking for the token)."""
+    deadline = time.monotonic() + timeout
+    while True:  # bounded readiness poll: a gateway has no readiness signal but its port
+        if gateway.process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {gateway.process.returncode}:\n{gateway.log.read_text()}")
+        try:
+            with urllib.request.urlopen(gateway.url + "/api", timeout=2, context=context):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} not up within {timeout}s:\n{gateway.log.read_text()}") from None
+            time.sleep(0.1)
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:

@@ -8,6 +8,8 @@ import time
 import pytest
 from gateway_kit import TOKEN, WAIT
 
+from himalia import ConfigError
+
 
 def load(data: dict):
     from himalia.app import load as load_config
@@ -37,6 +39,28 @@ def test_the_token_is_a_secret_and_the_url_is_checked():
         load({"plugins": {"gateway": {"retry_max": "5"}}})
     with pytest.raises(Exception, match="'ws_url' must start with ws:// or wss://"):
         load({"plugins": {"gateway": {"url": "http://x", "ws_url": "http://x"}}})
+
+
+def test_the_launch_timeout_and_the_wait_for_a_start_agree(monkeypatch):
+    """KERNEL_LAUNCH_TIMEOUT (sent with every start) comes from the file, else the environment, else
+    request_timeout - 2 (jupyter_server's rule); a start is given 2 s more, never less than request_timeout."""
+    monkeypatch.delenv("KERNEL_LAUNCH_TIMEOUT", raising=False)
+
+    def effective(**settings):
+        return load({"plugins": {"gateway": settings}}).section("gateway").effective()
+
+    assert (effective().launch_timeout, effective().start_timeout) == (40.0, 42.0)
+    assert (effective(request_timeout=120).launch_timeout, effective(request_timeout=120).start_timeout) == (118.0, 120.0)
+    assert (effective(launch_timeout=300).launch_timeout, effective(launch_timeout=300).start_timeout) == (300.0, 302.0)
+    assert effective(launch_timeout=5, request_timeout=42).start_timeout == 42.0
+    monkeypatch.setenv("KERNEL_LAUNCH_TIMEOUT", "600")  # as Enterprise Gateway's docs have operators set it
+    assert (effective().launch_timeout, effective().start_timeout) == (600.0, 602.0)
+    assert effective(launch_timeout=90).launch_timeout == 90.0  # the file wins
+    monkeypatch.setenv("KERNEL_LAUNCH_TIMEOUT", "ten minutes")
+    with pytest.raises(ConfigError, match=r"\$KERNEL_LAUNCH_TIMEOUT must be a number of seconds, got 'ten minutes'"):
+        effective()
+    with pytest.raises(Exception, match="'launch_timeout' must be >= 0"):
+        load({"plugins": {"gateway": {"launch_timeout": -1}}})
 
 
 def test_auth_scheme_header_key_and_extra_headers():
