@@ -29,8 +29,8 @@ from typing import Any, BinaryIO, TypeVar
 
 from aiohttp import web
 
-from himalia import (CONFIG, HOOKS, ApiError, BadRequest, Conflict, Forbidden, Hooks, Model, NotFound,
-                     PayloadTooLarge)
+from himalia import (CONFIG, HOOKS, ApiError, BadRequest, Conflict, ContentsCapabilities, Forbidden, Hooks, Model,
+                     NotFound, PayloadTooLarge)
 
 from .checkpoints import FileCheckpoints
 from .config import ContentsConfig
@@ -105,15 +105,18 @@ SWEEP_INTERVAL = 60.0
 
 @asynccontextmanager
 async def filesystem_contents(app: web.Application) -> AsyncIterator[FileContents]:
-    """Provider factory: the contents service for `[plugins.contents] root_dir` (or the server's)."""
+    """Provider factory: the contents service for `[server] root_dir`, the root kernels start under too."""
     config = app[CONFIG]
     section: ContentsConfig = config.section("contents")
-    root = await asyncio.to_thread(os.path.realpath, section.root_dir or config.server.root_dir)
+    root = await asyncio.to_thread(os.path.realpath, config.server.root_dir)
     yield FileContents(section, root, app[HOOKS])
 
 
 class FileContents:
     """The ContentsManager service (see `himalia.ContentsManager`) over a local directory."""
+
+    capabilities = ContentsCapabilities(paging=True, trust=True, streaming=True, local_files=True,
+                                        resolve_path=True)
 
     def __init__(self, config: ContentsConfig, root: str, hooks: Hooks | None = None):
         self.config = config
@@ -428,6 +431,9 @@ class FileContents:
 
     async def save(self, path: str, model: Model) -> Model:
         self.check_model(path, model)
+        named = model.get("path")
+        if isinstance(named, str):  # a model naming a hidden path is refused as that path would be
+            self.resolver.check_hidden(named, write=True)
         return await self._run(self._save, path, model)
 
     def _save(self, path: str, model: Model) -> Model:
@@ -664,7 +670,7 @@ class FileContents:
             except OSError:
                 pass
 
-    async def new(self, path: str, model: Model | None = None) -> Model:
+    async def _new(self, path: str, model: Model | None = None) -> Model:
         """Create `path` from `model` (an upload, or an empty file or notebook when it has no content)."""
         model = dict(model or {})
         path = path.strip("/")
@@ -706,7 +712,7 @@ class FileContents:
 
     async def new_untitled(self, path: str = "", *, type: str = "", ext: str = "") -> Model:
         new_path, model = await self._run(self._untitled_name, path, type, ext)
-        return await self.new(new_path, model)
+        return await self._new(new_path, model)
 
     # --- copy, rename, delete -------------------------------------------------------------------
 
@@ -869,8 +875,8 @@ class FileContents:
 
     # --- checkpoints ----------------------------------------------------------------------------
 
-    def _checkpointed(self, path: str) -> Resolved:
-        r = self.resolver.resolve(path, write=True)
+    def _checkpointed(self, path: str, *, write: bool = True) -> Resolved:
+        r = self.resolver.resolve(path, write=write)
         st = self._stat(r)
         if stat.S_ISDIR(st.st_mode):
             raise BadRequest(f"{r.api_path or '/'} is not a file; only files have checkpoints", "bad type")
@@ -887,7 +893,7 @@ class FileContents:
         return await self._run(self._create_checkpoint, path)
 
     def _list_checkpoints(self, path: str) -> list[Model]:
-        r = self._checkpointed(path)
+        r = self._checkpointed(path, write=False)  # a read: a hidden file is not found, as GET answers
         with os_errors(r.api_path):
             return self.checkpoints.list(r.api_path, r.os_path)
 
