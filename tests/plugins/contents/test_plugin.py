@@ -72,3 +72,23 @@ async def test_an_unknown_hash_algorithm_is_a_config_error(contents_server, root
     async with contents_server(hash_algorithm="sha512") as server:
         model = await (await server.get("/api/contents/f.txt", params={"hash": "1"})).json()
         assert model["hash"] == hashlib.sha512(b"x").hexdigest() and model["hash_algorithm"] == "sha512"
+
+
+def test_capabilities_are_read_from_the_declaration_only():
+    """Declared, never probed: a provider with an `open_local_file` method but no declaration gets the
+    defaults, and a declaration of the wrong type is an error naming the class."""
+    from himalia import ContentsCapabilities, contents_capabilities
+    from himalia_contents.filesystem import FileContents
+
+    class Undeclared:
+        async def open_local_file(self, path):
+            raise AssertionError("never called")
+
+    class Wrong:
+        capabilities = {"paging": True}
+
+    assert contents_capabilities(Undeclared()) == ContentsCapabilities()
+    assert contents_capabilities(FileContents.__new__(FileContents)) == ContentsCapabilities(
+        paging=True, trust=True, streaming=True, local_files=True, resolve_path=True)
+    with pytest.raises(TypeError, match="Wrong.capabilities must be a himalia.ContentsCapabilities, got dict"):
+        contents_capabilities(Wrong())
