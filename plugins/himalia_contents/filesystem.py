@@ -13,7 +13,6 @@ import binascii
 import errno
 import hashlib
 import itertools
-import json
 import logging
 import os
 import re
@@ -34,7 +33,7 @@ from himalia import (CONFIG, HOOKS, ApiError, BadRequest, Conflict, ContentsCapa
 
 from .checkpoints import FileCheckpoints
 from .config import ContentsConfig
-from .models import base_model, kind_of, new_notebook_bytes, os_errors
+from .models import base_model, kind_of, new_model, os_errors
 from .notebooks import Known, Notebooks, too_deep
 from .paths import TEMP_SUFFIX, UPLOAD_SUFFIX, Resolved, Resolver, temp_prefix, upload_name
 from .reading import ReadBudget, StreamedContent, base64_lines, scan
@@ -670,18 +669,10 @@ class FileContents:
             except OSError:
                 pass
 
-    async def _new(self, path: str, model: Model | None = None) -> Model:
-        """Create `path` from `model` (an upload, or an empty file or notebook when it has no content)."""
-        model = dict(model or {})
+    async def _new(self, path: str, model: Model) -> Model:
+        """Create `path` from `model` (an empty file or notebook when it has no content)."""
         path = path.strip("/")
-        model.setdefault("type", "notebook" if path.endswith(".ipynb") else "file")
-        if "content" not in model and model["type"] != "directory":
-            if model["type"] == "notebook":
-                model["content"] = json.loads(new_notebook_bytes())
-                model["format"] = "json"
-            else:
-                model.update(content="", type="file", format="text")
-        return await self.save(path, model)
+        return await self.save(path, new_model(path, model))
 
     def _untitled_name(self, path: str, type: str, ext: str) -> tuple[str, Model]:
         r = self.resolver.resolve(path, write=True)

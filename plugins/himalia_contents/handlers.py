@@ -24,7 +24,7 @@ from himalia import (CONFIG, SERVICES, ApiError, BadRequest, ContentsCapabilitie
                      LocalFiles, Model, NotebookTrust, NotFound, PagedContents, PathResolving, StreamingContents,
                      check_strings, contents_capabilities, url_path)
 
-from .models import new_notebook_bytes
+from .models import new_model
 from .paths import check_client_path
 
 log = logging.getLogger("himalia.contents")
@@ -201,18 +201,6 @@ async def put_contents(request: web.Request) -> web.Response:
         return await model_response(request, await cm.save(path, model))
     return await model_response(request, await cm.save(path, new_model(path, model)), status=201)
 
-
-def new_model(path: str, model: Model) -> Model:
-    """The model a PUT to a new `path` saves: its type from the extension when it names none, and an empty
-    notebook or text file when it has no content (jupyter_server's `new`)."""
-    model = dict(model)
-    model.setdefault("type", "notebook" if path.endswith(".ipynb") else "file")
-    if "content" not in model and model["type"] != "directory":
-        if model["type"] == "notebook":
-            model.update(content=json.loads(new_notebook_bytes()), format="json")
-        else:
-            model.update(content="", type="file", format="text")
-    return model
 
 
 async def post_contents(request: web.Request) -> web.Response:
