@@ -37,6 +37,7 @@ from .urls import url_path
 from .services import (
     Authenticated,
     ChannelsClosed,
+    ContentsCapabilities,
     ContentsManager,
     Cookie,
     Credentials,
@@ -48,14 +49,21 @@ from .services import (
     KernelMessage,
     KernelNotReady,
     KernelRelay,
+    LocalFiles,
     Model,
+    NotebookTrust,
+    PagedContents,
+    PathResolving,
     Provider,
     Requirement,
     Service,
     Services,
     SessionRecord,
     SessionStore,
+    StreamedContent,
+    StreamingContents,
     TerminalManager,
+    contents_capabilities,
 )
 
 hookimpl = pluggy.HookimplMarker("himalia")
@@ -70,4 +78,7 @@ __all__ = [
     "Requirement", "Route", "SERVICES", "Service", "Services", "SessionRecord", "SessionStore", "StartupError",
     "TerminalManager", "Unauthorized", "WEBSOCKETS", "__version__", "check_strings", "error_response", "hookimpl",
     "isoformat", "json_response", "read_json", "sandbox", "setting", "url_path", "utcnow", "wire",
+    # contents capabilities
+    "ContentsCapabilities", "LocalFiles", "NotebookTrust", "PagedContents", "PathResolving", "StreamedContent",
+    "StreamingContents", "contents_capabilities",
 ]

@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Generic, Literal, Protocol, TypeVar, overload, runtime_checkable
 
 from .errors import ApiError
 
@@ -90,8 +90,20 @@ class ContentsManager(Protocol):
     """Files and notebooks under one root, addressed by API paths ("dir/nb.ipynb", "" is the root).
 
     Models are jupyter_server's contents models (name, path, type, format, mimetype, content,
-    created, last_modified, size, writable, hash, hash_algorithm). Paths outside the root, hidden
-    paths (unless allowed) and unknown paths raise NotFound/Forbidden; bad models raise BadRequest.
+    created, last_modified, size, writable, hash, hash_algorithm). Paths outside the root and unknown
+    paths raise NotFound/Forbidden; bad models raise BadRequest.
+
+    The root is the server's `[server] root_dir` for a provider that serves a directory (the one root
+    local kernels start under too); `kernel_path` answers relative to it.
+
+    Hidden files are the provider's policy: which names are hidden and whether they are served (the
+    filesystem provider hides names starting with "." unless `[plugins.contents] allow_hidden`). A
+    provider that hides a path refuses it itself: NotFound when reading (its existence is not
+    revealed), BadRequest when writing, including a `path` named inside a model given to `save`. The
+    routes apply no hidden rule of their own.
+
+    What a provider does beyond these methods (paging, notebook trust, streaming, ...) or lacks
+    (writes, checkpoints) it declares in a `capabilities` attribute: see `ContentsCapabilities`.
     """
 
     async def get(
@@ -129,6 +141,118 @@ class ContentsManager(Protocol):
     async def restore_checkpoint(self, path: str, checkpoint_id: str) -> None: ...
 
     async def delete_checkpoint(self, path: str, checkpoint_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class ContentsCapabilities:
+    """What a contents provider does beyond the `ContentsManager` methods, or lacks, declared as a
+    `capabilities` attribute of the provider (a class attribute, or set in `__init__`):
+
+        class S3Contents:
+            capabilities = ContentsCapabilities(paging=True)
+
+    The contents routes read the declaration (through `contents_capabilities`) and never probe the
+    provider: a flag set promises the method its docstring names, with that signature. A route that needs
+    a capability the provider does not declare answers 501 Not Implemented, naming the capability (the
+    server cannot do it for any path; the request itself was fine). A provider without the attribute has
+    the defaults: writable, with checkpoints, no extras. The conformance kit (`himalia.testing.ContentsKit`)
+    uses the same names for what a provider lacks (`read_only`, `checkpoints`).
+    """
+
+    read_only: bool = False
+    """Every write (save, new_untitled, copy, rename, delete, creating, restoring or deleting a checkpoint)
+    is refused: the routes answer 403 before calling the provider, and the provider itself raises
+    Forbidden for a direct call. Its models say `"writable": false`."""
+    checkpoints: bool = True
+    """The four checkpoint methods work. False: the checkpoint routes answer 501 without calling them."""
+    paging: bool = False
+    """`get` takes `limit: int | None` and `offset: int` (see `PagedContents`): a directory's `content` is
+    at most `limit` children after skipping `offset`, in listing order (`?limit=&offset=`, a Himalia
+    extension). False: a request with either argument answers 501."""
+    trust: bool = False
+    """`trust_notebook(path)` signs a notebook as trusted (see `NotebookTrust`). False:
+    `POST /api/contents/{path}/trust` answers 501."""
+    streaming: bool = False
+    """`open_content(...)` returns a file's model with its content left to be streamed (see
+    `StreamingContents`); a fast path for large files: False, and `get` answers every read."""
+    local_files: bool = False
+    """`open_local_file(path)` opens the file on this machine for `/files/` to send from disk (see
+    `LocalFiles`); False, and `/files/` sends what `get(path, type="file")` answers."""
+    resolve_path: bool = False
+    """`resolve_path(path)` maps an API path or an absolute filesystem path under the root to an API path
+    (see `PathResolving`); False, and `/api/resolvePath` resolves API paths with `exists` only."""
+
+
+def contents_capabilities(contents: object) -> ContentsCapabilities:
+    """The capabilities `contents` declares (its `capabilities` attribute), or the defaults when it
+    declares none; a `capabilities` that is not a `ContentsCapabilities` is a TypeError naming the class."""
+    declared = getattr(contents, "capabilities", None)
+    if declared is None:
+        return ContentsCapabilities()
+    if not isinstance(declared, ContentsCapabilities):
+        raise TypeError(f"{type(contents).__name__}.capabilities must be a himalia.ContentsCapabilities, "
+                        f"got {type(declared).__name__}")
+    return declared
+
+
+class PagedContents(Protocol):
+    """`ContentsCapabilities.paging`: `get` with `limit` and `offset` for directory listings."""
+
+    async def get(self, path: str, *, content: bool = True, type: str | None = None, format: str | None = None,
+                  hash: bool = False, limit: int | None = None, offset: int = 0) -> Model: ...
+
+
+class NotebookTrust(Protocol):
+    """`ContentsCapabilities.trust`."""
+
+    async def trust_notebook(self, path: str) -> None:
+        """Sign the notebook at `path` as trusted, so its outputs render in full."""
+        ...
+
+
+class StreamedContent(Protocol):
+    """A file's model whose content is still to be read, from `StreamingContents.open_content`."""
+
+    model: Model
+    """The model with every key but `content` (`format` says text or base64)."""
+
+    def next_piece(self) -> bytes | None:
+        """The next piece of the content as it goes inside the JSON string (escaped, ASCII; base64 as
+        `base64.encodebytes` lays it out), or None at the end. Blocking: called in a worker thread. An
+        exception cuts the response short (its status and head are sent already)."""
+        ...
+
+    def close(self) -> None:
+        """Release what it holds; called once, after the last piece or an error."""
+        ...
+
+
+class StreamingContents(Protocol):
+    """`ContentsCapabilities.streaming`."""
+
+    async def open_content(self, path: str, *, type: str | None = None, format: str | None = None,
+                           hash: bool = False) -> StreamedContent | None:
+        """The file at `path` ready to be streamed, or None when `get` should answer instead (a directory,
+        a notebook, anything the provider prefers to send whole)."""
+        ...
+
+
+class LocalFiles(Protocol):
+    """`ContentsCapabilities.local_files`."""
+
+    async def open_local_file(self, path: str) -> tuple[BinaryIO, str]:
+        """The regular file at `path`, opened (and checked to be inside the root), and a filesystem path
+        naming that same open file while it stays open. The caller closes it."""
+        ...
+
+
+class PathResolving(Protocol):
+    """`ContentsCapabilities.resolve_path`."""
+
+    async def resolve_path(self, path: str) -> str | None:
+        """The API path of `path` (an API path, or an absolute filesystem path under the root) if it
+        exists, else None."""
+        ...
 
 
 # --- kernels ------------------------------------------------------------------------------------

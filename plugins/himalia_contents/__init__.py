@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from himalia import ConfigSection, Provider, Route, hookimpl
 
-from .config import ContentsConfig
+from .config import MOVED, ContentsConfig
 
 ANY = r"{path:[\s\S]*}"
 """Any path, newlines included (`.*` stops at one: a name with a newline was listed but unreachable)."""
@@ -18,7 +18,8 @@ ROOT = "/api/contents"
 
 @hookimpl
 def himalia_config_sections():
-    return [ConfigSection("contents", ContentsConfig, "Files and notebooks served from a local directory.")]
+    return [ConfigSection("contents", ContentsConfig, "Files and notebooks served from [server] root_dir.",
+                          moved=MOVED)]
 
 
 @hookimpl

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from himalia import setting
 
 DEFAULT_HIDE_GLOBS = ("__pycache__", "*.pyc", "*.pyo", ".DS_Store", "*~")
+MOVED = {"root_dir": "[server] root_dir (one root for contents and kernels: a kernel for 'a/b.ipynb' starts in "
+                     "<root>/a)"}
+"""Keys this table used to have → where they are now."""
 
 
 @dataclass(frozen=True)
 class ContentsConfig:
-    root_dir: str = setting("", "Directory the contents API serves. Empty: the server's [server] root_dir.",
-                            path=True)
     allow_hidden: bool = setting(False, "List, read and write hidden files and directories (names "
                                         "starting with '.').")
     hide_globs: list[str] = setting(default_factory=lambda: list(DEFAULT_HIDE_GLOBS),
@@ -25,7 +26,7 @@ class ContentsConfig:
     checkpoint_dir: str = setting(".ipynb_checkpoints", "Name of the directory, beside each file, "
                                                         "holding its checkpoint (shared with jupyter_server).")
     follow_symlinks_outside_root: bool = setting(
-        False, "Follow symbolic links that point outside root_dir. Off: such links are neither listed "
+        False, "Follow symbolic links that point outside [server] root_dir. Off: such links are neither listed "
                "nor served, so nothing outside the root can be read or written.")
     trust_notebooks: bool = setting(True, "Check and sign notebook signatures (nbformat's notary, "
                                           "shared with jupyter_server) so trusted outputs render.")

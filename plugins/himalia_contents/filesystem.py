@@ -13,7 +13,6 @@ import binascii
 import errno
 import hashlib
 import itertools
-import json
 import logging
 import os
 import re
@@ -29,12 +28,12 @@ from typing import Any, BinaryIO, TypeVar
 
 from aiohttp import web
 
-from himalia import (CONFIG, HOOKS, ApiError, BadRequest, Conflict, Forbidden, Hooks, Model, NotFound,
-                     PayloadTooLarge)
+from himalia import (CONFIG, HOOKS, ApiError, BadRequest, Conflict, ContentsCapabilities, Forbidden, Hooks, Model,
+                     NotFound, PayloadTooLarge)
 
 from .checkpoints import FileCheckpoints
 from .config import ContentsConfig
-from .models import base_model, kind_of, new_notebook_bytes, os_errors
+from .models import base_model, kind_of, new_model, os_errors
 from .notebooks import Known, Notebooks, too_deep
 from .paths import TEMP_SUFFIX, UPLOAD_SUFFIX, Resolved, Resolver, temp_prefix, upload_name
 from .reading import ReadBudget, StreamedContent, base64_lines, scan
@@ -105,15 +104,18 @@ SWEEP_INTERVAL = 60.0
 
 @asynccontextmanager
 async def filesystem_contents(app: web.Application) -> AsyncIterator[FileContents]:
-    """Provider factory: the contents service for `[plugins.contents] root_dir` (or the server's)."""
+    """Provider factory: the contents service for `[server] root_dir`, the root kernels start under too."""
     config = app[CONFIG]
     section: ContentsConfig = config.section("contents")
-    root = await asyncio.to_thread(os.path.realpath, section.root_dir or config.server.root_dir)
+    root = await asyncio.to_thread(os.path.realpath, config.server.root_dir)
     yield FileContents(section, root, app[HOOKS])
 
 
 class FileContents:
     """The ContentsManager service (see `himalia.ContentsManager`) over a local directory."""
+
+    capabilities = ContentsCapabilities(paging=True, trust=True, streaming=True, local_files=True,
+                                        resolve_path=True)
 
     def __init__(self, config: ContentsConfig, root: str, hooks: Hooks | None = None):
         self.config = config
@@ -428,6 +430,9 @@ class FileContents:
 
     async def save(self, path: str, model: Model) -> Model:
         self.check_model(path, model)
+        named = model.get("path")
+        if isinstance(named, str):  # a model naming a hidden path is refused as that path would be
+            self.resolver.check_hidden(named, write=True)
         return await self._run(self._save, path, model)
 
     def _save(self, path: str, model: Model) -> Model:
@@ -664,18 +669,10 @@ class FileContents:
             except OSError:
                 pass
 
-    async def new(self, path: str, model: Model | None = None) -> Model:
-        """Create `path` from `model` (an upload, or an empty file or notebook when it has no content)."""
-        model = dict(model or {})
+    async def _new(self, path: str, model: Model) -> Model:
+        """Create `path` from `model` (an empty file or notebook when it has no content)."""
         path = path.strip("/")
-        model.setdefault("type", "notebook" if path.endswith(".ipynb") else "file")
-        if "content" not in model and model["type"] != "directory":
-            if model["type"] == "notebook":
-                model["content"] = json.loads(new_notebook_bytes())
-                model["format"] = "json"
-            else:
-                model.update(content="", type="file", format="text")
-        return await self.save(path, model)
+        return await self.save(path, new_model(path, model))
 
     def _untitled_name(self, path: str, type: str, ext: str) -> tuple[str, Model]:
         r = self.resolver.resolve(path, write=True)
@@ -706,7 +703,7 @@ class FileContents:
 
     async def new_untitled(self, path: str = "", *, type: str = "", ext: str = "") -> Model:
         new_path, model = await self._run(self._untitled_name, path, type, ext)
-        return await self.new(new_path, model)
+        return await self._new(new_path, model)
 
     # --- copy, rename, delete -------------------------------------------------------------------
 
@@ -869,8 +866,8 @@ class FileContents:
 
     # --- checkpoints ----------------------------------------------------------------------------
 
-    def _checkpointed(self, path: str) -> Resolved:
-        r = self.resolver.resolve(path, write=True)
+    def _checkpointed(self, path: str, *, write: bool = True) -> Resolved:
+        r = self.resolver.resolve(path, write=write)
         st = self._stat(r)
         if stat.S_ISDIR(st.st_mode):
             raise BadRequest(f"{r.api_path or '/'} is not a file; only files have checkpoints", "bad type")
@@ -887,7 +884,7 @@ class FileContents:
         return await self._run(self._create_checkpoint, path)
 
     def _list_checkpoints(self, path: str) -> list[Model]:
-        r = self._checkpointed(path)
+        r = self._checkpointed(path, write=False)  # a read: a hidden file is not found, as GET answers
         with os_errors(r.api_path):
             return self.checkpoints.list(r.api_path, r.os_path)
 

@@ -1,26 +1,30 @@
 """HTTP handlers for `/api/contents`, its checkpoints, `/files/` and `/api/resolvePath`.
 
 They speak jupyter_server's contents REST API and reach the contents service only through
-`app[SERVICES].contents` (whichever provider is active). Large bodies are parsed and large models
-serialized in a worker thread so a 5 MB notebook never stalls the event loop.
+`app[SERVICES].contents` (whichever provider is active), using what it declares it can do
+(`himalia.ContentsCapabilities`): a route needing a capability the provider lacks answers 501 naming
+it, a write to a read-only provider 403. Large bodies are parsed and large models serialized in a
+worker thread so a 5 MB notebook never stalls the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
-import inspect
 import json
 import logging
 import mimetypes
 import os
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from aiohttp import web
 
-from himalia import CONFIG, SERVICES, BadRequest, ContentsManager, Model, NotFound, check_strings, url_path
+from himalia import (CONFIG, SERVICES, ApiError, BadRequest, ContentsCapabilities, ContentsManager, Forbidden,
+                     LocalFiles, Model, NotebookTrust, NotFound, PagedContents, PathResolving, StreamingContents,
+                     check_strings, contents_capabilities, url_path)
 
+from .models import new_model
 from .paths import check_client_path
 
 log = logging.getLogger("himalia.contents")
@@ -31,6 +35,32 @@ THREAD_THRESHOLD = 64 * 1024
 
 def contents(request: web.Request) -> ContentsManager:
     return request.app[SERVICES].require("contents")
+
+
+def capabilities(request: web.Request) -> ContentsCapabilities:
+    return contents_capabilities(contents(request))
+
+
+def provider_name(request: web.Request) -> str:
+    return request.app[CONFIG].server.contents_provider or type(contents(request)).__name__
+
+
+def unsupported(request: web.Request, capability: str, what: str, hint: str = "") -> ApiError:
+    """501: the active provider does not declare `capability` (see ContentsCapabilities)."""
+    return ApiError(f"this server's contents provider {provider_name(request)!r} does not {what} (it does not "
+                    f"declare the {capability!r} capability){hint}", f"{capability} not supported", status=501)
+
+
+def writable(request: web.Request, verb: str, path: str) -> None:
+    """A 403 for any write when the provider declares itself read-only."""
+    if capabilities(request).read_only:
+        raise Forbidden(f"cannot {verb} {path or '/'!r}: this server's contents provider "
+                        f"{provider_name(request)!r} is read-only", "read only")
+
+
+def with_checkpoints(request: web.Request) -> None:
+    if not capabilities(request).checkpoints:
+        raise unsupported(request, "checkpoints", "keep checkpoints")
 
 
 def api_path(request: web.Request) -> str:
@@ -107,12 +137,16 @@ async def get_contents(request: web.Request) -> web.StreamResponse:
     fmt = request.query.get("format") or None
     content, hash = flag(request, "content", "1"), flag(request, "hash", "0")
     paging = _paging(request)
-    open_content = getattr(contents(request), "open_content", None)
-    if content and not paging and open_content is not None:
-        streamed = await open_content(path, type=kind, format=fmt, hash=hash)
+    cm = contents(request)
+    if paging:
+        model = await cast(PagedContents, cm).get(path, content=content, type=kind, format=fmt, hash=hash,
+                                                  **paging)
+        return await model_response(request, model, with_location=False)
+    if content and contents_capabilities(cm).streaming:
+        streamed = await cast(StreamingContents, cm).open_content(path, type=kind, format=fmt, hash=hash)
         if streamed is not None:
             return await _stream_model(request, streamed)
-    model = await contents(request).get(path, content=content, type=kind, format=fmt, hash=hash, **paging)
+    model = await cm.get(path, content=content, type=kind, format=fmt, hash=hash)
     return await model_response(request, model, with_location=False)
 
 
@@ -146,10 +180,8 @@ def _paging(request: web.Request) -> dict[str, Any]:
     limit, offset = natural(request, "limit"), natural(request, "offset")
     if limit is None and offset is None:
         return {}
-    # paging is an extension of the filesystem provider; the Protocol's `get` has no such arguments
-    if "limit" not in inspect.signature(contents(request).get).parameters:
-        raise BadRequest("this server's contents provider does not page directory listings; "
-                         "leave out limit and offset", "paging not supported")
+    if not capabilities(request).paging:  # a Himalia extension: a provider declares it (ContentsCapabilities)
+        raise unsupported(request, "paging", "page directory listings", "; leave out limit and offset")
     return {"limit": limit, "offset": offset or 0}
 
 
@@ -157,30 +189,24 @@ async def put_contents(request: web.Request) -> web.Response:
     path = api_path(request)
     cm = contents(request)
     model = await read_body(request, required=False)
+    writable(request, "write", path)
     if not model:
         return await model_response(request, await cm.new_untitled(path), status=201)
     if model.get("copy_from"):
         raise BadRequest("cannot copy with PUT, only POST", "bad request")
     body_path = model.get("path")
-    if body_path is not None:
+    if body_path is not None:  # the provider decides whether it names a hidden file (see ContentsManager)
         check_client_path(body_path, "path")
-    if isinstance(body_path, str) and not request.app[CONFIG].section("contents").allow_hidden and any(
-            p.startswith(".") for p in body_path.split("/")):
-        raise BadRequest(f"cannot create {body_path!r}: it is hidden", "hidden")
     if await cm.exists(path):
         return await model_response(request, await cm.save(path, model))
-    new = getattr(cm, "new", None)
-    if new is not None:
-        saved = await new(path, model)
-    else:
-        model.setdefault("type", "notebook" if path.endswith(".ipynb") else "file")
-        saved = await cm.save(path, model)
-    return await model_response(request, saved, status=201)
+    return await model_response(request, await cm.save(path, new_model(path, model)), status=201)
+
 
 
 async def post_contents(request: web.Request) -> web.Response:
     path = api_path(request)
     cm = contents(request)
+    writable(request, "create files in", path)
     if await cm.exists(path):
         try:
             model = await cm.get(path, content=False)
@@ -212,12 +238,15 @@ async def patch_contents(request: web.Request) -> web.Response:
     if not isinstance(new_path, str):
         raise BadRequest("path must be a string", "bad model")
     check_client_path(new_path, "path")
+    writable(request, "rename", path)
     model = await contents(request).rename(path, new_path.strip("/"))
     return await model_response(request, model)
 
 
 async def delete_contents(request: web.Request) -> web.Response:
-    await contents(request).delete(api_path(request))
+    path = api_path(request)
+    writable(request, "delete", path)
+    await contents(request).delete(path)
     return web.Response(status=204)
 
 
@@ -225,31 +254,41 @@ async def delete_contents(request: web.Request) -> web.Response:
 
 
 async def list_checkpoints(request: web.Request) -> web.Response:
-    return web.json_response(await contents(request).list_checkpoints(api_path(request)))
+    path = api_path(request)
+    with_checkpoints(request)
+    return web.json_response(await contents(request).list_checkpoints(path))
 
 
 async def create_checkpoint(request: web.Request) -> web.Response:
     path = api_path(request)
+    with_checkpoints(request)
+    writable(request, "checkpoint", path)
     checkpoint = await contents(request).create_checkpoint(path)
     return web.json_response(checkpoint, status=201,
                              headers={"Location": location(request, path, "checkpoints", checkpoint["id"])})
 
 
 async def restore_checkpoint(request: web.Request) -> web.Response:
-    await contents(request).restore_checkpoint(api_path(request), request.match_info["checkpoint_id"])
+    path = api_path(request)
+    with_checkpoints(request)
+    writable(request, "restore", path)
+    await contents(request).restore_checkpoint(path, request.match_info["checkpoint_id"])
     return web.Response(status=204)
 
 
 async def delete_checkpoint(request: web.Request) -> web.Response:
-    await contents(request).delete_checkpoint(api_path(request), request.match_info["checkpoint_id"])
+    path = api_path(request)
+    with_checkpoints(request)
+    writable(request, "delete the checkpoint of", path)
+    await contents(request).delete_checkpoint(path, request.match_info["checkpoint_id"])
     return web.Response(status=204)
 
 
 async def trust_notebook(request: web.Request) -> web.Response:
-    trust = getattr(contents(request), "trust_notebook", None)
-    if trust is None:
-        raise NotFound("this server's contents provider does not sign notebooks", "not supported")
-    await trust(api_path(request))
+    path = api_path(request)
+    if not capabilities(request).trust:
+        raise unsupported(request, "trust", "sign notebooks as trusted")
+    await cast(NotebookTrust, contents(request)).trust_notebook(path)
     return web.Response(status=201)
 
 
@@ -277,8 +316,8 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     headers = {"Cache-Control": "no-cache"}
     if request.query.get("download"):
         headers["Content-Disposition"] = f"attachment; filename*=utf-8''{quote(name)}"
-    open_local_file = getattr(cm, "open_local_file", None)
-    opened, os_path = await open_local_file(path) if open_local_file is not None else (None, None)
+    opened, os_path = (await cast(LocalFiles, cm).open_local_file(path) if contents_capabilities(cm).local_files
+                       else (None, None))
     try:
         return await _serve_file(request, cm, path, name, headers, opened, os_path)
     except BaseException:
@@ -341,9 +380,8 @@ async def resolve_path(request: web.Request) -> web.Response:
         raise BadRequest("missing query argument 'path'", "missing argument")
     check_client_path(path, "path")
     cm = contents(request)
-    resolver = getattr(cm, "resolve_path", None)
-    if resolver is not None:
-        resolved = await resolver(path)
+    if contents_capabilities(cm).resolve_path:
+        resolved = await cast(PathResolving, cm).resolve_path(path)
     else:
         resolved = path.strip("/") if await cm.exists(path) else None
     body: dict[str, Any] = {"resolved": [{"scope": "server", "path": resolved}] if resolved is not None else []}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import mimetypes
 import os
 import stat
@@ -18,6 +19,19 @@ from .writes import timestamp
 def new_notebook_bytes() -> bytes:
     """An empty nbformat 4.5 notebook, as nbformat writes one (without importing nbformat)."""
     return b'{\n "cells": [],\n "metadata": {},\n "nbformat": 4,\n "nbformat_minor": 5\n}\n'
+
+
+def new_model(path: str, model: Model) -> Model:
+    """The model a PUT to a new `path` saves: its type from the extension when it names none, and an empty
+    notebook or text file when it has no content (jupyter_server's `new`)."""
+    model = dict(model)
+    model.setdefault("type", "notebook" if path.endswith(".ipynb") else "file")
+    if "content" not in model and model["type"] != "directory":
+        if model["type"] == "notebook":
+            model.update(content=json.loads(new_notebook_bytes()), format="json")
+        else:
+            model.update(content="", type="file", format="text")
+    return model
 
 
 @contextmanager

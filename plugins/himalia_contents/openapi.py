@@ -15,10 +15,13 @@ CHECKPOINT_ID = {"name": "checkpoint_id", "in": "path", "required": True,
 
 
 def _errors(*codes: str) -> dict[str, Any]:
-    words = {"400": "Bad request: bad model, bad argument, hidden path", "403": "Forbidden: permissions, "
-             "or a link out of the root", "404": "No such file, directory or checkpoint",
+    words = {"400": "Bad request: bad model, bad argument, hidden path",
+             "403": "Forbidden: permissions, a link out of the root, or a write to a read-only contents provider",
+             "404": "No such file, directory or checkpoint",
              "409": "The destination exists, or a chunk that does not continue an upload in progress",
              "413": "Body too large (or, reading, a file over [plugins.contents] max_read_size_mb)",
+             "501": "The contents provider does not declare the capability this needs (paging, trust, "
+                    "checkpoints); the message names it",
              "503": "Busy: too many chunked uploads in progress, or large files being read",
              "507": "No space left on the disk (or the file is too large for it)"}
     return {code: error_response(words[code]) for code in codes} | AUTH_ERRORS
@@ -55,7 +58,8 @@ PATCH_BODY = {"required": True, "content": {"application/json": {"schema": {
 
 CONTENTS_OPS = {
     "get": {"summary": "A file, notebook or directory model", "parameters": GET_PARAMS,
-            "responses": {"200": json_response("The model", MODEL), **_errors("400", "403", "404", "413", "503")}},
+            "responses": {"200": json_response("The model", MODEL),
+                          **_errors("400", "403", "404", "413", "501", "503")}},
     "put": {"summary": "Save (or upload, or continue a chunked upload of) a file, notebook or directory",
             "requestBody": SAVE_BODY,
             "responses": {"200": json_response("Saved", MODEL), "201": json_response("Created", MODEL),
@@ -79,21 +83,21 @@ OPENAPI: dict[str, Any] = {
             "parameters": [PATH],
             "get": {"summary": "Checkpoints of a file", "responses": {
                 "200": json_response("Checkpoints", {"type": "array", "items": CHECKPOINT}),
-                **_errors("400", "403", "404")}},
+                **_errors("400", "403", "404", "501")}},
             "post": {"summary": "Checkpoint a file", "responses": {
-                "201": json_response("The checkpoint", CHECKPOINT), **_errors("400", "403", "404")}},
+                "201": json_response("The checkpoint", CHECKPOINT), **_errors("400", "403", "404", "501")}},
         },
         "/api/contents/{path}/checkpoints/{checkpoint_id}": {
             "parameters": [PATH, CHECKPOINT_ID],
             "post": {"summary": "Restore a file from a checkpoint",
-                     "responses": {"204": {"description": "Restored"}, **_errors("400", "403", "404")}},
+                     "responses": {"204": {"description": "Restored"}, **_errors("400", "403", "404", "501")}},
             "delete": {"summary": "Delete a checkpoint",
-                       "responses": {"204": {"description": "Deleted"}, **_errors("400", "403", "404")}},
+                       "responses": {"204": {"description": "Deleted"}, **_errors("400", "403", "404", "501")}},
         },
         "/api/contents/{path}/trust": {
             "parameters": [PATH],
             "post": {"summary": "Sign a notebook as trusted",
-                     "responses": {"201": {"description": "Trusted"}, **_errors("400", "403", "404")}},
+                     "responses": {"201": {"description": "Trusted"}, **_errors("400", "403", "404", "501")}},
         },
         "/files/{path}": {
             "parameters": [PATH, _query("download", {"type": "string"}, "Any value: serve as an attachment")],

@@ -124,8 +124,7 @@ class Resolver:
         """
         parts = split_api_path(path)
         api_path = "/".join(parts)
-        if not self.allow_hidden and any(is_hidden_name(p) for p in parts):
-            self._refuse_hidden(api_path, write)
+        self._check_hidden(parts, write)
         joined = os.path.join(self.root, *parts)
         real = os.path.realpath(joined)
         if not self.inside(real):
@@ -139,6 +138,15 @@ class Resolver:
             if any(is_hidden_name(p) for p in inner):
                 self._refuse_hidden(api_path, write)
         return Resolved(api_path, real)
+
+    def check_hidden(self, path: str, *, write: bool) -> None:
+        """Refuse `path` if a segment of it is hidden (and hidden files are not allowed), as `resolve` does;
+        for a path named in a model, which is never resolved ("." and ".." count as hidden there)."""
+        self._check_hidden([p for p in path.split("/") if p], write)
+
+    def _check_hidden(self, parts: list[str], write: bool) -> None:
+        if not self.allow_hidden and any(is_hidden_name(p) for p in parts):
+            self._refuse_hidden("/".join(parts), write)
 
     def inside(self, real: str) -> bool:
         """Whether a real path (links resolved) is the root or below it."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from himalia import SERVICES, ContentsManager, hookimpl
+from himalia import SERVICES, ContentsCapabilities, ContentsManager, Provider, contents_capabilities, hookimpl
 from himalia.testing import ContentsKit, serve_process
 
 TIMEOUT = 120
@@ -117,6 +117,73 @@ class TestMemoryContentsKit(ContentsKit):
         config = {"server": {"contents_provider": "memory"}}
         async with himalia_server(plugins={"memory": memory_plugin}, config=config) as server:
             yield server.app[SERVICES].contents
+
+
+async def test_the_routes_use_what_the_provider_declares(himalia_server, memory_plugin):
+    """The memory provider declares paging and nothing else: paging works, notebook trust is a 501 naming the
+    capability, /files/ and /api/resolvePath fall back to `get` and `exists`; and hidden files are its
+    own business (the filesystem provider's allow_hidden was applied to it: a PUT naming '.x' was a 400)."""
+    async with himalia_server(plugins={"memory": memory_plugin}, config=MEMORY) as server:
+        assert contents_capabilities(server.app[SERVICES].contents) == ContentsCapabilities(paging=True)
+        page = await (await server.get("/api/contents", params={"limit": "1", "offset": "1"})).json()
+        assert [m["name"] for m in page["content"]] == ["notes"]
+        r = await server.post("/api/contents/hello.txt/trust")
+        body = await r.json()
+        assert (r.status, body["reason"]) == (501, "trust not supported")
+        assert "'memory'" in body["message"] and "'trust'" in body["message"]
+        r = await server.get("/files/notes/todo.txt")
+        assert (r.status, await r.text()) == (200, "write the docs")
+        body = await (await server.get("/api/resolvePath", params={"path": "notes/todo.txt"})).json()
+        assert body == {"resolved": [{"scope": "server", "path": "notes/todo.txt"}]}
+        r = await server.put("/api/contents/.dot.txt", json={"type": "file", "format": "text", "content": "x",
+                                                              "path": ".elsewhere/.dot.txt"})
+        assert r.status == 201, await r.text()
+        assert (await (await server.get("/api/contents/.dot.txt")).json())["content"] == "x"
+        r = await server.put("/api/contents/notes/new.ipynb", json={"type": "notebook"})  # no content: an empty one
+        assert r.status == 201, await r.text()
+        assert (await server.app[SERVICES].contents.get("notes/new.ipynb"))["content"]["cells"] == []
+
+
+class Frozen:
+    """A provider `frozen`: the memory one, declaring itself read-only and without checkpoints (set on the
+    instance, as a provider whose capabilities depend on its config would)."""
+
+    def __init__(self, memory_plugin):
+        self.memory = memory_plugin
+
+    @hookimpl
+    def himalia_contents_providers(self):
+        from contextlib import asynccontextmanager
+
+        @asynccontextmanager
+        async def frozen(app):
+            async with self.memory.contents.memory_contents(app) as contents:
+                contents.capabilities = ContentsCapabilities(read_only=True, checkpoints=False)
+                yield contents
+
+        return [Provider("frozen", frozen, "The memory provider, read-only")]
+
+
+async def test_a_read_only_provider_without_checkpoints_is_refused_by_the_routes(himalia_server, memory_plugin):
+    config = {"server": {"contents_provider": "frozen"}, "plugins": {"memory": {"files": SEED}}}
+    plugins = {"memory": memory_plugin, "frozen": Frozen(memory_plugin)}
+    async with himalia_server(plugins=plugins, config=config) as server:
+        before = dict(server.app[SERVICES].contents.entries)
+        file = {"type": "file", "format": "text", "content": "x"}
+        for method, path, body in (("PUT", "hello.txt", file), ("PUT", "new.txt", file), ("PUT", "notes", None),
+                                   ("POST", "notes", {"type": "file"}), ("POST", "", {"copy_from": "hello.txt"}),
+                                   ("PATCH", "hello.txt", {"path": "moved.txt"}), ("DELETE", "hello.txt", None)):
+            r = await server.request(method, f"/api/contents/{path}", json=body)
+            refusal = await r.json()
+            assert (r.status, refusal["reason"]) == (403, "read only"), (method, path, refusal)
+            assert "'frozen' is read-only" in refusal["message"]
+        for method, suffix in (("GET", "checkpoints"), ("POST", "checkpoints"), ("POST", "checkpoints/checkpoint"),
+                               ("DELETE", "checkpoints/checkpoint")):
+            r = await server.request(method, f"/api/contents/hello.txt/{suffix}")
+            refusal = await r.json()
+            assert (r.status, refusal["reason"]) == (501, "checkpoints not supported"), (method, suffix, refusal)
+        assert server.app[SERVICES].contents.entries == before
+        assert (await (await server.get("/api/contents/hello.txt")).json())["content"] == "hi"
 
 
 class Shout:

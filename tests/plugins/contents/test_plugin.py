@@ -19,15 +19,35 @@ def test_importing_the_plugin_does_not_import_nbformat():
     assert result.stdout.strip() == "False"
 
 
-async def test_root_dir_setting_overrides_the_servers(contents_server, root, tmp_path):
+async def test_the_server_root_is_the_contents_root(himalia_server, root, tmp_path):
+    """One root: `[server] root_dir` is what the contents API serves; the old `[plugins.contents] root_dir`
+    (which could differ from the root local kernels start under) is a config error saying where it went."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "there.txt").write_text("here")
     (root / "server_root.txt").write_text("x")
-    async with contents_server(root_dir=str(elsewhere)) as server:
+    async with himalia_server(root_dir=elsewhere) as server:
         assert isinstance(server.app[SERVICES].contents, ContentsManager)
         listing = await (await server.get("/api/contents")).json()
         assert [c["name"] for c in listing["content"]] == ["there.txt"]
+    with pytest.raises(ConfigError) as raised:
+        async with himalia_server(config={"plugins": {"contents": {"root_dir": str(elsewhere)}}}):
+            pass
+    assert "[plugins.contents] 'root_dir' has moved to [server] root_dir" in str(raised.value)
+
+
+async def test_kernel_path_answers_relative_to_the_server_root(himalia_server, root):
+    """The API directory a kernel for a nested notebook runs in, from the contents provider: the kernel side
+    resolves it against the same `[server] root_dir` (tests/plugins/kernels checks the kernel's cwd)."""
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "nb.ipynb").write_text("{}")
+    async with himalia_server() as server:
+        contents = server.app[SERVICES].contents
+        assert await contents.kernel_path("a/b/nb.ipynb") == "a/b"
+        assert await contents.kernel_path("a/b") == "a/b"
+        assert await contents.kernel_path("a") == "a"
+        assert await contents.kernel_path("") == ""
+        assert (root / await contents.kernel_path("a/b/nb.ipynb")).resolve() == (root / "a" / "b").resolve()
 
 
 async def test_custom_hide_globs_and_checkpoint_dir(contents_server, root):
@@ -52,3 +72,23 @@ async def test_an_unknown_hash_algorithm_is_a_config_error(contents_server, root
     async with contents_server(hash_algorithm="sha512") as server:
         model = await (await server.get("/api/contents/f.txt", params={"hash": "1"})).json()
         assert model["hash"] == hashlib.sha512(b"x").hexdigest() and model["hash_algorithm"] == "sha512"
+
+
+def test_capabilities_are_read_from_the_declaration_only():
+    """Declared, never probed: a provider with an `open_local_file` method but no declaration gets the
+    defaults, and a declaration of the wrong type is an error naming the class."""
+    from himalia import ContentsCapabilities, contents_capabilities
+    from himalia_contents.filesystem import FileContents
+
+    class Undeclared:
+        async def open_local_file(self, path):
+            raise AssertionError("never called")
+
+    class Wrong:
+        capabilities = {"paging": True}
+
+    assert contents_capabilities(Undeclared()) == ContentsCapabilities()
+    assert contents_capabilities(FileContents.__new__(FileContents)) == ContentsCapabilities(
+        paging=True, trust=True, streaming=True, local_files=True, resolve_path=True)
+    with pytest.raises(TypeError, match="Wrong.capabilities must be a himalia.ContentsCapabilities, got dict"):
+        contents_capabilities(Wrong())

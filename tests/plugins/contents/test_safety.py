@@ -144,7 +144,28 @@ async def test_hidden_files_are_neither_listed_nor_served(contents_server, root)
         assert (await server.patch("/api/contents/.secret", json={"path": "public"})).status == 400
         assert (await server.post("/api/contents", json={"copy_from": ".secret"})).status == 400
         assert (await server.post("/api/contents/.hidden_dir", json={"type": "file"})).status == 400
+        r = await server.put("/api/contents/named.txt", json={"type": "file", "format": "text", "content": "x",
+                                                               "path": ".elsewhere/named.txt"})
+        assert r.status == 400 and "allow_hidden" in (await r.json())["message"]
         assert sorted(p.name for p in root.iterdir()) == [".hidden_dir", ".secret", "alias.txt", "visible.txt"]
+
+
+async def test_checkpoints_of_a_hidden_file_are_not_found(contents_server, root):
+    """Listing is a read: like GET of the file, a 404 that does not reveal it (it said "cannot write '.x'")."""
+    (root / ".x").write_text("hidden")
+    async with contents_server() as server:
+        r = await server.get("/api/contents/.x/checkpoints")
+        body = await r.json()
+        assert r.status == 404 and "write" not in body["message"], body
+        assert body == (await (await server.get("/api/contents/.nothing/checkpoints")).json()) | {
+            "message": body["message"]}
+        r = await server.post("/api/contents/.x/checkpoints")
+        assert r.status == 400 and "cannot write '.x'" in (await r.json())["message"]
+        assert not (root / ".ipynb_checkpoints").exists()
+    async with contents_server(allow_hidden=True) as server:
+        assert (await server.post("/api/contents/.x/checkpoints")).status == 201
+        listed = await (await server.get("/api/contents/.x/checkpoints")).json()
+        assert [c["id"] for c in listed] == ["checkpoint"]
 
 
 async def test_hidden_files_when_allowed(contents_server, root):
@@ -155,6 +176,9 @@ async def test_hidden_files_when_allowed(contents_server, root):
         assert (await (await server.get("/api/contents/.secret")).json())["content"] == "hidden"
         r = await server.put("/api/contents/.new", json={"type": "file", "format": "text", "content": "x"})
         assert r.status == 201 and (root / ".new").read_text() == "x"
+        r = await server.put("/api/contents/named.txt", json={"type": "file", "format": "text", "content": "y",
+                                                               "path": ".elsewhere/named.txt"})
+        assert r.status == 201 and (root / "named.txt").read_text() == "y"
 
 
 @pytest.mark.parametrize("swapped", ["file", "directory"])

@@ -21,6 +21,7 @@ from himalia import (
     SERVICES,
     BadRequest,
     Conflict,
+    ContentsCapabilities,
     Forbidden,
     Hooks,
     Model,
@@ -57,7 +58,14 @@ def _split_ext(name: str) -> tuple[str, str]:
 
 
 class MemoryContents:
-    """Files, notebooks and directories in a dict keyed by API path ("" is the root)."""
+    """Files, notebooks and directories in a dict keyed by API path ("" is the root).
+
+    Beyond the ContentsManager methods it pages directory listings (`get` takes `limit` and `offset`),
+    and says so; it does not sign notebooks, stream or serve files from disk, so those routes answer 501
+    or fall back to `get`. Nothing here is hidden: the filesystem provider's `allow_hidden` is not ours.
+    """
+
+    capabilities = ContentsCapabilities(paging=True)
 
     def __init__(self, hooks: Hooks | None = None):
         self.entries: dict[str, Entry] = {"": Entry("directory")}
@@ -104,7 +112,7 @@ class MemoryContents:
         return model
 
     async def get(self, path: str, *, content: bool = True, type: str | None = None, format: str | None = None,
-                  hash: bool = False) -> Model:
+                  hash: bool = False, limit: int | None = None, offset: int = 0) -> Model:
         path = _normalize(path)
         entry = self._entry(path)
         if type == "directory" and entry.type != "directory":
@@ -113,7 +121,10 @@ class MemoryContents:
             raise BadRequest(f"{path} is a directory, not a {type}", "bad type")
         if type == "file" and entry.type == "notebook":
             entry = replace(entry, type="file", content=json.dumps(entry.content))
-        return self._model(path, entry, content, format, hash)
+        model = self._model(path, entry, content, format, hash)
+        if model["type"] == "directory" and content:  # paging, as `capabilities` declares
+            model["content"] = model["content"][offset:][:limit]
+        return model
 
     async def save(self, path: str, model: Model) -> Model:
         path = _normalize(path)
