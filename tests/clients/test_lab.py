@@ -104,8 +104,8 @@ class LabSetup:
         self.env = isolated_env(base, JUPYTER_PATH=str(base / "extra"), JUPYTERLAB_SETTINGS_DIR=str(self.settings),
                                 JUPYTERLAB_WORKSPACES_DIR=str(self.workspaces))
         self.base_url = base_url
-        # labconfig/page_config.json is honoured: window.jupyterapp, through which the script sees
-        # when the notebook's kernel is ready (`jupyter labextension disable` adds to this file)
+        # labconfig/page_config.json is honoured: window.jupyterapp, through which the script reads the
+        # terminal's text and sees the app restored (`jupyter labextension disable` adds to this file)
         labconfig = base / "config" / "labconfig"
         labconfig.mkdir(parents=True)
         (labconfig / "page_config.json").write_text(json.dumps({"exposeAppInBrowser": True}))
