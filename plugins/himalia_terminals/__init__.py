@@ -2,8 +2,9 @@
 (`/api/terminals`, `/terminals/websocket/{name}`); provides the `terminals` service
 (`app[SERVICES].terminals`) through `himalia_services`, so every plugin sees it from start-up.
 
-`[plugins.terminals] enabled = false` turns them off (no routes, no service), as does `--disable terminals`;
-so does a system without ptys (Windows) or without ptyprocess.
+`[plugins.terminals] enabled = false` turns them off (no routes, no service), as does `--disable terminals`.
+A system without ptys (Windows) or without ptyprocess gets no service (a warning at start-up; the routes
+answer 503).
 """
 
 from __future__ import annotations
