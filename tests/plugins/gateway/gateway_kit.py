@@ -271,26 +271,36 @@ def decode_v1(data: bytes) -> dict[str, Any]:
     return {"channel": parts[0].decode(), **msg}
 
 
-async def ws_execute(ws: Any, code: str, session: str = "e2e") -> tuple[str, dict[str, Any]]:
-    """Execute over a Himalia kernel websocket (v1 when `ws.protocol` says so, else legacy JSON)."""
+async def ws_send_execute(ws: Any, code: str, session: str = "e2e") -> str:
+    """Send an execute_request over a Himalia kernel websocket (v1 when `ws.protocol` says so, else
+    legacy JSON); return its msg_id."""
     msg = client_message(code, session)
     if ws.protocol == V1:
         await ws.send_bytes(encode_v1(msg))
     else:
         await ws.send_str(json.dumps(msg))
-    parent = msg["header"]["msg_id"]
+    return msg["header"]["msg_id"]
+
+
+async def ws_receive(ws: Any) -> dict[str, Any]:
+    """The next kernel message on a Himalia kernel websocket, decoded (fails if the socket ends)."""
+    frame = await ws.receive()
+    if frame.type.name == "BINARY":
+        return decode_v1(frame.data)
+    if frame.type.name == "TEXT":
+        return json.loads(frame.data)
+    raise AssertionError(f"websocket ended: {frame.type.name} {frame.data!r} {frame.extra!r}")
+
+
+async def ws_read_reply(ws: Any, parent: str) -> tuple[str, dict[str, Any]]:
+    """Read the messages answering `parent` until its execute_reply and idle status (bounded by WAIT);
+    return the stream text and the reply's content."""
     out: list[str] = []
     reply: dict[str, Any] | None = None
     idle = False
     async with asyncio.timeout(WAIT):
         while reply is None or not idle:
-            frame = await ws.receive()
-            if frame.type.name == "BINARY":
-                got = decode_v1(frame.data)
-            elif frame.type.name == "TEXT":
-                got = json.loads(frame.data)
-            else:
-                raise AssertionError(f"websocket ended: {frame.type.name} {frame.data!r} {frame.extra!r}")
+            got = await ws_receive(ws)
             if got["parent_header"].get("msg_id") != parent:
                 continue
             kind = got["header"]["msg_type"]
@@ -302,3 +312,7 @@ async def ws_execute(ws: Any, code: str, session: str = "e2e") -> tuple[str, dic
                 idle = True
     return "".join(out), reply
 
+
+async def ws_execute(ws: Any, code: str, session: str = "e2e") -> tuple[str, dict[str, Any]]:
+    """Execute over a Himalia kernel websocket; return the stream text and the reply's content."""
+    return await ws_read_reply(ws, await ws_send_execute(ws, code, session))

@@ -9,7 +9,7 @@ import time
 
 import aiohttp
 import pytest
-from gateway_kit import TOKEN, V1, WAIT, free_port, ws_execute
+from gateway_kit import TOKEN, V1, WAIT, free_port, ws_execute, ws_read_reply, ws_receive, ws_send_execute
 
 from himalia import HOOKS, SERVICES, hookimpl
 
@@ -94,23 +94,17 @@ async def test_interrupt_stops_a_running_cell(himalia_server, gateway):
     async with himalia_server(config=gateway_config(gateway.url)) as server:
         kid = (await (await server.post("/api/kernels", json={})).json())["id"]
         async with server.ws_connect(f"/api/kernels/{kid}/channels", protocols=(V1,)) as ws:
-            running = asyncio.create_task(ws_execute(ws, "import time\nprint('start', flush=True)\ntime.sleep(60)"))
-            try:
-                # wait until the cell runs: the kernel's own status tells us
-                deadline = time.monotonic() + WAIT
-                while (await (await server.get(f"/api/kernels/{kid}")).json())["execution_state"] != "busy":
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.05)  # bounded poll of the kernel model
-                # "busy" may still be the kernel taking the request, before time.sleep runs: an interrupt
-                # landing there is lost, so interrupt again (bounded) until the cell ends
-                while not running.done():
-                    assert time.monotonic() < deadline + WAIT, "the interrupt never ended the cell"
-                    assert (await server.post(f"/api/kernels/{kid}/interrupt")).status == 204
-                    await asyncio.wait({running}, timeout=2)
-                out, reply = await asyncio.wait_for(running, WAIT)
-                assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
-            finally:
-                running.cancel()
+            parent = await ws_send_execute(ws, "import time\nprint('start', flush=True)\ntime.sleep(120)")
+            # the cell's own output says its code runs: an interrupt sent earlier ("busy" comes while the
+            # kernel takes the request, when ipykernel still ignores SIGINT) could be lost
+            async with asyncio.timeout(WAIT):
+                while not ((got := await ws_receive(ws))["parent_header"].get("msg_id") == parent
+                           and got["header"]["msg_type"] == "stream"):
+                    pass
+            assert got["content"]["text"] == "start\n"
+            assert (await server.post(f"/api/kernels/{kid}/interrupt")).status == 204
+            _, reply = await ws_read_reply(ws, parent)
+            assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
         assert (await server.delete(f"/api/kernels/{kid}")).status == 204
 
 
