@@ -261,6 +261,69 @@ async def test_logout_ends_the_login(hub, alice):
             assert r.status == 302 and r.headers["Location"].startswith("/hub/api/oauth2/authorize?")
 
 
+BROWSER_STEPS = [
+    "hub: a page of her server sends the browser through OAuth to the hub's login form",
+    "hub: the login form logs alice in and OAuth lands her in JupyterLab under her prefix",
+    "lab: the page config carries the hub keys",
+    "lab: open a notebook, run print(6*7), see 42",
+    "lab: File › Hub Control Panel opens the hub's home page, logged in",
+    "lab: File › Log Out ends the login, at the hub too",
+    "hub: after logging out, her server sends the browser back to the hub's login form",
+    "no unexpected HTTP error",
+]
+
+
+@pytest.mark.timeout(600)
+async def test_alice_in_chromium(hub, run_node, chromium, jupyterlab, tmp_path):
+    """tests/clients/hub_lab.mjs: alice in a real browser, from the hub's login form to a cell's output,
+    the Hub Control Panel and Log Out; then the hub stops her server and the notebook's kernel goes."""
+    home = hub.homes / "alice"
+    home.mkdir(exist_ok=True)
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {
+        "name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+        "cells": [{"id": "hub", "cell_type": "code", "source": "", "metadata": {}, "outputs": [],
+                   "execution_count": None}]}
+    (home / "hub-lab.ipynb").write_text(json.dumps(notebook))
+    # window.jupyterapp, through which the script sees when the notebook's kernel is ready ($HOME is
+    # the user's home under SimpleLocalProcessSpawner, so this is her ~/.jupyter)
+    labconfig = home / ".jupyter" / "labconfig"
+    labconfig.mkdir(parents=True, exist_ok=True)
+    (labconfig / "page_config.json").write_text(json.dumps({"exposeAppInBrowser": True}))
+    await ensure_server(hub, "alice")
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "screenshots").mkdir()
+    env = {"HUB_URL": hub.url, "HUB_USER": "alice", "PASSWORD": PASSWORD, "NOTEBOOK": "hub-lab.ipynb",
+           "CHROMIUM": str(chromium), "USER_DATA_DIR": str(tmp_path / "profile"),
+           "SCREENSHOT_DIR": str(tmp_path / "screenshots"), "STEP_TIMEOUT_MS": "60000",
+           "PATH": os.environ.get("PATH", "")}
+    run = await asyncio.to_thread(run_node, "hub_lab.mjs", env, 420)
+    try:
+        assert run.step_names() == BROWSER_STEPS, run.tail()
+        for step in BROWSER_STEPS:
+            try:
+                run.assert_step(step)
+            except AssertionError as e:
+                raise AssertionError(f"{e}\nscreenshots: {tmp_path / 'screenshots'}\n"
+                                     f"{run.summary.get('httpErrors')}\n{run.tail()}") from None
+        assert run.returncode == 0, run.tail()
+        kernel_id = run.summary["kernelId"]
+        assert kernel_processes(kernel_id)  # the notebook's kernel outlives the browser, as it should
+    finally:
+        await stop_server(hub, "alice")
+    assert not kernel_processes(kernel_id)
+
+
+async def stop_server(hub: Hub, name: str) -> None:
+    status, _ = await hub_api(hub, "DELETE", f"users/{name}/server")
+    assert status in (202, 204, 400), status  # 400: not running
+    async with asyncio.timeout(WAIT):
+        while True:
+            _, model = await hub_api(hub, "GET", f"users/{name}")
+            if not model["servers"]:
+                return
+            await asyncio.sleep(0.2)  # the hub has no event to wait on from outside
+
+
 async def test_the_hub_stops_the_server_and_no_kernel_is_left(hub, alice):
     base = hub.url + "user/alice/"
     async with alice.post(base + "api/kernels", json={"name": "python3"},
