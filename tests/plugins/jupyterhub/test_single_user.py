@@ -235,6 +235,42 @@ async def test_bob_gets_403_on_alices_server(hub):
         assert cookie(s, "jupyterhub-user-alice") is None
 
 
+async def test_a_token_in_the_url_logs_in_a_websocket_only(hub):
+    """As jupyterhub's own single-user server: `?token=` authenticates a websocket (browsers cannot set
+    its headers) and is ignored elsewhere unless the hub allows tokens in URLs."""
+    await ensure_server(hub, "alice")
+    status, token = await hub_api(hub, "POST", "users/alice/tokens", json={"note": "url token test"})
+    assert status == 201, token
+    token = token["token"]
+    base = hub.url + "user/alice/"
+    async with aiohttp.ClientSession(cookie_jar=jar()) as s:
+        async with s.post(base + "api/kernels", json={"name": "python3"},
+                          headers={"Authorization": f"token {token}"}) as r:
+            assert r.status == 201, await r.text()
+            kernel_id = (await r.json())["id"]
+        try:
+            async with s.get(base + f"api/contents?token={token}") as r:
+                assert r.status == 403 and (await r.json())["reason"] == "not logged in"
+            with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                await s.ws_connect(base + f"api/kernels/{kernel_id}/channels?token=made-up")
+            assert e.value.status == 403
+            async with s.ws_connect(base + f"api/kernels/{kernel_id}/channels?token={token}") as ws:
+                msg_id = uuid.uuid4().hex
+                await ws.send_json({"header": {"msg_id": msg_id, "msg_type": "kernel_info_request",
+                                               "session": "s", "username": "alice", "version": "5.3"},
+                                    "parent_header": {}, "metadata": {}, "channel": "shell", "content": {}})
+                async with asyncio.timeout(WAIT):
+                    async for message in ws:
+                        m = json.loads(message.data)
+                        if m["msg_type"] == "kernel_info_reply" and m["parent_header"].get("msg_id") == msg_id:
+                            assert m["content"]["status"] == "ok"
+                            break
+        finally:
+            async with s.delete(base + f"api/kernels/{kernel_id}", headers={"Authorization": f"token {token}"}) as r:
+                assert r.status == 204
+    assert not kernel_processes(kernel_id)
+
+
 async def test_logout_ends_the_login(hub, alice):
     base = hub.url + "user/alice/"
     async with alice.get(base + "api/contents") as r:
