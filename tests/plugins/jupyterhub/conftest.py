@@ -130,6 +130,7 @@ c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = "{homes}/{{username}}"
 c.Spawner.cmd = [{himalia!r}, "serve"]
 c.Spawner.environment = {{"JUPYTERHUB_ACTIVITY_INTERVAL": "1"}}
+c.Spawner.default_url = "/tree"  # Notebook 7's file list, not the lab plugin's own /lab
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
 c.JupyterHub.last_activity_interval = 3600  # the hub's own poll of the proxy: keep it out of the test

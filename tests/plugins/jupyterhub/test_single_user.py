@@ -93,6 +93,14 @@ async def test_health_check_answers_with_the_hub_version(hub):
             assert r.headers.get("X-JupyterHub-Version")
 
 
+async def test_the_root_sends_a_browser_to_the_spawners_default_url(hub, alice):
+    async with alice.get(hub.url + "user/alice/", headers=PAGE, allow_redirects=False) as r:
+        assert r.status == 302
+        assert r.headers["Location"] == "/user/alice/tree"
+    async with alice.get(hub.url + "user/alice/", headers=PAGE) as r:
+        assert r.status == 200 and str(r.url) == hub.url + "user/alice/tree"
+
+
 async def test_an_unauthenticated_api_call_gets_403_and_a_page_a_redirect_into_oauth(hub):
     await ensure_server(hub, "alice")
     async with aiohttp.ClientSession(cookie_jar=jar()) as s:
