@@ -206,6 +206,24 @@ async def test_a_page_with_escapes_in_its_url_is_landed_on_as_asked(hub):
             assert str(r.url) == page and r.history
 
 
+async def test_an_export_download_without_a_login_lands_after_oauth(hub):
+    """A download opened in a new tab (File › Save and Export Notebook As) by a browser whose login has
+    not reached this server yet: into OAuth, and back to the download."""
+    await ensure_server(hub, "alice")
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"id": "md", "cell_type": "markdown", "source": "# exported for alice", "metadata": {}}]}
+    (hub.homes / "alice" / "export.ipynb").write_text(json.dumps(notebook))
+    async with aiohttp.ClientSession(cookie_jar=jar()) as s:
+        await hub_login(s, hub, "alice")
+        page = hub.url + "user/alice/nbconvert/html/export.ipynb?download=true"
+        async with s.get(page, headers=PAGE) as r:
+            assert r.status == 200, await r.text()
+            assert str(r.url) == page
+            assert any("/user/alice/oauth_callback" in str(h.url) for h in r.history)
+            assert r.headers["Content-Disposition"].startswith("attachment")
+            assert "exported for alice" in await r.text()
+
+
 async def test_a_callback_without_its_state_cookie_or_with_a_made_up_state_is_refused(hub):
     await ensure_server(hub, "alice")
     async with aiohttp.ClientSession(cookie_jar=jar()) as s:
