@@ -1,6 +1,7 @@
 """Himalia as JupyterHub's single-user server: a real hub spawns `himalia serve` (its only setting
 `c.Spawner.cmd`), users log in through the hub's login form and its OAuth redirects with a real HTTP
-client, and everything goes through the hub's real proxy."""
+client, and in headless Chromium (tests/clients/hub_lab.mjs, on the same hub), and everything goes
+through the hub's real proxy."""
 
 from __future__ import annotations
 
