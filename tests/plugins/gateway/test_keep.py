@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 from gateway_kit import TOKEN as GATEWAY_TOKEN
-from gateway_kit import V1, WAIT, ws_execute
+from gateway_kit import V1, WAIT, free_port, ws_execute
 
 from himalia.testing import serve_process
 
@@ -193,3 +193,24 @@ async def test_records_of_another_gateway_are_left_alone(gateway, tmp_path):
     async with server(config, tmp_path) as s:
         assert await s.call("GET", "api/kernels") == (200, [])
     assert other.exists()
+
+
+async def test_a_kept_kernel_is_served_while_the_gateway_is_down_and_forgotten_once_it_answers_404(
+        own_gateway, tmp_path):
+    port = free_port()
+    with own_gateway(port=port) as gw:
+        config = write_config(tmp_path, gw.url, persist=True)
+        async with server(config, tmp_path) as s:
+            session_id, kernel_id = await new_session(s)
+    # the gateway stopped (and its kernels with it) while no Himalia ran
+    async with server(config, tmp_path) as s:  # starts although the gateway cannot be asked
+        assert record_path(tmp_path, kernel_id).exists()
+        assert any("could not be asked" in line for line in s.proc.output), s.proc.output[-20:]
+        status, body = await s.call("GET", f"api/kernels/{kernel_id}")
+        assert status == 502, body  # ours still, but the gateway cannot say how it is
+        with own_gateway(port=port):  # back, without the kernel
+            status, _ = await s.call("GET", f"api/kernels/{kernel_id}")
+            assert status == 404
+            assert not record_path(tmp_path, kernel_id).exists()
+            status, sessions = await s.call("GET", "api/sessions")
+            assert status == 200 and session_id not in [m["id"] for m in sessions]
