@@ -140,34 +140,67 @@ async function menu(p, top, ...labels) {
   }
 }
 
-/** The lines of the current tab's terminal, as xterm.js holds them (its buffer: the screen is a canvas,
- * not text in the DOM). */
-const terminalLines = p => p.evaluate(() => {
-  const term = window.jupyterapp.shell.currentWidget?.content?._term;
-  if (!term) return null;
-  const buffer = term.buffer.active;
-  const lines = [];
-  for (let i = 0; i < buffer.length; i++) lines.push(buffer.getLine(i).translateToString(true));
-  return lines;
-});
-
-/** Wait until a line of the current terminal is exactly `line`; returns the lines. */
-async function terminalShows(p, line) {
-  await p.waitForFunction(want => {
-    const term = window.jupyterapp.shell.currentWidget?.content?._term;
-    const buffer = term?.buffer.active;
-    for (let i = 0; buffer && i < buffer.length; i++) {
-      if (buffer.getLine(i).translateToString(true).trim() === want) return true;
-    }
-    return false;
-  }, line, { timeout: WAIT_TIMEOUT_MS });
-  return (await terminalLines(p)).filter(l => l.trim());
+/** JupyterLab has settled after a page load: the app restored its layout (every plugin activated) and
+ * the file browser restored. JupyterLab keeps the current document's path in the address
+ * (/lab/tree/<path>), so a reload comes back to such an address, and the file browser's restore then
+ * ends by opening <path> and activating its tab: after `app.restored`, and under load after a tab
+ * opened meanwhile, which it sends to the back. The file browser is marked jp-mod-restoring till then. */
+async function appSettled(p) {
+  await p.waitForFunction(() => window.jupyterapp, null, { timeout: WAIT_TIMEOUT_MS });
+  await withTimeout(p.evaluate(() => window.jupyterapp.restored.then(() => true)), WAIT_TIMEOUT_MS, 'the app restored');
+  await p.locator('#filebrowser:not(.jp-mod-restoring)').waitFor({ state: 'attached', timeout: WAIT_TIMEOUT_MS });
 }
 
-/** The app has started and restored its layout (every plugin activated). */
-async function appRestored(p) {
-  await p.waitForFunction(() => window.jupyterapp, null, { timeout: WAIT_TIMEOUT_MS });
-  await p.evaluate(() => window.jupyterapp.restored);
+/** The names of the server's terminals (GET api/terminals, with the page's login cookie). */
+const terminalNames = async p => (await (await p.request.get(url('api/terminals'))).json()).map(t => t.name);
+
+/** Wait until the main area holds the widget of a terminal whose session is named `name` (or, with
+ * `{ notIn }`, any terminal not in that list), attached, with its websocket connected, as JupyterLab
+ * itself knows them; returns the session's name. The tab need not be the current one. */
+async function terminalConnected(p, { name, notIn = [] }) {
+  const handle = await p.waitForFunction(({ name, notIn }) => {
+    for (const widget of window.jupyterapp.shell.widgets('main')) {
+      const terminal = widget.content;
+      const session = terminal?.session;
+      if (!terminal?.hasClass?.('jp-Terminal') || !session) continue;
+      if (name !== undefined ? session.name !== name : notIn.includes(session.name)) continue;
+      if (terminal.isAttached && session.connectionStatus === 'connected') return session.name;
+    }
+    return false;
+  }, { name, notIn }, { timeout: WAIT_TIMEOUT_MS });
+  return handle.jsonValue();
+}
+
+/** Make terminal `name` the current tab as a person does (click its tab by its title when another tab
+ * is current), then give it the keyboard (click it); waits until JupyterLab has it current and its
+ * xterm holds the focus, so that what is typed next goes to this shell. Returns the title of the tab
+ * that was current before. */
+async function focusTerminal(p, name) {
+  const was = await p.evaluate(() => window.jupyterapp.shell.currentWidget?.title.label ?? null);
+  if (was !== `Terminal ${name}`) {
+    await p.locator('#jp-main-dock-panel .lm-TabBar-tabLabel', { hasText: new RegExp(`^Terminal ${name}$`) }).first().click();
+  }
+  await p.waitForFunction(name => window.jupyterapp.shell.currentWidget?.content?.session?.name === name, name,
+    { timeout: WAIT_TIMEOUT_MS });
+  await p.locator('#jp-main-dock-panel .jp-Terminal:not(.lm-mod-hidden)').first().click();
+  await p.waitForFunction(name => {
+    const terminal = window.jupyterapp.shell.currentWidget?.content;
+    return terminal?.session?.name === name && terminal.node.contains(document.activeElement);
+  }, name, { timeout: WAIT_TIMEOUT_MS });
+  return was;
+}
+
+/** Wait until a line of terminal `name` is exactly `line`; returns its non-blank lines, as xterm.js holds
+ * them (its buffer: the screen is a canvas, not text in the DOM). */
+async function terminalShows(p, name, line) {
+  const handle = await p.waitForFunction(({ name, want }) => {
+    const widget = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.content?.session?.name === name);
+    const buffer = widget?.content?._term?.buffer.active;
+    const lines = [];
+    for (let i = 0; buffer && i < buffer.length; i++) lines.push(buffer.getLine(i).translateToString(true));
+    return lines.some(l => l.trim() === want) && lines.filter(l => l.trim());
+  }, { name, want: line }, { timeout: WAIT_TIMEOUT_MS });
+  return handle.jsonValue();
 }
 
 function readJson(file) {
@@ -256,22 +289,20 @@ async function steps() {
       return { tabs, workspaces: files };
     }],
     ['lab: File › New › Terminal runs `echo $((6*7)) > t.txt`; its output shows and the file is on disk', async () => {
-      // the reload before this step restores the saved layout, which activates the notebook tab: a
-      // terminal opened before that ends would be sent to the back
-      await appRestored(page);
+      // the reload before this step came back to /lab/tree/lab.ipynb: a terminal opened before the file
+      // browser has reopened that notebook would be sent to the back
+      await appSettled(page);
+      const before = await terminalNames(page);
       await menu(page, 'File', 'New', 'Terminal');
-      const terminal = page.locator('#jp-main-dock-panel .jp-Terminal:not(.lm-mod-hidden)').first();
-      await terminal.waitFor({ timeout: WAIT_TIMEOUT_MS });
-      await page.waitForFunction(() => window.jupyterapp.shell.currentWidget?.content?.session?.connectionStatus === 'connected',
-        null, { timeout: WAIT_TIMEOUT_MS });
-      await terminal.click();
+      const name = await terminalConnected(page, { notIn: before });
+      await focusTerminal(page, name);
       // the typed line has `$((6*7))`, not 42: a line that is 42 is the shell's output
       await page.keyboard.type('echo $((6*7)) > t.txt; cat t.txt');
       await page.keyboard.press('Enter');
-      const lines = await terminalShows(page, '42');
+      const lines = await terminalShows(page, name, '42');
       const file = path.join(ROOT, 't.txt');
       assert.equal(fs.readFileSync(file, 'utf8'), '42\n');
-      const name = await page.evaluate(() => window.jupyterapp.shell.currentWidget.content.session.name);
+      assert.deepEqual((await terminalNames(page)).sort(), [...before, name].sort());
       await shot('06a-terminal');
       return { name, lines };
     }],
@@ -313,27 +344,24 @@ async function steps() {
       return { url: saved.url(), file: saved.suggestedFilename(), bytes: html.length };
     }],
     ['lab: after a reload the same terminal is there, its scrollback shown', async () => {
-      const before = (await (await page.request.get(url('api/terminals'))).json()).map(t => t.name);
+      const before = await terminalNames(page);
       assert.equal(before.length, 1, `terminals before the reload: ${before}`);
       await page.reload();
-      await appRestored(page);
-      const tab = page.locator('#jp-main-dock-panel .lm-TabBar-tab', { hasText: `Terminal ${before[0]}` }).first();
-      await tab.waitFor({ timeout: WAIT_TIMEOUT_MS });
-      await tab.click();
-      await page.locator('#jp-main-dock-panel .jp-Terminal:not(.lm-mod-hidden)').first().waitFor({ timeout: WAIT_TIMEOUT_MS });
-      const name = await page.evaluate(() => window.jupyterapp.shell.currentWidget.content.session.name);
-      assert.equal(name, before[0]);
-      const lines = await terminalShows(page, '42');  // the scrollback, replayed by the server
+      // the reload comes back to the exported notebook's address, whose tab the file browser's restore
+      // activates; the terminal's tab is restored behind it and reconnects to the same session
+      await appSettled(page);
+      const name = await terminalConnected(page, { name: before[0] });
+      const currentAfterReload = await focusTerminal(page, name);
+      const lines = await terminalShows(page, name, '42');  // the scrollback, replayed by the server
       assert.ok(lines.some(l => l.includes('echo $((6*7)) > t.txt')), `terminal lines: ${lines}`);
-      const after = (await (await page.request.get(url('api/terminals'))).json()).map(t => t.name);
-      assert.deepEqual(after, before);
+      assert.deepEqual(await terminalNames(page), before);
       await shot('06d-terminal-after-reload');
-      return { name, lines };
+      return { name, lines, currentAfterReload };
     }],
     ['lab: `jupyter labextension disable` removes the extension on the next load', async () => {
       execFileSync(DISABLE_COMMAND[0], DISABLE_COMMAND.slice(1), { stdio: 'pipe', timeout: WAIT_TIMEOUT_MS });
       await page.reload();
-      await appRestored(page);
+      await appSettled(page);
       const config = await page.evaluate(() => JSON.parse(document.getElementById('jupyter-config-data').textContent));
       assert.ok(Array.isArray(config.disabledExtensions), 'disabledExtensions must be a list');
       assert.ok(config.disabledExtensions.includes(EXTENSION), `disabledExtensions: ${config.disabledExtensions}`);
