@@ -8,7 +8,9 @@ open tab persist through the settings and workspaces APIs), disables the extensi
 labextension disable`, and runs a cell in Notebook 7 from /tree. It also opens File › New › Terminal, runs
 `echo $((6*7)) > t.txt` there (the output shows, the file is on disk), exports a nested notebook with
 File › Save and Export As › HTML (the downloaded file has the cell's output), and finds the same
-terminal with its scrollback after a reload. Any 4xx/5xx outside the script's short
+terminal with its scrollback after a reload. The script waits on what JupyterLab itself tells (the
+app and its file browser restored, a widget attached, a websocket connected, a tab current), never on
+time nor on which tab happens to be current. Any 4xx/5xx outside the script's short
 allow-list, or any console error, fails it. The same again under base_url /jh/. Screenshots of each
 step are kept in pytest's tmp dir (printed when a step fails).
 """
