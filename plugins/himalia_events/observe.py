@@ -1,7 +1,8 @@
 """Himalia's own actions as events: contents saves and kernel starts and stops from the notification
 hooks, the other contents actions from the contents API's successful answers.
 
-A save is told by `himalia_contents_post_save` (whoever saved, on the provider's worker thread). Gets,
+Kernel starts and stops come from `himalia_kernel_started/stopped`, which carry the app. A save is told
+by `himalia_contents_post_save` (whoever saved, on the provider's worker thread), which does not. Gets,
 copies, renames and deletes have no hooks: they are read off the contents REST API's successful
 responses (the Jupyter REST API's own shapes), so they are seen for requests, not for calls other
 plugins make to the contents service.
@@ -25,8 +26,8 @@ log = logging.getLogger("himalia.events")
 CONTENTS_PREFIX = "/api/contents"
 
 
-def emit(app: web.Application, schema_id: str, data: dict[str, Any]) -> None:
-    bus = app[SERVICES].events
+def emit(app: web.Application | None, schema_id: str, data: dict[str, Any]) -> None:
+    bus = app[SERVICES].events if app is not None else None
     if bus is None:
         return
     try:
@@ -35,36 +36,36 @@ def emit(app: web.Application, schema_id: str, data: dict[str, Any]) -> None:
         log.exception("could not emit %s %s", schema_id, data)
 
 
-class HookObserver:
-    """Turns one app's notification hooks into events; registered on that app's plugin manager while
-    it runs, because the hooks do not say which app (tests run several) they are about."""
+def kernel_started(app: web.Application | None, kernel_id: str, name: str) -> None:
+    """The events plugin's `himalia_kernel_started` (called on the event loop)."""
+    emit(app, KERNEL_ACTIONS, {"action": "start", "kernel_id": kernel_id, "kernel_name": name,
+                               "status": "success", "msg": f"Kernel {kernel_id} ({name}) started"})
+
+
+def kernel_stopped(app: web.Application | None, kernel_id: str, reason: str) -> None:
+    """The events plugin's `himalia_kernel_stopped` (called on the event loop)."""
+    asked = reason in ("shutdown", "culled")
+    emit(app, KERNEL_ACTIONS, {"action": "shutdown", "kernel_id": kernel_id,
+                               "status": "success" if asked else "error",
+                               "msg": f"Kernel {kernel_id} stopped: {reason}"})
+
+
+class SaveObserver:
+    """Turns one app's saves into events. `himalia_contents_post_save` does not say which app (tests
+    run several) saved, so this object is registered on that app's plugin manager while the events
+    service runs (the kernel hooks carry the app and are plain hookimpls of the plugin)."""
 
     def __init__(self, app: web.Application):
         self.app = app
         self.loop = asyncio.get_running_loop()
 
-    def _emit_soon(self, schema_id: str, data: dict[str, Any]) -> None:
-        # the filesystem provider tells saves from its worker thread; listeners live on the loop
-        try:
-            self.loop.call_soon_threadsafe(emit, self.app, schema_id, data)
-        except RuntimeError:  # the loop is closed: the server is gone
-            pass
-
     @hookimpl
     def himalia_contents_post_save(self, path: str, model: dict[str, Any]) -> None:
-        self._emit_soon(CONTENTS, {"action": "save", "path": path})
-
-    @hookimpl
-    def himalia_kernel_started(self, kernel_id: str, name: str) -> None:
-        self._emit_soon(KERNEL_ACTIONS, {"action": "start", "kernel_id": kernel_id, "kernel_name": name,
-                                         "status": "success", "msg": f"Kernel {kernel_id} ({name}) started"})
-
-    @hookimpl
-    def himalia_kernel_stopped(self, kernel_id: str, reason: str) -> None:
-        asked = reason in ("shutdown", "culled")
-        self._emit_soon(KERNEL_ACTIONS, {"action": "shutdown", "kernel_id": kernel_id,
-                                         "status": "success" if asked else "error",
-                                         "msg": f"Kernel {kernel_id} stopped: {reason}"})
+        # the filesystem provider tells saves from its worker thread; listeners live on the loop
+        try:
+            self.loop.call_soon_threadsafe(emit, self.app, CONTENTS, {"action": "save", "path": path})
+        except RuntimeError:  # the loop is closed: the server is gone
+            pass
 
 
 def _api_path(request: web.Request) -> str:
