@@ -205,7 +205,9 @@ def himalia_services(config: Config) -> list[Service[Any]]:
     entered at start-up after every provider and after the services it requires, before any plugin
     resource (so a resource sees every service, whatever the plugins' names), and exited in reverse
     at shutdown. A role is filled once: two plugins offering one role, or a service for a provider's
-    role, is a start-up error naming both plugins.
+    role, is a start-up error naming both plugins. A service that runs things observers hear about
+    (kernels, terminals) ends them in its `stop`, the shutdown phase, which runs before any plugin
+    resource exits (see `Service.stop` and `himalia_resources`).
 
     Example::
 
@@ -283,6 +285,11 @@ def himalia_resources(config: Config) -> list[AppResource]:
     `yield` runs at start-up (after the providers' services exist), code after it at shutdown, in
     reverse order. Background tasks are started and cancelled here. An exception before `yield`
     stops start-up with one line naming the plugin and the resource.
+
+    Shutdown order (the same whatever the plugins' names): websockets are closed; then the shutdown
+    phase stops every kernel and terminal (each service's `Service.stop`), so `himalia_kernel_stopped`
+    (reason "shutdown") has fired for every kernel before any resource's code after `yield` runs;
+    then resources exit, then services, then providers.
 
     Example::
 

@@ -45,6 +45,8 @@ class LiveKernels:
         self._dead: set[str] = set()
         """Kernels reported stopped because they died, not yet deleted nor restarted."""
         self._closing: set[asyncio.Task[None]] = set()
+        self.culler: asyncio.Task[None] | None = None
+        self._ended = False
 
     def hub(self, kernel_id: str) -> KernelHub:
         """The relay of `kernel_id`, created on first use (check the kernel exists first)."""
@@ -142,6 +144,21 @@ class LiveKernels:
 
     # -- server-wide ------------------------------------------------------------------------
 
+    async def end(self) -> None:
+        """The kernel service's part of the server's shutdown phase (`Service.stop`), run before any
+        plugin resource exits: stop culling, then shut every kernel down, firing `kernel_stopped`
+        (keep mode: let them run). Runs once; later calls return at once."""
+        if self._ended:
+            return
+        self._ended = True
+        if self.culler is not None:
+            self.culler.cancel()
+            await asyncio.gather(self.culler, return_exceptions=True)
+        if self.config.persist:
+            await self.detach_all()
+        else:
+            await self.shutdown_all()
+
     async def shutdown_all(self) -> None:
         ids = list(self._started | self._dead | set(self.hubs))
         dead = set(self._dead)
@@ -232,17 +249,12 @@ async def kernel_service(app: web.Application) -> AsyncIterator[LiveKernels]:
     config: KernelsConfig = app[CONFIG].section("kernels")
     live = LiveKernels(provider, config, app[HOOKS], app)
     await live.restore()
-    culler = asyncio.create_task(_cull_forever(live, config)) if config.cull_idle_timeout > 0 else None
+    if config.cull_idle_timeout > 0:
+        live.culler = asyncio.create_task(_cull_forever(live, config))
     try:
         yield live
     finally:
-        if culler is not None:
-            culler.cancel()
-            await asyncio.gather(culler, return_exceptions=True)
-        if config.persist:
-            await live.detach_all()
-        else:
-            await live.shutdown_all()
+        await live.end()  # done already by the shutdown phase, unless start-up failed half way
 
 
 @asynccontextmanager
