@@ -204,7 +204,7 @@ class KernelHub:
     """The relay for one kernel: its channels, its clients, its live activity."""
 
     def __init__(self, kernel_id: str, kernels: KernelManager, config: KernelsConfig,
-                 on_dead: Callable[[KernelHub, str], None], backlog: Backlog | None = None,
+                 on_transition: Callable[[KernelHub, str, str], None], backlog: Backlog | None = None,
                  replay_budget: ReplayBudget | None = None):
         self.kernel_id = kernel_id
         self.backlog = backlog
@@ -227,7 +227,10 @@ class KernelHub:
         self.failed: str | None = None
         self.closing = False
         self._kernels = kernels
-        self._on_dead = on_dead
+        self._on_transition = on_transition
+        """Told `(hub, state, reason)` when the provider's statuses say the kernel is restarting (after a
+        death), has answered again after that ('restarted'), or is dead."""
+        self._restarting = False
         self._ready = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"kernel {kernel_id} relay")
 
@@ -327,8 +330,11 @@ class KernelHub:
         self.execution_state = state
         if state in ("restarting", "dead"):
             self.reason = content.get("reason") or self.reason or "died"
-            if state == "dead":
-                self._on_dead(self, self.reason)
+            self._restarting = state == "restarting"
+            self._on_transition(self, state, self.reason)
+        elif self._restarting and state in ("idle", "busy"):  # the new kernel answers ('starting' may not)
+            self._restarting = False
+            self._on_transition(self, "restarted", self.reason or "died")
 
     def _unalias(self, msg: KernelMessage) -> tuple[KernelMessage, str | None]:
         """A message answering an aliased request, with the msg_id its client gave back in its parent
