@@ -51,7 +51,7 @@ class LiveKernels:
         self.culler: asyncio.Task[None] | None = None
         self._asked_restart: set[str] = set()
         """Kernels restarting because a client asked (their restart events come from restart_kernel)."""
-        self._ended = False
+        self._detached = False
 
     def hub(self, kernel_id: str) -> KernelHub:
         """The relay of `kernel_id`, created on first use (check the kernel exists first)."""
@@ -177,17 +177,16 @@ class LiveKernels:
     async def end(self) -> None:
         """The kernel service's part of the server's shutdown phase (`Service.stop`), run before any
         plugin resource exits: stop culling, then shut every kernel down, firing `kernel_stopped`
-        (keep mode: let them run). Runs once; later calls return at once."""
-        if self._ended:
-            return
-        self._ended = True
+        (keep mode: let them run, detached once). Called again at the service's exit, it stops what a
+        request still in flight during the shutdown phase started."""
         if self.culler is not None:
             self.culler.cancel()
             await asyncio.gather(self.culler, return_exceptions=True)
-        if self.config.persist:
-            await self.detach_all()
-        else:
+        if not self.config.persist:
             await self.shutdown_all()
+        elif not self._detached:
+            self._detached = True
+            await self.detach_all()
 
     async def shutdown_all(self) -> None:
         ids = list(self._started | self._dead | set(self.hubs))
@@ -284,7 +283,7 @@ async def kernel_service(app: web.Application) -> AsyncIterator[LiveKernels]:
     try:
         yield live
     finally:
-        await live.end()  # done already by the shutdown phase, unless start-up failed half way
+        await live.end()  # after the shutdown phase's: what requests in flight then started, if any
 
 
 @asynccontextmanager
