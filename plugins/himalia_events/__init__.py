@@ -35,6 +35,13 @@ def himalia_kernel_started(kernel_id, name, app):
 
 
 @hookimpl
+def himalia_kernel_restarted(kernel_id, reason, app):
+    from .observe import kernel_restarted
+
+    kernel_restarted(app, kernel_id, reason)
+
+
+@hookimpl
 def himalia_kernel_stopped(kernel_id, reason, app):
     from .observe import kernel_stopped
 

@@ -1,7 +1,8 @@
 """Himalia's own actions as events: contents saves and kernel starts and stops from the notification
 hooks, the other contents actions from the contents API's successful answers.
 
-Kernel starts and stops come from `himalia_kernel_started/stopped`, which carry the app. A save is told
+Kernel starts, restarts and stops come from `himalia_kernel_started/restarted/stopped`, which carry
+the app. A save is told
 by `himalia_contents_post_save` (whoever saved, on the provider's worker thread), which does not. Gets,
 copies, renames and deletes have no hooks: they are read off the contents REST API's successful
 responses (the Jupyter REST API's own shapes), so they are seen for requests, not for calls other
@@ -44,10 +45,18 @@ def kernel_started(app: web.Application | None, kernel_id: str, name: str) -> No
 
 def kernel_stopped(app: web.Application | None, kernel_id: str, reason: str) -> None:
     """The events plugin's `himalia_kernel_stopped` (called on the event loop)."""
-    asked = reason in ("shutdown", "culled")
+    asked = reason in ("deleted", "shutdown", "culled")
     emit(app, KERNEL_ACTIONS, {"action": "shutdown", "kernel_id": kernel_id,
                                "status": "success" if asked else "error",
                                "msg": f"Kernel {kernel_id} stopped: {reason}"})
+
+
+def kernel_restarted(app: web.Application | None, kernel_id: str, reason: str) -> None:
+    """The events plugin's `himalia_kernel_restarted` (called on the event loop): a client's restart
+    succeeded, or the kernel came back after a death."""
+    emit(app, KERNEL_ACTIONS, {"action": "restart", "kernel_id": kernel_id,
+                               "status": "success" if reason == "restart requested" else "error",
+                               "msg": f"Kernel {kernel_id} restarted: {reason}"})
 
 
 class SaveObserver:

@@ -234,12 +234,18 @@ class LocalKernels:
             raise NotFound(f"no kernel with id {kernel_id!r}", "no such kernel") from None
 
     def _cwd(self, path: str | None) -> str:
-        """The directory a kernel for API path `path` runs in: the nearest existing directory."""
-        target = os.path.realpath(os.path.join(self.root_dir, (path or "").strip("/")))
-        if target != self.root_dir and not target.startswith(self.root_dir + os.sep):
+        """The directory a kernel for API path `path` runs in: the nearest existing directory (as in
+        jupyter_server), with a warning naming both when `path` does not exist (a session for
+        `gone/x.ipynb` whose directory was never made, or was deleted)."""
+        wanted = os.path.realpath(os.path.join(self.root_dir, (path or "").strip("/")))
+        if wanted != self.root_dir and not wanted.startswith(self.root_dir + os.sep):
             raise BadRequest(f"kernel path {path!r} is outside the server's root dir", "bad path")
+        target = wanted
         while not os.path.isdir(target) and target != self.root_dir:
             target = os.path.dirname(target)
+        if target != wanted and not os.path.exists(wanted):
+            log.warning("kernel path %r is not a directory under the root; the kernel runs in %r instead",
+                        path, os.path.relpath(target, self.root_dir))
         return target
 
     async def start_kernel(self, name: str | None = None, *, path: str | None = None,

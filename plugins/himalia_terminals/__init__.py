@@ -43,7 +43,12 @@ def himalia_services(config):
     if why:
         log.warning("terminals are unavailable: %s", why)
         return []
-    return [Service("terminals", _terminals_service, "shells in ptys, culled when idle, ended at shutdown")]
+    return [Service("terminals", _terminals_service, "shells in ptys, culled when idle, ended at shutdown",
+                    stop=_end_terminals)]
+
+
+async def _end_terminals(terminals):
+    await terminals.close()  # at shutdown, before any plugin resource exits (see `Service.stop`)
 
 
 @hookimpl

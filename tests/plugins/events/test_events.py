@@ -148,7 +148,19 @@ async def test_kernel_starts_and_stops_are_events(himalia_server):
         assert (await server.delete(f"/api/kernels/{kernel_id}")).status == 204
         stopped = await sub.until(lambda e: e["schema_id"] == KERNEL_ACTIONS and e["action"] == "shutdown")
         assert stopped["kernel_id"] == kernel_id and stopped["status"] == "success"
-        assert "shutdown" in stopped["msg"]
+        assert stopped["msg"].endswith("stopped: deleted")
+        await sub.ws.close()
+
+
+async def test_kernel_restarts_are_events(himalia_server):
+    async with himalia_server() as server:
+        sub = await subscribe(server)
+        kernel_id = (await (await server.post("/api/kernels", json={"name": "python3"})).json())["id"]
+        assert (await server.post(f"/api/kernels/{kernel_id}/restart")).status == 200
+        restarted = await sub.until(lambda e: e["schema_id"] == KERNEL_ACTIONS and e["action"] == "restart")
+        assert restarted["kernel_id"] == kernel_id and restarted["status"] == "success"
+        assert restarted["msg"].endswith("restarted: restart requested")
+        assert (await server.delete(f"/api/kernels/{kernel_id}")).status == 204
         await sub.ws.close()
 
 

@@ -353,3 +353,28 @@ async def test_terminals_off_means_no_service_from_start_up(himalia_server):
                               config={"plugins": {"terminals": {"enabled": False}}}) as server:
         assert early.seen is None and server.app[SERVICES].terminals is None
         assert server.app[HOOKS].page_config(server.app)["terminalsAvailable"] is False
+
+
+class SeesAtShutdown:
+    """An observer whose resource, at its exit, looks for terminals still running."""
+
+    def __init__(self):
+        self.left: list[dict] | None = None
+
+    @hookimpl
+    def himalia_resources(self, config):
+        async def look(app):
+            yield
+            self.left = await app[SERVICES].terminals.list()
+
+        return [look]
+
+
+async def test_terminals_end_before_any_plugin_resource_exits(himalia_server, process_mark):
+    """The shutdown phase ends every terminal before resources exit, whatever the plugins' names."""
+    for name in ("aaa_first", "zzz_last"):
+        late = SeesAtShutdown()
+        async with himalia_server(plugins={name: late}) as server:
+            await new_terminal(server, name="t")
+        assert late.left == [], name
+        assert not marked_processes(process_mark)
