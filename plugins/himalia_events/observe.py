@@ -6,7 +6,8 @@ the app. A save is told
 by `himalia_contents_post_save` (whoever saved, on the provider's worker thread), which does not. Gets,
 copies, renames and deletes have no hooks: they are read off the contents REST API's successful
 responses (the Jupyter REST API's own shapes), so they are seen for requests, not for calls other
-plugins make to the contents service.
+plugins make to the contents service. Interrupts likewise have no hook: they are read off the kernel
+API's `POST /api/kernels/{id}/interrupt` answers.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .schemas import CONTENTS, KERNEL_ACTIONS
 log = logging.getLogger("himalia.events")
 
 CONTENTS_PREFIX = "/api/contents"
+INTERRUPT_ROUTE = "/api/kernels/{kernel_id}/interrupt"
 
 
 def emit(app: web.Application | None, schema_id: str, data: dict[str, Any]) -> None:
@@ -116,11 +118,27 @@ async def _contents_event(request: web.Request, response: web.StreamResponse) ->
     return None  # saves and new files are told by the post-save hook
 
 
+def _interrupt_event(request: web.Request, response: web.StreamResponse) -> dict[str, Any] | None:
+    resource = request.match_info.route.resource
+    if request.method != "POST" or resource is None or not resource.canonical.endswith(INTERRUPT_ROUTE):
+        return None
+    kernel_id = request.match_info.get("kernel_id", "")
+    ok = 200 <= response.status < 300
+    return {"action": "interrupt", "kernel_id": kernel_id, "status": "success" if ok else "error",
+            "status_code": response.status,
+            "msg": f"Kernel {kernel_id} interrupted" if ok else f"Kernel {kernel_id} not interrupted"}
+
+
 @web.middleware
 async def contents_events(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Contents actions and kernel interrupts, read off the REST API's answers."""
     response = await handler(request)
     if CONTENTS_PREFIX in request.path and 200 <= response.status < 300:
         event = await _contents_event(request, response)
         if event is not None:
             emit(request.app, CONTENTS, event)
+    elif request.path.endswith("/interrupt") and response.status != 404:
+        event = _interrupt_event(request, response)
+        if event is not None:
+            emit(request.app, KERNEL_ACTIONS, event)
     return response

@@ -164,6 +164,17 @@ async def test_kernel_restarts_are_events(himalia_server):
         await sub.ws.close()
 
 
+async def test_kernel_interrupts_are_events(himalia_server):
+    async with himalia_server() as server:
+        sub = await subscribe(server)
+        kernel_id = (await (await server.post("/api/kernels", json={"name": "python3"})).json())["id"]
+        assert (await server.post(f"/api/kernels/{kernel_id}/interrupt")).status == 204
+        event = await sub.until(lambda e: e["schema_id"] == KERNEL_ACTIONS and e["action"] == "interrupt")
+        assert event["kernel_id"] == kernel_id and event["status"] == "success" and event["status_code"] == 204
+        assert (await server.delete(f"/api/kernels/{kernel_id}")).status == 204
+        await sub.ws.close()
+
+
 async def test_a_plugin_registers_a_schema_and_emits_through_the_service(himalia_server):
     async with himalia_server(plugins={"hello": Hello()}) as server:
         bus = server.app[SERVICES].events
