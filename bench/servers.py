@@ -32,6 +32,7 @@ STOP_TIMEOUT = 20.0
 VARIANTS = {
     "himalia": "Himalia",
     "himalia_uvloop": "Himalia (uvloop)",
+    "himalia_unbatched": "Himalia with one websocket write per message (the relay before issue 22)",
     "jupyter_server": "jupyter_server as shipped, without server extensions",
     "jupyter_server_ext": "jupyter_server as shipped, with the extensions this environment enables",
     "jupyter_server_tuned": "jupyter_server without extensions, TCP_NODELAY forced + iopub rate limits off",
@@ -128,8 +129,8 @@ def command(variant: str, port: int, root: Path, token: str) -> list[str]:
     if variant == "himalia":
         return [py, "-c", "import sys; from himalia.cli import main; sys.exit(main())",
                 "serve", "--port", str(port), "--root-dir", str(root), "--token", token]
-    if variant == "himalia_uvloop":
-        return [py, str(BENCH_DIR / "himalia_uvloop.py"),
+    if variant in ("himalia_uvloop", "himalia_unbatched"):
+        return [py, str(BENCH_DIR / f"{variant}.py"),
                 "serve", "--port", str(port), "--root-dir", str(root), "--token", token]
     common = [f"--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
               f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={token}",
