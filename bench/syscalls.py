@@ -1,11 +1,11 @@
-"""Syscalls per iopub message on each side: `python -m bench.syscalls [--protocol legacy|v1] [--lines N]`.
+"""Syscalls and context switches per iopub message on each side: `python -m bench.syscalls [--protocol legacy|v1] [--lines N]`.
 
 Starts each Himalia variant (the relay as it is, and `himalia_unbatched`, one write per message), and
-jupyter_server tuned unless --no-jupyter-server; a kernel prints N flushed lines while `strace -c -f`
-(apt-get install strace) is attached to the server, the kernel and this process (the websocket client).
-Prints, per 1 000 stdout messages, every process's syscalls in total and the ones that show the
-wake-ups (epoll_wait, poll, futex) and the writes and reads. strace slows every process it traces, so
-the counts are the figure here, not the times.
+jupyter_server tuned unless --no-jupyter-server; a kernel prints N flushed lines while `perf stat`
+(syscall tracepoints and context switches; low overhead, unlike strace) counts for the server, the
+kernel and this process (the websocket client). Prints, per 1 000 stdout messages, every process's
+syscalls in total, its context switches (wake-ups) and the syscalls that show the wake-ups
+(epoll_wait, poll, futex), the writes and the reads.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -28,24 +27,23 @@ from .figures_kernel import connect, delete_kernel, iopub_code, run_to_idle, sta
 from .kernelws import V1
 from .settings import Settings
 
-SHOWN = ("epoll_wait", "poll", "futex", "sendto", "sendmsg", "write", "recvfrom", "recvmsg", "read")
+SHOWN = ("context-switches", "epoll_wait", "poll", "futex", "sendto", "write", "writev", "recvfrom", "read")
 
 
 def _attach(pid: int, out: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(["strace", "-c", "-f", "-q", "-o", str(out), "-p", str(pid)],
+    events = ["raw_syscalls:sys_enter", "context-switches",
+              *(f"syscalls:sys_enter_{name}" for name in SHOWN if name != "context-switches")]
+    return subprocess.Popen(["perf", "stat", "-x,", "-o", str(out), "-e", ",".join(events), "-p", str(pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _summary(path: Path) -> dict[str, int]:
     calls: dict[str, int] = {}
     for line in path.read_text().splitlines():
-        cols = line.split()
-        if len(cols) >= 5 and re.fullmatch(r"[\d.]+", cols[0]) and cols[-1] != "total":
-            try:
-                calls[cols[-1]] = int(cols[3])
-            except ValueError:
-                continue
-    calls["total"] = sum(calls.values())
+        cols = line.split(",")
+        if len(cols) > 2 and cols[0].isdigit():
+            name = cols[2].split(":")[-1].removeprefix("sys_enter_")
+            calls["total" if name == "sys_enter" else name] = int(cols[0])
     return calls
 
 
@@ -64,7 +62,7 @@ async def measure(env: servers.BenchEnvironment, variant: str, s: Settings, line
                 tmp = Path(tempfile.mkdtemp(prefix="syscalls-"))
                 tracers = {name: _attach(pid, tmp / name) for name, pid in
                            (("server", server.proc.pid), ("kernel", kernel_pid), ("client", os.getpid()))}
-                await asyncio.sleep(1.0)  # strace attaches
+                await asyncio.sleep(1.0)  # perf attaches
                 result = await run_to_idle(ks, iopub_code(lines), 240)
                 for tracer in tracers.values():
                     tracer.send_signal(signal.SIGINT)
