@@ -117,6 +117,11 @@ class Client:
             write_frames(transport, out)
         except (ConnectionError, OSError, RuntimeError):
             self.hub.detach(self, unsent=msgs)
+        except Exception:
+            log.exception("kernel %s: cannot write to client %s; disconnecting it", self.hub.kernel_id,
+                          self.session_key)
+            self.hub.detach(self, unsent=msgs)
+            asyncio.ensure_future(_close(self.ws, 1011, b"write failed"))
 
     async def _write(self, frame: tuple[bytes, bool], msg: KernelMessage | None) -> bool:
         """Send `frame`; False when the client is gone, detached then with `msg` (the message the frame
@@ -358,13 +363,14 @@ class KernelHub:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
+        """Write every client's queued frames (each client's in one write)."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         self._since_yield = 0
         dirty, self._dirty = self._dirty, []
         for client in dirty:
-            client.flush()
+            client.flush()  # never raises: a client whose write fails is detached, its messages kept
 
     @property
     def ended(self) -> bool:
@@ -474,9 +480,16 @@ class KernelHub:
         buffered = bool(session_key)
         key = session_key or uuid.uuid4().hex
         old = self.clients.pop(key, None)
+        unsent: list[KernelMessage] = []
         if old is not None:
             log.info("kernel %s: session %s reconnected; closing its stale websocket", self.kernel_id, key)
+            # what the stale websocket was never sent (a replay in progress, frames queued for this loop
+            # iteration's write) goes to the new one, as a reconnect buffer would
+            unsent = [*(old.replaying or ()), *old.out_msgs]
             old.closed = True
+            old.out, old.out_bytes, old.out_msgs = [], 0, []
+            if self.backlog is not None:
+                self.backlog.forget(old)
             asyncio.ensure_future(_close(old.ws, 1000, b"replaced by a new connection"))
         client = Client(self, ws, protocol, key, buffered, transport, self.config.client_max_backlog_bytes)
         buffer = self.buffers.pop(key, None)
@@ -484,7 +497,14 @@ class KernelHub:
             self._release(buffer)
             client.replaying = buffer.replay()
         if since is not None:
+            # the output log has the iopub messages after `since`; the replies and input requests not
+            # sent to the stale websocket are not in it
             client.replaying = self.output_log.catch_up(since)
+            unsent = [msg for msg in unsent if msg.channel != "iopub"]
+        if unsent:
+            if client.replaying is None:
+                client.replaying = deque()
+            client.replaying.extend(unsent)
         self.clients[key] = client
         return client
 
@@ -545,6 +565,7 @@ class KernelHub:
             await asyncio.wait_for(asyncio.shield(self._task), 10)
         except (asyncio.TimeoutError, asyncio.CancelledError):
             self._task.cancel()
+        self._flush()  # frames queued before the relay stopped leave ahead of the close frames
         for client in list(self.clients.values()):
             self.detach(client, buffer=False)
             await _close(client.ws, 1000, b"kernel shut down")

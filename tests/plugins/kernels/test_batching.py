@@ -207,6 +207,62 @@ async def test_what_a_client_gone_before_the_write_missed_is_kept_for_its_sessio
         await hub.close()
 
 
+class RecordingWebSocket(WebSocket):
+    """A websocket whose frames sent on their own (a replay) are recorded."""
+
+    def __init__(self):
+        self.sent: list[tuple[bytes, int]] = []
+
+    async def send_frame(self, data: bytes, opcode) -> None:
+        self.sent.append((data, int(opcode)))
+
+
+async def test_a_session_reconnecting_before_the_write_gets_what_was_queued_for_its_old_websocket():
+    """The old websocket of a session is replaced while frames for it wait for this iteration's write:
+    they were never sent, so the new websocket gets them (they were lost: the old one is closed)."""
+    hub, channels = await relay()
+    try:
+        old_transport = Transport()
+        hub.attach(WebSocket(), wire.V1, "s1", old_transport)
+        burst = [stream(i) for i in range(3)]
+        for msg in burst:
+            await hub._dispatch(msg)  # queued for this iteration's write
+        ws = RecordingWebSocket()
+        client = hub.attach(ws, wire.V1, "s1", Transport())  # the session reconnects first
+        await client.flush_replay()
+        hub._flush()
+        assert old_transport.writes == []
+        assert texts([decoded(f, wire.V1) for f in ws.sent]) == ["0\n", "1\n", "2\n"]
+    finally:
+        await hub.close()
+
+
+class BrokenTransport(Transport):
+    def writelines(self, chunks) -> None:
+        raise ValueError("a transport that fails in an unforeseen way")
+
+
+async def test_one_client_whose_write_fails_does_not_hold_up_the_others():
+    """A write that fails with an unexpected error detaches that client, keeping its messages for its
+    session; the other clients' frames still leave in this iteration, and later ones too."""
+    hub, channels = await relay()
+    try:
+        broken, fine = BrokenTransport(), Transport()
+        hub.attach(WebSocket(), wire.V1, "a", broken)
+        hub.attach(WebSocket(), wire.V1, "b", fine)
+        for i in range(3):
+            channels.ready.put_nowait(stream(i))
+        await asyncio.wait_for(fine.wrote.wait(), TIMEOUT)
+        assert "a" not in hub.clients
+        assert texts(list(hub.buffers["a"].replay())) == ["0\n", "1\n", "2\n"]
+        fine.wrote.clear()
+        channels.ready.put_nowait(stream(3))
+        await asyncio.wait_for(fine.wrote.wait(), TIMEOUT)
+        assert texts([decoded(f, wire.V1) for f in fine.frames()]) == ["0\n", "1\n", "2\n", "3\n"]
+    finally:
+        await hub.close()
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_a_flood_of_output_arrives_whole_and_in_order(himalia_server, protocol):
     """A kernel printing flushed lines as fast as it can: every line, in order, one message per frame,
