@@ -1,7 +1,10 @@
 """`python -m bench.pool`: a notebook's kernel at once (issue 18), side by side in one run.
 
 Variants, alternating round by round: Himalia with a warm pool of 2 (`himalia_pool`), Himalia without
-one, jupyter_server as shipped (no extensions), and the direct jupyter_client ZMQ client (no server).
+one, jupyter_server as shipped (no extensions), jupyverse (`jupyverse[noauth]` from a venv of its own,
+see bench/servers.py; left out with a note when it is not installed), and the direct jupyter_client ZMQ
+client (no server). jupyverse has no `POST /api/kernels`: its kernels are started through
+`POST /api/sessions` (path, name, type and kernel in the body, all of which it requires).
 
 - `cycle`: POST /api/sessions → kernel websocket → kernel_info_reply → first execute (`pass`, reply and
   idle) → DELETE /api/sessions/{id} answered; sequential, the pool full again before each one. Also the
@@ -35,12 +38,13 @@ from .kernelws import V1
 from .servers import BenchEnvironment, Server
 from .settings import Settings
 
-VARIANTS = ["himalia_pool", "himalia", "jupyter_server", "direct"]
+VARIANTS = ["himalia_pool", "himalia", "jupyter_server", "jupyverse", "direct"]
 POOL_SIZE = 2
 
 
-def kernel_pids(server: Server, kernel_id: str) -> list[int]:
-    """The server's child processes running kernel `kernel_id` (its connection file names it)."""
+def kernel_pids(server: Server, kernel_id: str | None = None) -> list[int]:
+    """The server's child processes running kernel `kernel_id` (its connection file names it), or
+    every kernel of the server (`None`; jupyverse names its connection files after no kernel id)."""
     out = []
     try:
         children = psutil.Process(server.proc.pid).children(recursive=True)
@@ -48,7 +52,9 @@ def kernel_pids(server: Server, kernel_id: str) -> list[int]:
         return out
     for p in children:
         try:
-            if any(kernel_id in a for a in p.cmdline()):
+            cmdline = p.cmdline()
+            if (kernel_id is None and any("ipykernel" in a for a in cmdline)) or \
+                    (kernel_id is not None and any(kernel_id in a for a in cmdline)):
                 out.append(p.pid)
         except psutil.Error:
             continue
@@ -83,6 +89,7 @@ async def pool_full(server: Server) -> None:
 
 async def one_session(server: Server, s: Settings, i: int, timing: dict[str, float] | None = None) -> None:
     assert server.http is not None
+    before = set(kernel_pids(server)) if server.variant == "jupyverse" else set()
     t0 = time.perf_counter()
     body = {"path": f"n{i}.ipynb", "type": "notebook", "name": f"n{i}.ipynb", "kernel": {"name": "python3"}}
     async with server.http.post(server.base + "/api/sessions", json=body) as r:
@@ -101,14 +108,18 @@ async def one_session(server: Server, s: Settings, i: int, timing: dict[str, flo
             await ks.close()
         t1 = time.perf_counter()
     finally:
-        pids = kernel_pids(server, kernel_id)
+        if server.variant == "jupyverse":  # the kernel process this session started (exact when sequential)
+            pids = sorted(set(kernel_pids(server)) - before)
+        else:
+            pids = kernel_pids(server, kernel_id)
         td = time.perf_counter()
         async with server.http.delete(f"{server.base}/api/sessions/{model['id']}") as r:
             await r.read()
         t2 = time.perf_counter()
         left = alive(pids)
     if timing is not None:
-        timing.update(first_execute_s=t1 - t0, delete_ms=(t2 - td) * 1000, cycle_s=t2 - t0, alive=left)
+        timing.update(first_execute_s=t1 - t0, delete_ms=(t2 - td) * 1000, cycle_s=t2 - t0, alive=left,
+                      tracked=len(pids))
 
 
 async def cycle(server: Server, s: Settings) -> dict[str, Any]:
@@ -119,7 +130,8 @@ async def cycle(server: Server, s: Settings) -> dict[str, Any]:
         await one_session(server, s, i, timing)
         runs.append(timing)
     return {k: statistics.median(r[k] for r in runs) for k in ("first_execute_s", "delete_ms", "cycle_s")} | {
-        "alive_at_delete_return": sum(r["alive"] for r in runs), "n": len(runs)}
+        "alive_at_delete_return": sum(r["alive"] for r in runs), "n": len(runs),
+        "kernel_processes_tracked": sum(r["tracked"] for r in runs)}
 
 
 async def burst8(server: Server, s: Settings) -> dict[str, Any]:
@@ -132,9 +144,14 @@ async def burst8(server: Server, s: Settings) -> dict[str, Any]:
 async def shutdown8(server: Server, s: Settings) -> dict[str, Any]:
     assert server.http is not None
 
-    async def start() -> str:
-        async with server.http.post(server.base + "/api/kernels", json={"name": "python3"}) as r:
-            kid = (await r.json())["id"]
+    async def start(i: int) -> str:
+        if server.variant == "jupyverse":  # no POST /api/kernels: a session per kernel
+            body = {"path": f"k{i}.ipynb", "type": "notebook", "name": f"k{i}.ipynb", "kernel": {"name": "python3"}}
+            async with server.http.post(server.base + "/api/sessions", json=body) as r:
+                kid = (await r.json())["kernel"]["id"]
+        else:
+            async with server.http.post(server.base + "/api/kernels", json={"name": "python3"}) as r:
+                kid = (await r.json())["id"]
         ks = await connect(server, kid, s)
         try:
             await ks.kernel_info(KERNEL_TIMEOUT)
@@ -143,8 +160,12 @@ async def shutdown8(server: Server, s: Settings) -> dict[str, Any]:
         return kid
 
     await pool_full(server)
-    ids = await asyncio.gather(*(start() for _ in range(8)))
-    pids = [p for k in ids for p in kernel_pids(server, k)]
+    before = set(kernel_pids(server))
+    ids = await asyncio.gather(*(start(i) for i in range(8)))
+    if server.variant == "jupyverse":
+        pids = sorted(set(kernel_pids(server)) - before)
+    else:
+        pids = [p for k in ids for p in kernel_pids(server, k)]
 
     async def delete(kid: str) -> None:
         async with server.http.delete(f"{server.base}/api/kernels/{kid}") as r:
@@ -152,7 +173,7 @@ async def shutdown8(server: Server, s: Settings) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     await asyncio.gather(*(delete(k) for k in ids))
-    return {"s": time.perf_counter() - t0, "alive_at_delete_return": alive(pids)}
+    return {"s": time.perf_counter() - t0, "alive_at_delete_return": alive(pids), "kernel_processes_tracked": len(pids)}
 
 
 async def member_mb(server: Server) -> dict[str, Any]:
@@ -193,10 +214,14 @@ async def main_async(ns: argparse.Namespace) -> int:
     def log(text: str) -> None:
         print(f"[{time.monotonic() - t0:6.1f}s] {text}", file=sys.stderr, flush=True)
 
+    variants = list(VARIANTS)
+    if servers.jupyverse_executable() is None:
+        variants.remove("jupyverse")
+        log(f"jupyverse is not installed (set ${servers.JUPYVERSE_VAR}): its column is left out")
     with BenchEnvironment() as env:
         for round_no in range(1, ns.rounds + 1):
             log(f"round {round_no}/{ns.rounds}")
-            for variant in VARIANTS:
+            for variant in variants:
                 out = results.setdefault(variant, {})
                 if variant == "direct":
                     out.setdefault("cycle", []).append(await guarded(direct_cycle(s)))
@@ -232,8 +257,9 @@ def table(results: dict, rounds: int) -> str:
             ("8 running kernels deleted at once (s)", "shutdown8", "s", ".3f"),
             ("  kernel processes alive when the 8 DELETEs answered", "shutdown8", "alive_at_delete_return", ".0f"),
             ("RSS of one idle pool member (MB)", "member", "mb", ".0f")]
-    head = "| figure | Himalia + pool | Himalia | jupyter_server | direct ZMQ | pool/js | Himalia/js |"
-    lines = [f"median of {rounds} round(s)", "", head, "|---|---|---|---|---|---|---|"]
+    head = ("| figure | Himalia + pool | Himalia | jupyter_server | jupyverse | direct ZMQ | pool/js | Himalia/js "
+            "| jupyverse/js |")
+    lines = [f"median of {rounds} round(s)", "", head, "|---|---|---|---|---|---|---|---|---|"]
     for label, fig, key, fmt in rows:
         v = {x: med(results, x, fig, key) for x in VARIANTS}
 
@@ -241,9 +267,10 @@ def table(results: dict, rounds: int) -> str:
             return "–" if x is None else format(x, fmt)
 
         js = v["jupyter_server"]
-        ratio = {x: (f"{v[x] / js:.2f}×" if v[x] is not None and js else "–") for x in ("himalia_pool", "himalia")}
-        lines.append(f"| {label} | {f(v['himalia_pool'])} | {f(v['himalia'])} | {f(js)} | {f(v['direct'])} | "
-                     f"{ratio['himalia_pool']} | {ratio['himalia']} |")
+        ratio = {x: (f"{v[x] / js:.2f}×" if v[x] is not None and js else "–")
+                 for x in ("himalia_pool", "himalia", "jupyverse")}
+        lines.append(f"| {label} | {f(v['himalia_pool'])} | {f(v['himalia'])} | {f(js)} | {f(v['jupyverse'])} | "
+                     f"{f(v['direct'])} | {ratio['himalia_pool']} | {ratio['himalia']} | {ratio['jupyverse']} |")
     errors = sorted({f"- {x} {fig}: {r['error']}" for x, figs in results.items() for fig, rs in figs.items()
                      for r in rs if "error" in r})
     return "\n".join(lines + ([""] + errors if errors else []))

@@ -38,7 +38,18 @@ VARIANTS = {
     "jupyter_server_ext": "jupyter_server as shipped, with the extensions this environment enables",
     "jupyter_server_tuned": "jupyter_server without extensions, TCP_NODELAY forced + iopub rate limits off",
     "direct": "direct jupyter_client ZMQ, no server",
+    "jupyverse": "jupyverse[noauth] (fps plugins), from its own venv ($HIMALIA_BENCH_JUPYVERSE or on PATH)",
 }
+
+JUPYVERSE_VAR = "HIMALIA_BENCH_JUPYVERSE"
+"""The `jupyverse` executable to bench, e.g. of a scratch venv: `python3 -m venv /tmp/jv &&
+/tmp/jv/bin/pip install 'jupyverse[noauth]'`, then HIMALIA_BENCH_JUPYVERSE=/tmp/jv/bin/jupyverse.
+It is never a dependency of Himalia or of the bench extra (its pins would fight jupyter_server's)."""
+
+
+def jupyverse_executable() -> str | None:
+    """The jupyverse to bench: $HIMALIA_BENCH_JUPYVERSE, else `jupyverse` on PATH; None if neither."""
+    return os.environ.get(JUPYVERSE_VAR) or shutil.which("jupyverse")
 
 
 class BenchEnvironment:
@@ -148,6 +159,15 @@ def command(variant: str, port: int, root: Path, token: str) -> list[str]:
     if variant == "jupyter_server_tuned":
         return [py, str(BENCH_DIR / "jupyter_nodelay.py"), *common, *bare,
                 "--ServerApp.iopub_msg_rate_limit=0", "--ServerApp.iopub_data_rate_limit=0"]
+    if variant == "jupyverse":
+        exe = jupyverse_executable()
+        if exe is None:
+            raise RuntimeError(f"jupyverse is not installed: set ${JUPYVERSE_VAR} to its executable")
+        # noauth: no token (the header the bench sends is ignored). Its `lab` and `page_config` modules
+        # need JupyterLab's fps plugin, which jupyverse[noauth] does not install: without them it serves
+        # the REST and websocket APIs, as jupyter_server without extensions does. Kernels start in the
+        # directory of the notebook's path, relative to its cwd: the root (see `start`).
+        return [exe, "--host", "127.0.0.1", "--port", str(port), "--disable", "lab", "--disable", "page_config"]
     raise ValueError(f"unknown server variant {variant!r}")
 
 

@@ -33,7 +33,7 @@ from .keys import (ACTIVITY, CONFIG, DEFAULT_URL, HOOKS, IDENTITY, OPENAPI_CACHE
                    ROUTE_AUTH, SERVICES, SHUTDOWN, STARTING, USER_CONTENT_ROUTES, WEBSOCKETS)
 from .plugins import LoadedPlugins, load_plugins
 from .records import Handler, Route
-from .requirements import check_requirements, ordered_services, service_context
+from .requirements import check_requirements, ordered_services, service_context, stop_services
 from .services import Credentials, Identity, Provider, Services
 from .urls import url_path
 
@@ -162,6 +162,7 @@ def create_app(config: Config, plugins: LoadedPlugins) -> web.Application:
     app[DEFAULT_URL] = hooks.default_url(config)
     app[RESTART_WEBSOCKETS] = weakref.WeakSet()
     app.on_shutdown.append(_close_websockets)
+    app.on_shutdown.append(stop_services(services))  # kernels and terminals end before any resource exits
     app.on_response_prepare.append(security_headers)
 
     for role, provider in chosen.items():

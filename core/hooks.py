@@ -209,6 +209,15 @@ class Hooks:
     def kernel_stopped(self, kernel_id: str, reason: str, app: web.Application | None = None) -> None:
         self._notify("himalia_kernel_stopped", kernel_id=kernel_id, reason=reason, app=app)
 
+    def kernel_restarting(self, kernel_id: str, reason: str, app: web.Application | None = None) -> None:
+        self._notify("himalia_kernel_restarting", kernel_id=kernel_id, reason=reason, app=app)
+
+    def kernel_restarted(self, kernel_id: str, reason: str, app: web.Application | None = None) -> None:
+        self._notify("himalia_kernel_restarted", kernel_id=kernel_id, reason=reason, app=app)
+
+    def kernel_dead(self, kernel_id: str, reason: str, app: web.Application | None = None) -> None:
+        self._notify("himalia_kernel_dead", kernel_id=kernel_id, reason=reason, app=app)
+
     def session_created(self, session: Model, app: web.Application | None = None) -> None:
         self._notify("himalia_session_created", session=session, app=app)
 

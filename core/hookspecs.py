@@ -205,7 +205,9 @@ def himalia_services(config: Config) -> list[Service[Any]]:
     entered at start-up after every provider and after the services it requires, before any plugin
     resource (so a resource sees every service, whatever the plugins' names), and exited in reverse
     at shutdown. A role is filled once: two plugins offering one role, or a service for a provider's
-    role, is a start-up error naming both plugins.
+    role, is a start-up error naming both plugins. A service that runs things observers hear about
+    (kernels, terminals) ends them in its `stop`, the shutdown phase, which runs before any plugin
+    resource exits (see `Service.stop` and `himalia_resources`).
 
     Example::
 
@@ -283,6 +285,11 @@ def himalia_resources(config: Config) -> list[AppResource]:
     `yield` runs at start-up (after the providers' services exist), code after it at shutdown, in
     reverse order. Background tasks are started and cancelled here. An exception before `yield`
     stops start-up with one line naming the plugin and the resource.
+
+    Shutdown order (the same whatever the plugins' names): websockets are closed; then the shutdown
+    phase stops every kernel and terminal (each service's `Service.stop`), so `himalia_kernel_stopped`
+    (reason "shutdown") has fired for every kernel before any resource's code after `yield` runs;
+    then resources exit, then services, then providers.
 
     Example::
 
@@ -421,7 +428,8 @@ def himalia_plugin_notes(config: Config | None) -> list[str]:
 def himalia_kernel_started(kernel_id: str, name: str, app: web.Application) -> None:
     """Notification: kernel `kernel_id` of spec `name` has started and answered, on server `app`.
 
-    Called once per kernel start (not restarts), by the kernel service, in plugin-name order.
+    Called once per kernel start (not restarts: see `himalia_kernel_restarting`; but a dead kernel
+    that a client restarts starts again), by the kernel service, in plugin-name order.
     The return value is ignored. An exception from an implementation is logged and does not affect
     the kernel. A kernel that dies before it answers never started: no event is sent for it.
     `app` is the server the kernel belongs to (one process may run several): implementations may
@@ -439,9 +447,84 @@ def himalia_kernel_started(kernel_id: str, name: str, app: web.Application) -> N
 
 
 @hookspec
+def himalia_kernel_restarting(kernel_id: str, reason: str, app: web.Application) -> None:
+    """Notification: kernel `kernel_id` of server `app` is being restarted; `reason` says why.
+
+    Called by the kernel service, on the event loop, once per restart, in plugin-name order:
+    after a death under autorestart (`[plugins.local] autorestart`, on by default), with the death's
+    reason, `"died: signal 9 (SIGKILL)"`, `"died: exit code 1"` (`"died: signal N"` for a signal
+    with no name, `"died"` when how it ended is not known: an adopted kernel, a remote one); for a
+    restart a client asked for (`POST /api/kernels/{id}/restart`), with `"restart requested"`.
+    `himalia_kernel_restarted` follows once the kernel answers again, or `himalia_kernel_dead` when
+    it cannot be brought back (the restarter gave up). The return value is ignored; exceptions are
+    logged. `app` may be left out of the signature.
+
+    Example::
+
+        @hookimpl
+        def himalia_kernel_restarting(kernel_id, reason, app):
+            if reason.startswith("died"):
+                log.warning("kernel %s %s; restarting", kernel_id, reason)
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def himalia_kernel_restarted(kernel_id: str, reason: str, app: web.Application) -> None:
+    """Notification: kernel `kernel_id` of server `app` answers again after a restart; `reason` is
+    the one its `himalia_kernel_restarting` gave ("died: signal 9 (SIGKILL)", "restart requested").
+
+    Called once per restart that succeeded, by the kernel service, on the event loop. The kernel's
+    state (variables, imports) is gone. The return value is ignored; exceptions are logged. `app` may
+    be left out of the signature.
+
+    Example::
+
+        @hookimpl
+        def himalia_kernel_restarted(kernel_id, reason, app):
+            log.info("kernel %s is back after: %s", kernel_id, reason)
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def himalia_kernel_dead(kernel_id: str, reason: str, app: web.Application) -> None:
+    """Notification: kernel `kernel_id` of server `app` died and will not be restarted: autorestart is
+    off, or gave up after `restart_limit` restarts, or a restart failed. `reason` is the death's
+    (`"died: signal 9 (SIGKILL)"`, `"died: exit code 1"`, `"died"`) or `"restart failed: ..."`.
+
+    Called once per death, by the kernel service, on the event loop; `himalia_kernel_stopped` follows
+    at once with the same reason. The kernel's model stays (state "dead") until it is deleted, which
+    fires no second stop; a client's restart brings it back, announced by `himalia_kernel_started`.
+    The return value is ignored; exceptions are logged. `app` may be left out of the signature.
+
+    Example::
+
+        @hookimpl
+        def himalia_kernel_dead(kernel_id, reason, app):
+            alerts.append(f"kernel {kernel_id} is dead: {reason}")
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
 def himalia_kernel_stopped(kernel_id: str, reason: str, app: web.Application) -> None:
-    """Notification: kernel `kernel_id` of server `app` is gone; `reason` says why ("shutdown",
-    "culled", "died: exit code 1", "died: signal 9 (SIGKILL)").
+    """Notification: kernel `kernel_id` of server `app` is gone; `reason` says why:
+
+    - `"deleted"`: a client or a plugin shut it down (`DELETE /api/kernels/{id}`, the deletion of its
+      session, `shutdown_kernel` on the kernel service);
+    - `"shutdown"`: the server is shutting down; this is called for every kernel before any plugin
+      resource exits (the shutdown phase, see `himalia_resources`), so an observer whose resource
+      holds a log file sees every stop;
+    - `"culled"`: idle longer than `[plugins.kernels] cull_idle_timeout`;
+    - `"died: signal 9 (SIGKILL)"`, `"died: exit code 1"`, `"died: signal N"`, `"died"`,
+      `"restart failed: ..."`: it died for good, right after `himalia_kernel_dead` with the same reason;
+    - when a server in keep mode (`[plugins.kernels] persist`) starts, kernels a previous server left
+      that cannot be adopted: `"died while the server was down"`, `"was dead when the server stopped"`,
+      `"the server stopped while it was starting"`, `"could not be adopted: ..."`.
 
     Called once per kernel, by the kernel service, on the event loop. The return value is ignored;
     exceptions are logged. `app` may be left out of the signature.
@@ -454,7 +537,8 @@ def himalia_kernel_stopped(kernel_id: str, reason: str, app: web.Application) ->
                 alerts.append(f"kernel {kernel_id} {reason}")
 
     .. versionadded:: 0.1
-    .. versionchanged:: 0.2 the `app` argument.
+    .. versionchanged:: 0.2 the `app` argument; `"deleted"` for a stop a client asked for (was
+       `"shutdown"`), which now means the server's shutdown only.
     """
 
 

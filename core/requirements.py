@@ -5,7 +5,8 @@ provides; it is disabled`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +17,8 @@ from .hooks import Hooks
 from .keys import SERVICES
 from .plugins import LoadedPlugins
 from .services import Provider, Requirement, Service, Services
+
+log = logging.getLogger("himalia")
 
 
 def service_context(plugin: str, service: Service[Any], entered: Callable[..., Any]) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -32,6 +35,22 @@ def service_context(plugin: str, service: Service[Any], entered: Callable[..., A
 
     context.__name__ = f"{service.role}_service"
     return context
+
+
+def stop_services(services: list[tuple[str, Service[Any]]]) -> Callable[[web.Application], Awaitable[None]]:
+    """The shutdown phase (an `on_shutdown` handler, after the core's websocket closing): each running
+    service's `stop`, in reverse start order, before `cleanup_ctx` exits any resource or service."""
+    async def stop(app: web.Application) -> None:
+        for plugin, service in reversed(services):
+            value = getattr(app[SERVICES], service.role, None)
+            if service.stop is None or value is None:
+                continue
+            try:
+                await service.stop(value)
+            except Exception:
+                log.exception("plugin '%s' service '%s' failed to stop at shutdown", plugin, service.role)
+
+    return stop
 
 
 ROLE_NAMES = {"kernels": "the kernel service", "kernel_provider": "a kernel provider",

@@ -9,7 +9,7 @@ Errors are raised as `himalia.errors.ApiError` subclasses (NotFound, BadRequest,
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Generic, Literal, Protocol, TypeVar, overload, runtime_checkable
@@ -74,12 +74,20 @@ class Service(Generic[T]):
     the object stored as `app[SERVICES].<role>` and is exited in reverse order at shutdown.
     (The kernels plugin's kernel service, `role="kernels"`, is one: it serves the chosen kernel
     provider's kernels with live models, the websocket relay, culling and the kernel events.)
+
+    `stop(value)`, when given, is the service's part of the server's shutdown phase: awaited at
+    shutdown (after the core closed the websockets) before any plugin resource or service exits, in
+    reverse start order, so that what it ends (kernels, terminals) is ended, and its events fired,
+    while every observer still runs. An exception is logged, naming the plugin. The factory's exit
+    still follows later, so it must cope with `stop` having run (or not: a start-up that failed half
+    way runs no shutdown phase).
     """
 
     role: str
     factory: Callable[[web.Application], AbstractAsyncContextManager[T]]
     description: str = ""
     requires: tuple[Requirement, ...] = ()
+    stop: Callable[[T], Awaitable[None]] | None = None
 
 
 # --- contents -----------------------------------------------------------------------------------

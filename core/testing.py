@@ -11,7 +11,7 @@ Async tests need an async test runner (pytest-asyncio, `asyncio_mode = "auto"`).
 `serve_process(...)` runs a real `himalia serve --port 0` subprocess instead, for command-line and
 config-file tests.
 
-Conformance kits (`ContentsKit`, `SessionStoreKit`, `IdentityKit`, from `himalia.kits`): test classes
+Conformance kits (`ContentsKit`, `SessionStoreKit`, `IdentityKit`, `KernelsKit`, from `himalia.kits`): test classes
 a provider's tests subclass to prove the provider honours its Protocol.
 """
 
@@ -36,7 +36,7 @@ from .serve import start
 
 DEFAULT_TIMEOUT = 60.0
 
-_KITS = {"ContentsKit": "contents", "IdentityKit": "identity", "SessionStoreKit": "session_store",
+_KITS = {"ContentsKit": "contents", "IdentityKit": "identity", "KernelsKit": "kernels", "SessionStoreKit": "session_store",
          "write_tree": "contents"}
 
 

@@ -10,9 +10,8 @@ Protocol in `himalia.services`, the contract the default plugins' handlers rely 
                 yield server.app[SERVICES].contents
 
 One module per service: `contents` (ContentsKit), `session_store` (SessionStoreKit), `identity`
-(IdentityKit). The default providers run these kits in Himalia's own suite, so a kit cannot drift
-from what the defaults do. A kernel-provider kit (KernelsKit) will join them once the kernel layer's
-Protocol and events settle (see docs/plugins.md).
+(IdentityKit), `kernels` (KernelsKit, for kernel providers). The default providers run these kits in
+Himalia's own suite, so a kit cannot drift from what the defaults do.
 
 A kit declares what may legitimately be missing as class attributes (`read_only = True`,
 `checkpoints = False`); the cases that need it are then skipped with the reason, never failed.
@@ -22,6 +21,7 @@ from __future__ import annotations
 
 from .contents import ContentsKit
 from .identity import IdentityKit
+from .kernels import KernelsKit
 from .session_store import SessionStoreKit
 
-__all__ = ["ContentsKit", "IdentityKit", "SessionStoreKit"]
+__all__ = ["ContentsKit", "IdentityKit", "KernelsKit", "SessionStoreKit"]

@@ -6,7 +6,7 @@ contents and kernel actions emitted under jupyter_server's schema ids. Plugins a
 
 from __future__ import annotations
 
-from himalia import Middleware, Route, hookimpl
+from himalia import Middleware, Route, Service, hookimpl
 
 
 @hookimpl
@@ -16,11 +16,36 @@ def himalia_event_schemas(config):
     return [CONTENTS_SCHEMA, KERNEL_ACTIONS_SCHEMA]
 
 
-@hookimpl
-def himalia_resources(config):
+def _event_bus(app):
     from .bus import event_bus
 
-    return [event_bus]
+    return event_bus(app)
+
+
+@hookimpl
+def himalia_services(config):
+    return [Service("events", _event_bus, "jupyter_events' EventLogger, built on first use")]
+
+
+@hookimpl
+def himalia_kernel_started(kernel_id, name, app):
+    from .observe import kernel_started
+
+    kernel_started(app, kernel_id, name)
+
+
+@hookimpl
+def himalia_kernel_restarted(kernel_id, reason, app):
+    from .observe import kernel_restarted
+
+    kernel_restarted(app, kernel_id, reason)
+
+
+@hookimpl
+def himalia_kernel_stopped(kernel_id, reason, app):
+    from .observe import kernel_stopped
+
+    kernel_stopped(app, kernel_id, reason)
 
 
 @hookimpl

@@ -1,5 +1,5 @@
-"""The server's event bus (`app[SERVICES].events`): jupyter_events' `EventLogger`, with every schema
-plugins give through `himalia_event_schemas`, built the first time something needs it.
+"""The server's event bus (the `events` service, `app[SERVICES].events`): jupyter_events' `EventLogger`,
+with every schema plugins give through `himalia_event_schemas`, built the first time something needs it.
 
 Importing jupyter_events (jsonschema and its format checkers) takes a second or more, so it is not
 done at start-up: the logger is built in a worker thread when the first subscriber connects or the
@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
 
-from himalia import CONFIG, HOOKS, PLUGINS, SERVICES, ApiError, Model
+from himalia import CONFIG, HOOKS, PLUGINS, ApiError, Model
 
-from .observe import HookObserver
+from .observe import SaveObserver
 
 log = logging.getLogger("himalia.events")
 
@@ -64,20 +65,17 @@ class LazyEventBus:
         return logger
 
 
-BUS = web.AppKey("himalia_events.bus", LazyEventBus)
-"""This plugin's own handle on the bus (the handlers need the EventLogger, not just the Protocol)."""
-
-
-async def event_bus(app: web.Application) -> AsyncIterator[None]:
+@asynccontextmanager
+async def event_bus(app: web.Application) -> AsyncIterator[LazyEventBus]:
+    """The `events` service (`app[SERVICES].events`): the bus with every plugin's schemas; while it runs,
+    saves are observed on this app's plugin manager (`himalia_contents_post_save` does not say which app
+    saved, so the observer is one object per app, registered here)."""
     bus = LazyEventBus([(a.plugin, a.item) for a in app[HOOKS].event_schemas(app[CONFIG])])
-    app[BUS] = bus
-    app[SERVICES].events = bus
-    observer = HookObserver(app)
+    observer = SaveObserver(app)
     pm = app[PLUGINS].pm
-    name = f"events.observer.{id(observer):x}"  # unique even if two apps shared a plugin manager
+    name = f"events.saves.{id(observer):x}"  # unique even if two apps shared a plugin manager
     pm.register(observer, name=name)
     try:
-        yield
+        yield bus
     finally:
         pm.unregister(name=name)
-        app[SERVICES].events = None

@@ -13,7 +13,7 @@ from aiohttp import WSMsgType, web
 
 from himalia import CONFIG, SERVICES, WEBSOCKETS, ApiError, BadRequest, read_json
 
-from .bus import BUS
+from .bus import LazyEventBus
 
 log = logging.getLogger("himalia.events")
 
@@ -23,9 +23,10 @@ MAX_QUEUED = 10000
 
 async def _logger(request: web.Request) -> Any:
     """The jupyter_events EventLogger (built on first use, in a worker thread)."""
-    if request.app[SERVICES].events is None:
+    bus = request.app[SERVICES].events
+    if not isinstance(bus, LazyEventBus):  # the role is this plugin's alone (a second one is a start-up error)
         raise ApiError("the event bus is not running", "service unavailable", status=503)
-    return await request.app[BUS].logger()
+    return await bus.logger()
 
 
 def _timestamp(value: Any) -> datetime | None:

@@ -8,6 +8,11 @@ way it reports a local kernel's death. The started/stopped events are the kernel
 A start (or restart) returns once the kernel answered a kernel_info_request over the upstream
 websocket; that websocket is kept for the kernel service's first `open_channels`, so one new kernel
 costs one upstream websocket.
+
+Our kernels' ids are recorded in the state dir (records.py). At start-up the kernel service calls
+`restore`: in keep mode (`[plugins.kernels] persist`) each recorded kernel is looked up on the gateway
+and served again (404 there: forgotten, its sessions dropped); otherwise the kernels a killed server
+left on the gateway are shut down. In keep mode `detach_all` leaves them running at exit.
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from himalia import CONFIG, ApiError, ChannelsClosed, KernelNotReady, Model, NotFound, wire
+from himalia import CONFIG, ApiError, ChannelsClosed, KernelNotReady, Model, NotFound, StartupError, wire
 
 from .channels import GatewayChannels
 from .client import GatewayClient, UpstreamError, quoted
 from .config import GatewayConfig
 from .health import GatewayProbe, Health
+from .records import GatewayRecords, default_state_dir
 
 log = logging.getLogger("himalia.gateway")
 
@@ -40,10 +46,18 @@ HUB_USER_ENV = "JUPYTERHUB_USER"
 class GatewayKernelManager:
     """Kernels on the gateway, through its REST API and websockets."""
 
-    def __init__(self, client: GatewayClient, *, root_dir: str = ""):
+    def __init__(self, client: GatewayClient, *, root_dir: str = "", records: GatewayRecords | None = None):
         self.client = client
         self.config: GatewayConfig = client.config
         self.root_dir = root_dir
+        self.records = records
+        """Where our kernels' ids are recorded; None: nowhere (another server holds the state dir)."""
+        self.lock_error: StartupError | None = None
+        """Why there are no records (another server holds the state dir's lock)."""
+        self.keep = False
+        """Keep mode (set by `restore`): our kernels are left running on the gateway at exit."""
+        self._started: dict[str, float] = {}
+        """Our kernels: id → when they started (time.time()), for their records."""
         self._kernels: dict[str, str] = {}
         """Our kernels: id → spec name."""
         self._channels: dict[str, weakref.WeakSet[GatewayChannels]] = {}
@@ -130,6 +144,9 @@ class GatewayKernelManager:
                            "bad gateway response", status=502)
         kernel_id = model["id"]
         self._kernels[kernel_id] = model.get("name", name or "")
+        self._started[kernel_id] = time.time()
+        # recorded before it is awaited: a server killed while it starts leaves a record, not a stray kernel
+        await self._save(kernel_id)
         # A gateway may answer before the kernel is up (Enterprise Gateway's local process proxy does):
         # the kernel then has what is left of the launch timeout it was promised, if that is longer.
         timeout = 60.0 if timeout is None else timeout
@@ -300,6 +317,8 @@ class GatewayKernelManager:
     async def _forget(self, kernel_id: str, reason: str) -> None:
         if self._kernels.pop(kernel_id, None) is None:
             return
+        self._started.pop(kernel_id, None)
+        await self._unrecord(kernel_id)
         if reason != "shutdown":
             log.warning("kernel %s is %s", kernel_id, reason)
         self._parked.pop(kernel_id, None)  # closed with the others below
@@ -312,8 +331,116 @@ class GatewayKernelManager:
     def _gone_from_channels(self, kernel_id: str) -> None:
         """A websocket found its kernel gone (its channels have ended themselves)."""
         if self._kernels.pop(kernel_id, None) is not None:
+            self._started.pop(kernel_id, None)
             self._channels.pop(kernel_id, None)
             log.warning("kernel %s is gone from the gateway", kernel_id)
+            task = asyncio.ensure_future(self._unrecord(kernel_id))
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
+
+    # -- records, keep mode (records.py) ------------------------------------------------------
+
+    async def _save(self, kernel_id: str) -> None:
+        """Write the record of one of our kernels (in a thread); an error is logged, not raised."""
+        if self.records is None or kernel_id not in self._kernels:
+            return
+        record = {"id": kernel_id, "name": self._kernels[kernel_id], "url": self.config.url, "keep": self.keep,
+                  "started": self._started.get(kernel_id, time.time()), "last_activity": time.time(),
+                  "server_pid": os.getpid()}
+        try:
+            await asyncio.to_thread(self.records.write, record)
+        except OSError as e:
+            log.error("kernel %s: cannot write its record in %s: %s", kernel_id, self.records.kernels, e)
+
+    async def _unrecord(self, kernel_id: str) -> None:
+        if self.records is not None:
+            try:
+                await asyncio.to_thread(self.records.delete, kernel_id)
+            except OSError as e:
+                log.error("kernel %s: cannot remove its record in %s: %s", kernel_id, self.records.kernels, e)
+
+    async def restore(self, *, keep: bool, timeout: float | None = None) -> tuple[list[Model], dict[str, str]]:
+        """Called once by the kernel service at start-up, before any kernel starts. Sets keep mode; reads
+        the records a previous server left for this gateway. With `keep`, each kept kernel the gateway
+        still has is ours again (404 there: forgotten); a record of a kernel that was not kept (the
+        server that started it was killed) has its kernel shut down on the gateway. Records of another
+        gateway url are left alone. Returns the adopted models and {id: reason} of the kernels gone.
+        (`timeout` is the kernel service's; the gateway's own request timeouts bound each lookup.)"""
+        self.keep = keep
+        if self.lock_error is not None:
+            if keep:
+                raise self.lock_error
+            log.warning("%s; this server keeps no records of its gateway kernels (a kill of it may leave "
+                        "them on the gateway)", self.lock_error)
+        if self.records is None:
+            return [], {}
+        records = await asyncio.to_thread(self.records.read_all)
+        ours = []
+        for record in records:
+            if record["url"].rstrip("/") != self.config.url:
+                log.warning("kernel %s was recorded for the gateway %s, not %s: left alone (its record stays "
+                            "in %s)", record["id"], record["url"], self.config.url, self.records.kernels)
+            else:
+                ours.append(record)
+        outcomes = await asyncio.gather(*(self._restore_one(r, keep) for r in ours))
+        adopted = [model for model, _ in outcomes if model is not None]
+        gone = {r["id"]: reason for r, (_, reason) in zip(ours, outcomes) if reason is not None}
+        return adopted, gone
+
+    async def _restore_one(self, record: dict[str, Any], keep: bool) -> tuple[Model | None, str | None]:
+        kernel_id = str(record["id"])
+        path = f"/api/kernels/{quoted(kernel_id)}"
+        if not (keep and record.get("keep")):
+            try:
+                await self.client.request("DELETE", path)
+                reason = ("kept by a server in keep mode, and this one is not; shut down" if record.get("keep")
+                          else "left on the gateway by a server that did not stop it; shut down")
+            except ApiError as e:
+                if upstream_status(e) != 404:
+                    # the gateway cannot be asked now: the record stays for the next start
+                    log.warning("kernel %s, left on the gateway by a server that did not stop it, could not "
+                                "be shut down: %s", kernel_id, e)
+                    return None, None
+                reason = "gone from the gateway while the server was down"
+            await self._unrecord(kernel_id)
+            log.warning("kernel %s (%s) %s", kernel_id, record.get("name"), reason)
+            return None, reason
+        try:
+            model = await self.client.request_json("GET", path)
+        except ApiError as e:
+            if upstream_status(e) == 404:
+                await self._unrecord(kernel_id)
+                log.warning("kernel %s (%s) is gone from the gateway: forgotten", kernel_id, record.get("name"))
+                return None, "gone from the gateway while the server was down"
+            # the gateway is down or refuses: serve the kernel anyway, as a kernel of ours the gateway
+            # cannot be asked about right now (the first request that finds it gone forgets it)
+            log.warning("kernel %s: the gateway could not be asked whether it still has it (%s); kept", kernel_id, e)
+            model = {"id": kernel_id, "name": record.get("name", "")}
+        if not isinstance(model, dict) or model.get("id") != kernel_id:
+            model = {"id": kernel_id, "name": record.get("name", "")}
+        self._kernels[kernel_id] = str(model.get("name") or record.get("name") or "")
+        started = record.get("started")
+        self._started[kernel_id] = float(started) if isinstance(started, (int, float)) else time.time()
+        await self._save(kernel_id)  # now this server's
+        log.info("kernel %s (%s) found again on the gateway %s", kernel_id, self._kernels[kernel_id],
+                 self.config.url)
+        return model, None
+
+    async def detach_all(self) -> None:
+        """Keep mode, at exit: let go of our kernels without shutting them down (their websockets to
+        the gateway closed, their records rewritten), so the next server finds them again."""
+        for kernel_id in list(self._kernels):
+            self._parked.pop(kernel_id, None)
+            for channels in list(self._channels.pop(kernel_id, ())):
+                await channels.close()
+            await self._save(kernel_id)
+            log.info("kept kernel %s running on the gateway", kernel_id)
+        for parked in list(self._parked.values()):
+            await parked.close()
+        self._parked.clear()
+        self._kernels.clear()
+        self._started.clear()
+        await asyncio.gather(*self._cleanups, return_exceptions=True)
 
 
 def default_user() -> str:
@@ -342,9 +469,21 @@ async def gateway_kernels(app: web.Application) -> AsyncIterator[GatewayKernelMa
                            "--gateway-url or $JUPYTER_GATEWAY_URL")
     probe = GatewayProbe.of(app)
     health = probe.health if probe is not None else Health(gateway.url)
-    async with GatewayClient(gateway, health) as client:
-        manager = GatewayKernelManager(client, root_dir=config.server.root_dir)
-        try:
-            yield manager
-        finally:
-            await manager.shutdown_all()
+    records: GatewayRecords | None = GatewayRecords(config.server.state_dir
+                                                    or await asyncio.to_thread(default_state_dir))
+    lock_error = None
+    try:
+        await asyncio.to_thread(records.lock)  # type: ignore[union-attr]
+    except StartupError as e:
+        records, lock_error = None, e  # fatal in keep mode only (see restore)
+    try:
+        async with GatewayClient(gateway, health) as client:
+            manager = GatewayKernelManager(client, root_dir=config.server.root_dir, records=records)
+            manager.lock_error = lock_error
+            try:
+                yield manager
+            finally:
+                await manager.shutdown_all()  # in keep mode, detach_all has let go of them already
+    finally:
+        if records is not None:
+            records.unlock()

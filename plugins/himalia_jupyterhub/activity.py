@@ -1,7 +1,10 @@
-"""Tells the hub when this server was last used, so its idle culler can stop it: the latest of the
-server's API activity and its kernels' activity (as `GET /api/status` reports it), every
-JUPYTERHUB_ACTIVITY_INTERVAL seconds (±10 % jitter, as the hub's own server), with retries, and
-only when it moved since the last report: an idle server sends nothing."""
+"""Tells the hub when this server was last used, so its idle culler can stop it: the latest activity of
+its kernels and terminals (the server's start before any), every JUPYTERHUB_ACTIVITY_INTERVAL seconds
+(±10 % jitter, as the hub's own server), with retries, and only when it moved since the last report.
+
+API requests do not count, unlike in jupyterhub's own single-user server: an open JupyterLab tab polls
+the API every few seconds (kernels, sessions, terminals, the file browser), which would keep an
+abandoned server alive for ever. An idle server sends nothing."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import logging
 import os
 import random
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import datetime
 
 import aiohttp
 from aiohttp import web
@@ -27,18 +30,21 @@ RETRY_DELAYS = (1, 2, 4, 8, 15, 15, 15)
 
 
 async def last_activity(app: web.Application) -> datetime:
-    latest = app[ACTIVITY].last_activity
-    kernels = app[SERVICES].kernels
-    if kernels is not None:
+    """The latest `last_activity` of the server's kernels and terminals, or the server's start."""
+    latest = app[ACTIVITY].started
+    services = app[SERVICES]
+    models: list[dict] = []
+    if services.kernels is not None:
         try:
-            models = await kernels.list_kernels()
-        except ApiError as e:  # a remote gateway may be down; the server's own activity still counts
+            models += await services.kernels.list_kernels()
+        except ApiError as e:  # a remote gateway may be down; the terminals still count
             log.debug("activity: cannot list kernels: %s", e.message)
-            models = []
-        for model in models:
-            text = model.get("last_activity")
-            if text:
-                latest = max(latest, datetime.fromisoformat(text.replace("Z", "+00:00")))
+    if services.terminals is not None:
+        models += await services.terminals.list()
+    for model in models:
+        text = model.get("last_activity")
+        if text:
+            latest = max(latest, datetime.fromisoformat(text.replace("Z", "+00:00")))
     return latest
 
 

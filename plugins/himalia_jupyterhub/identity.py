@@ -1,6 +1,9 @@
 """The `jupyterhub` identity provider: who a request comes from, as JupyterHub says.
 
 - `Authorization: token T` (or `Bearer T`): T is a hub token, checked with the hub (`GET {api}/user`).
+- `?token=T` on a websocket (browsers cannot set headers on one), and on any request when the hub
+  allows tokens in URLs (`JUPYTERHUB_ALLOW_TOKEN_IN_URL`, off by default since JupyterHub 5): the
+  same. Elsewhere a `?token=` is ignored, as by jupyterhub's own single-user server.
 - The login cookie set by the OAuth callback (`handlers.py`): a hub OAuth token, signed here so a
   made-up value is refused without asking the hub. Cookie-authenticated unsafe requests must carry
   `X-XSRFToken` equal to the `_xsrf` cookie, as with the token provider; websockets rely on the core's
@@ -105,7 +108,7 @@ class JupyterHubIdentityProvider:
     # -- the provider ---------------------------------------------------------------------------
 
     async def authenticate(self, credentials: Credentials) -> Authenticated:
-        token = _header_token(credentials.headers)
+        token = url_token(credentials, self.hub_auth.allow_token_in_url) or _header_token(credentials.headers)
         if token is not None:
             return Authenticated(_identity(await self.user_for_token(token)))
         cookie = credentials.cookies.get(self.cookie_name)
@@ -130,6 +133,13 @@ def provider(app: web.Application) -> JupyterHubIdentityProvider | None:
     """The app's identity service if it is this plugin's, else None."""
     identity = app[SERVICES].identity
     return identity if isinstance(identity, JupyterHubIdentityProvider) else None
+
+
+def url_token(credentials: Credentials, allow_token_in_url: bool) -> str | None:
+    """`?token=` when it may be used: always on a websocket, elsewhere only if the hub allows it."""
+    if credentials.is_websocket or allow_token_in_url:
+        return credentials.query.get("token") or None
+    return None
 
 
 def _header_token(headers: Mapping[str, str]) -> str | None:

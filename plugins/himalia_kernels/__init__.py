@@ -27,13 +27,17 @@ def _kernel_relay(app):
     return kernel_relay(app)
 
 
+async def _end_kernels(live):
+    await live.end()  # at shutdown, before any plugin resource exits (see `Service.stop`)
+
+
 _NEEDS_PROVIDER = (Requirement("kernel_provider", provided_by="local"),)
 
 
 @hookimpl
 def himalia_services(config):
     return [Service("kernels", _kernel_service, "live kernels, culling and events over the kernel provider",
-                    requires=_NEEDS_PROVIDER),
+                    requires=_NEEDS_PROVIDER, stop=_end_kernels),
             Service("kernel_relay", _kernel_relay, "the kernel websocket relay",
                     requires=(Requirement("kernels", provided_by="kernels"),))]
 

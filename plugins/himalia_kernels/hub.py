@@ -261,6 +261,11 @@ class SessionBuffer:
         return out
 
 
+_ASKING_SESSION = "himalia-relay-restart"
+"""The session of the relay's own kernel_info requests after a restart: no client has it, so their
+replies are dropped."""
+
+
 def _synthetic(msg_type: str, content: dict[str, Any], parent: bytes = b"{}") -> KernelMessage:
     return wire.message("iopub", msg_type, content, parent=parent)
 
@@ -269,7 +274,7 @@ class KernelHub:
     """The relay for one kernel: its channels, its clients, its live activity."""
 
     def __init__(self, kernel_id: str, kernels: KernelManager, config: KernelsConfig,
-                 on_dead: Callable[[KernelHub, str], None], backlog: Backlog | None = None,
+                 on_transition: Callable[[KernelHub, str, str], None], backlog: Backlog | None = None,
                  replay_budget: ReplayBudget | None = None):
         self.kernel_id = kernel_id
         self.backlog = backlog
@@ -292,7 +297,12 @@ class KernelHub:
         self.failed: str | None = None
         self.closing = False
         self._kernels = kernels
-        self._on_dead = on_dead
+        self._on_transition = on_transition
+        """Told `(hub, state, reason)` when the provider's statuses say the kernel is restarting (after a
+        death), has answered again after that ('restarted'), or is dead."""
+        self._restarting = False
+        self._asking: asyncio.Task[None] | None = None
+        self._answered_again = asyncio.Event()
         self._ready = asyncio.Event()
         self._dirty: list[Client] = []
         """Clients with frames queued in this loop iteration, written by `_flush` when the relay yields."""
@@ -419,8 +429,33 @@ class KernelHub:
         self.execution_state = state
         if state in ("restarting", "dead"):
             self.reason = content.get("reason") or self.reason or "died"
-            if state == "dead":
-                self._on_dead(self, self.reason)
+            self._restarting = state == "restarting"
+            self._on_transition(self, state, self.reason)
+            if self._restarting and (self._asking is None or self._asking.done()):
+                self._asking = asyncio.create_task(self._ask_until_restarted(), name=f"kernel {self.kernel_id} ask")
+        elif self._restarting and state in ("idle", "busy"):  # the new kernel answers ('starting' may not)
+            self._restarting = False
+            self._answered_again.set()
+            self._on_transition(self, "restarted", self.reason or "died")
+
+    async def _ask_until_restarted(self) -> None:
+        """After a 'restarting' status: ask the kernel for kernel_info until a status of the new kernel
+        arrives (its answer's busy/idle), so 'restarted' is seen without waiting for a client (a remote
+        gateway relays nothing of the new kernel unasked). Bounded by kernel_info_timeout; the replies go
+        to no client."""
+        self._answered_again.clear()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.kernel_info_timeout
+        delay = 0.5
+        while self._restarting and not self.closing and self.channels is not None and loop.time() < deadline:
+            try:
+                await self.channels.send(wire.message("shell", "kernel_info_request", session=_ASKING_SESSION))
+                await asyncio.wait_for(self._answered_again.wait(), delay)
+                return
+            except asyncio.TimeoutError:
+                delay = min(delay * 2, 5.0)
+            except (ChannelsClosed, ConnectionError, RuntimeError):
+                return
 
     def _unalias(self, msg: KernelMessage) -> tuple[KernelMessage, str | None]:
         """A message answering an aliased request, with the msg_id its client gave back in its parent
@@ -554,6 +589,9 @@ class KernelHub:
     async def close(self) -> None:
         """Stop relaying: close the channels and every websocket."""
         self.closing = True
+        if self._asking is not None:
+            self._asking.cancel()
+            await asyncio.gather(self._asking, return_exceptions=True)
         for buffer in self.buffers.values():
             self._release(buffer)
         self.buffers.clear()

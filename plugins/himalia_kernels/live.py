@@ -24,6 +24,9 @@ from .hub import KernelHub
 
 log = logging.getLogger("himalia.kernels")
 
+RESTART_REQUESTED = "restart requested"
+"""The reason of the restart events of a restart a client asked for (`POST /api/kernels/{id}/restart`)."""
+
 
 class LiveKernels:
     """The kernel service: a KernelManager over the provider's (same Protocol), live models, one hub
@@ -45,6 +48,10 @@ class LiveKernels:
         self._dead: set[str] = set()
         """Kernels reported stopped because they died, not yet deleted nor restarted."""
         self._closing: set[asyncio.Task[None]] = set()
+        self.culler: asyncio.Task[None] | None = None
+        self._asked_restart: set[str] = set()
+        """Kernels restarting because a client asked (their restart events come from restart_kernel)."""
+        self._detached = False
 
     def hub(self, kernel_id: str) -> KernelHub:
         """The relay of `kernel_id`, created on first use (check the kernel exists first)."""
@@ -55,7 +62,7 @@ class LiveKernels:
             self._closing = {t for t in self._closing if not t.done()}
             hub = None
         if hub is None:
-            hub = self.hubs[kernel_id] = KernelHub(kernel_id, self.inner, self.config, self._died, self.backlog,
+            hub = self.hubs[kernel_id] = KernelHub(kernel_id, self.inner, self.config, self._transition, self.backlog,
                                                    self.replay_budget)
         return hub
 
@@ -71,10 +78,22 @@ class LiveKernels:
         self._started.discard(kernel_id)
         self.hooks.kernel_stopped(kernel_id, reason, self.app)
 
-    def _died(self, hub: KernelHub, reason: str) -> None:
-        if hub.kernel_id in self._started:
-            self._dead.add(hub.kernel_id)
-        self._stopped_once(hub.kernel_id, reason)
+    def _transition(self, hub: KernelHub, state: str, reason: str) -> None:
+        """What the provider's statuses tell the relay: an automatic restart after a death, its end, or
+        a death for good (then the kernel is stopped, with the same reason)."""
+        kernel_id = hub.kernel_id
+        if kernel_id not in self._started:
+            return
+        if state == "dead":
+            self._dead.add(kernel_id)
+            self.hooks.kernel_dead(kernel_id, reason, self.app)
+            self._stopped_once(kernel_id, reason)
+        elif kernel_id in self._asked_restart:
+            return  # a restart a client asked for: told by restart_kernel, once
+        elif state == "restarting":
+            self.hooks.kernel_restarting(kernel_id, reason, self.app)
+        elif state == "restarted":
+            self.hooks.kernel_restarted(kernel_id, reason, self.app)
 
     # -- KernelManager ----------------------------------------------------------------------
 
@@ -114,7 +133,9 @@ class LiveKernels:
         return self._merge(await self.inner.get_kernel(kernel_id))
 
     async def shutdown_kernel(self, kernel_id: str, *, now: bool = False) -> None:
-        await self.stop(kernel_id, "shutdown", now=now)
+        """Shut a kernel down for a client or a plugin (DELETE of the kernel or of its session):
+        kernel_stopped says "deleted"."""
+        await self.stop(kernel_id, "deleted", now=now)
 
     async def stop(self, kernel_id: str, reason: str, *, now: bool = False) -> None:
         """Shut a kernel down, saying why in the kernel_stopped event."""
@@ -129,18 +150,43 @@ class LiveKernels:
         await self.inner.interrupt_kernel(kernel_id)
 
     async def restart_kernel(self, kernel_id: str, *, timeout: float | None = None) -> Model:
-        model = await self.inner.restart_kernel(
-            kernel_id, timeout=self.config.kernel_info_timeout if timeout is None else timeout)
+        """A restart a client asked for: kernel_restarting and, once it answers, kernel_restarted, both
+        with reason "restart requested"; a dead kernel brought back is announced with kernel_started."""
+        running = kernel_id in self._started
+        if running:
+            self._asked_restart.add(kernel_id)
+            self.hooks.kernel_restarting(kernel_id, RESTART_REQUESTED, self.app)
+        try:
+            model = await self.inner.restart_kernel(
+                kernel_id, timeout=self.config.kernel_info_timeout if timeout is None else timeout)
+        finally:
+            self._asked_restart.discard(kernel_id)
         if kernel_id in self._dead:  # a dead kernel brought back: it runs again
             self._dead.discard(kernel_id)
             self._started.add(kernel_id)
             self.hooks.kernel_started(kernel_id, model.get("name", ""), self.app)
+        elif running and kernel_id in self._started:
+            self.hooks.kernel_restarted(kernel_id, RESTART_REQUESTED, self.app)
         return self._merge(model)
 
     async def open_channels(self, kernel_id: str) -> KernelChannels:
         return await self.inner.open_channels(kernel_id)
 
     # -- server-wide ------------------------------------------------------------------------
+
+    async def end(self) -> None:
+        """The kernel service's part of the server's shutdown phase (`Service.stop`), run before any
+        plugin resource exits: stop culling, then shut every kernel down, firing `kernel_stopped`
+        (keep mode: let them run, detached once). Called again at the service's exit, it stops what a
+        request still in flight during the shutdown phase started."""
+        if self.culler is not None:
+            self.culler.cancel()
+            await asyncio.gather(self.culler, return_exceptions=True)
+        if not self.config.persist:
+            await self.shutdown_all()
+        elif not self._detached:
+            self._detached = True
+            await self.detach_all()
 
     async def shutdown_all(self) -> None:
         ids = list(self._started | self._dead | set(self.hubs))
@@ -232,17 +278,12 @@ async def kernel_service(app: web.Application) -> AsyncIterator[LiveKernels]:
     config: KernelsConfig = app[CONFIG].section("kernels")
     live = LiveKernels(provider, config, app[HOOKS], app)
     await live.restore()
-    culler = asyncio.create_task(_cull_forever(live, config)) if config.cull_idle_timeout > 0 else None
+    if config.cull_idle_timeout > 0:
+        live.culler = asyncio.create_task(_cull_forever(live, config))
     try:
         yield live
     finally:
-        if culler is not None:
-            culler.cancel()
-            await asyncio.gather(culler, return_exceptions=True)
-        if config.persist:
-            await live.detach_all()
-        else:
-            await live.shutdown_all()
+        await live.end()  # after the shutdown phase's: what requests in flight then started, if any
 
 
 @asynccontextmanager

@@ -41,12 +41,12 @@ def run(ns: argparse.Namespace, config: Any) -> int:
         for record in records:
             row = {"id": record["id"], "name": record.get("name"), "state": record.get("state"),
                    "running": _running(record), "pid": record.get("pid"), "cwd": record.get("cwd"),
-                   "kept": bool(record.get("keep"))}
+                   "kept": bool(record.get("keep")), "pool_member": bool(record.get("pool_member"))}
             if ns.json:
                 print(json.dumps(row))
             else:
                 print(f"{row['id']}  {row['name']}  {'running' if row['running'] else 'not running'}  "
-                      f"pid {row['pid']}  {row['cwd']}")
+                      f"pid {row['pid']}  {row['cwd']}{'  (idle pool member)' if row['pool_member'] else ''}")
         if not records and not ns.json:
             print(f"no kernels recorded in {state.kernels}")
         return 0

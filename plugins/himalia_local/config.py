@@ -24,7 +24,8 @@ class LocalConfig:
         "Idle started kernels to keep per kernelspec, e.g. {python3 = 1}; a start of that kernelspec takes "
         "one, moved to the notebook's directory and environment, and a replacement starts in the "
         "background. Off by default: each idle kernel holds a kernel's memory. Only kernels whose "
-        "kernelspec can be relocated (ipykernel) are pooled."))
+        "kernelspec can be relocated (ipykernel) are pooled. In keep mode ([plugins.kernels] persist) idle "
+        "members are stopped with the server, never kept; one handed out is kept like any kernel."))
     pool_fill_delay: float = setting(1.0, "Seconds the pool waits after handing out a kernel before it starts "
                                           "the replacement (one at a time, and never while a kernel is being "
                                           "started on demand), so refills leave the CPU to users' starts.")

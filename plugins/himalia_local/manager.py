@@ -54,8 +54,7 @@ async def local_kernels(app: web.Application) -> AsyncIterator[LocalKernels]:
     # the last resort, should the server exit without its cleanup (a shutdown that timed out, a crash
     # of the loop): no kernel process group outlives the interpreter (unless kept)
     atexit.register(service.kill_all)
-    if service.pool is not None:
-        service.pool.start()
+    # the pool starts in `restore`, once keep mode is known: its members are launched accordingly
     try:
         yield service
     finally:
@@ -123,6 +122,9 @@ class _Kernel:
     record_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     forgotten: bool = False
     """Its record is deleted: no later write may bring it back."""
+    member: bool = False
+    """An idle pool member: recorded (so a killed server's members are stopped at the next start) but
+    never kept; it becomes an ordinary kernel, kept in keep mode, once handed out and relocated."""
 
     def groups(self) -> set[int]:
         current = getattr(self.km.provisioner, "pgid", None)
@@ -232,12 +234,18 @@ class LocalKernels:
             raise NotFound(f"no kernel with id {kernel_id!r}", "no such kernel") from None
 
     def _cwd(self, path: str | None) -> str:
-        """The directory a kernel for API path `path` runs in: the nearest existing directory."""
-        target = os.path.realpath(os.path.join(self.root_dir, (path or "").strip("/")))
-        if target != self.root_dir and not target.startswith(self.root_dir + os.sep):
+        """The directory a kernel for API path `path` runs in: the nearest existing directory (as in
+        jupyter_server), with a warning naming both when `path` does not exist (a session for
+        `gone/x.ipynb` whose directory was never made, or was deleted)."""
+        wanted = os.path.realpath(os.path.join(self.root_dir, (path or "").strip("/")))
+        if wanted != self.root_dir and not wanted.startswith(self.root_dir + os.sep):
             raise BadRequest(f"kernel path {path!r} is outside the server's root dir", "bad path")
+        target = wanted
         while not os.path.isdir(target) and target != self.root_dir:
             target = os.path.dirname(target)
+        if target != wanted and not os.path.exists(wanted):
+            log.warning("kernel path %r is not a directory under the root; the kernel runs in %r instead",
+                        path, os.path.relpath(target, self.root_dir))
         return target
 
     async def start_kernel(self, name: str | None = None, *, path: str | None = None,
@@ -250,6 +258,8 @@ class LocalKernels:
         await self._find(name)
         cwd = await asyncio.to_thread(self._cwd, path)
         ready_timeout = DEFAULT_READY_TIMEOUT if timeout is None else timeout
+        if self.pool is not None:
+            self.pool.start()  # if `restore` has not (a provider used without the kernel service)
         if self.pool is not None and self.pool.pooled(name):
             kernel = await self._from_pool(name, cwd, env or {}, ready_timeout)
             if kernel is not None:
@@ -266,13 +276,14 @@ class LocalKernels:
         log.info("started kernel %s (%s) in %s", kernel.id, name, cwd)
         return self._model(kernel)
 
-    async def _launch(self, name: str, cwd: str, env: dict[str, str], ready_timeout: float) -> _Kernel:
+    async def _launch(self, name: str, cwd: str, env: dict[str, str], ready_timeout: float, *,
+                      member: bool = False) -> _Kernel:
         """Launch a kernel of spec `name` and return it once it answered (not yet listed), or raise
         with nothing of it left running."""
         runtime = await asyncio.to_thread(_runtime_dir)
         kernel_id = str(uuid.uuid4())
         km = self._new_manager(kernel_id, name, runtime)
-        kernel = _Kernel(kernel_id, name, km, cwd=cwd, env=dict(env or {}))
+        kernel = _Kernel(kernel_id, name, km, cwd=cwd, env=dict(env or {}), member=member)
         km.on_started = functools.partial(self._on_started, kernel)
         try:
             # the record comes first: a server killed during the launch finds the process by its marker
@@ -309,8 +320,10 @@ class LocalKernels:
 
     async def _launch_member(self, name: str) -> _Kernel:
         """A pool member: started in the root dir with the server's environment; its restarter stopped
-        (an idle member that dies is replaced, not restarted: the pool watches its exit)."""
-        kernel = await self._launch(name, self.root_dir, dict(os.environ), DEFAULT_READY_TIMEOUT)
+        (an idle member that dies is replaced, not restarted: the pool watches its exit). In keep mode
+        it is launched as a kept kernel is (`independent`, output to its log), so that once handed out
+        it can outlive the server; until then its record says it is a member, never kept."""
+        kernel = await self._launch(name, self.root_dir, dict(os.environ), DEFAULT_READY_TIMEOUT, member=True)
         kernel.km.stop_restarter()
         return kernel
 
@@ -351,8 +364,14 @@ class LocalKernels:
             raise
         kernel.started = time.time()
         kernel.ready_timeout = ready_timeout
+        # what a restart (here, or after an adoption by the next server) launches it with: the
+        # notebook's directory and the request's environment, as for a kernel started on demand
+        kernel.cwd = cwd
+        kernel.env = {**kernel.env, **env}
+        kernel.member = False
         kernel.km.start_restarter()
         self._kernels[kernel.id] = kernel
+        await self._save(kernel, "running")  # no longer a member: kept in keep mode
         log.info("kernel %s (%s) from the pool, moved to %s", kernel.id, name, cwd)
         return kernel
 
@@ -367,6 +386,7 @@ class LocalKernels:
         except Exception as e:  # killed below in any case
             log.debug("pool member %s: %s", kernel.id, e)
         kernel.kill_groups()
+        await self._forget(kernel)  # its record and log: a member is never kept
 
     def _discard_member(self, kernel: _Kernel) -> None:
         task = asyncio.get_running_loop().create_task(self._stop_member(kernel))
@@ -510,12 +530,13 @@ class LocalKernels:
 
     def kill_all(self) -> None:
         """SIGKILL every process group of every kernel, synchronously: the atexit last resort (in keep
-        mode only the kernels still starting: the others are meant to outlive us)."""
+        mode only the kernels still starting and the idle pool members: the others are meant to outlive
+        us)."""
+        members = self.pool.members() if self.pool is not None else []
         if self.keep:
-            for kernel in self._starting.values():
+            for kernel in [*self._starting.values(), *members]:
                 kernel.kill_groups()
             return
-        members = self.pool.members() if self.pool is not None else []
         for kernel in [*self._kernels.values(), *self._starting.values(), *members]:
             kernel.kill_groups()
 
@@ -564,7 +585,8 @@ class LocalKernels:
             return
         km = kernel.km
         record: dict[str, Any] = {
-            "id": kernel.id, "name": kernel.name, "state": state, "keep": self.keep, "cwd": kernel.cwd,
+            "id": kernel.id, "name": kernel.name, "state": state, "keep": self.keep and not kernel.member,
+            "pool_member": kernel.member, "cwd": kernel.cwd,
             "env": kernel.env, "started": kernel.started, "last_activity": time.time(), "server_pid": os.getpid()}
         provisioner = km.provisioner
         if state == "running" and provisioner is not None:
@@ -610,11 +632,12 @@ class LocalKernels:
         kernels that died, every process left with its marker is killed and the record removed.
         Returns the adopted kernels' models and {id: reason} of the kernels that are gone."""
         self.keep = keep
-        if keep and self.pool is not None:
-            # members are launched to end with this server and relocated when taken; keeping them
-            # across restarts is not built yet, so the two are not combined silently
-            raise StartupError("[plugins.local] pool cannot be combined with [plugins.kernels] persist = true "
-                               "(yet): turn one of them off")
+        restored = await self._restore(keep, timeout)
+        if self.pool is not None:  # members are launched once keep mode is known (see _launch_member)
+            self.pool.start()
+        return restored
+
+    async def _restore(self, keep: bool, timeout: float | None) -> tuple[list[Model], dict[str, str]]:
         if self.lock_error is not None:
             if keep:
                 raise self.lock_error
@@ -632,6 +655,14 @@ class LocalKernels:
             reason = None
             alive = bool(record.get("pid")) and await asyncio.to_thread(
                 is_kernel_process, int(record["pid"]), kernel_id, record.get("process_started"))
+            if record.get("pool_member"):
+                # an idle member of a server that was killed: stopped, and nobody is told (it was never
+                # listed, no session used it)
+                killed = await asyncio.to_thread(kill_marked, {kernel_id})
+                await asyncio.to_thread(self.state.delete, kernel_id)
+                log.info("pool member %s, left by a server that was killed, stopped (processes %s)", kernel_id,
+                         killed.get(kernel_id, []))
+                continue
             if not (keep and record.get("keep")):
                 reason = "left running by a server that did not stop it; stopped"
             elif record.get("state") == "dead":
@@ -708,7 +739,10 @@ class LocalKernels:
     async def detach_all(self) -> None:
         """Keep mode, at exit: let go of every kernel without stopping it (channels, restarter and
         control socket closed; records rewritten), so the next server adopts them. Kernels still
-        starting are not kept."""
+        starting are not kept, nor are idle pool members: they are stopped, as without keep mode."""
+        if self.pool is not None:
+            members = await self.pool.close()
+            await asyncio.gather(*(self._stop_member(m) for m in members), return_exceptions=True)
         for kernel in list(self._starting.values()):
             for ch in list(kernel.channels):
                 await ch.close()

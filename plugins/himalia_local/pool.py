@@ -179,6 +179,9 @@ class KernelPool:
         self._closed = False
 
     def start(self) -> None:
+        """Start filling (once; never after `close`)."""
+        if self._tasks or self._closed:
+            return
         for pool in self._pools.values():
             pool.wanted.set()
             self._tasks.append(asyncio.create_task(self._fill(pool), name=f"kernel pool {pool.name}"))

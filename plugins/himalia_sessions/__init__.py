@@ -26,6 +26,8 @@ def himalia_requirements(config):
 
 @hookimpl
 def himalia_kernel_stopped(kernel_id, reason, app):
+    if reason == "shutdown":  # the server's own stop of every kernel: the rows stay (a database file
+        return                # keeps them; the next start prunes them), as when stops came after the close
     from .manager import kernel_stopped
 
     kernel_stopped(app, kernel_id)

@@ -1,14 +1,21 @@
 """Default plugin `terminals`: shells in pseudo-terminals, as jupyter_server_terminals serves them
-(`/api/terminals`, `/terminals/websocket/{name}`); provides `app[SERVICES].terminals`.
+(`/api/terminals`, `/terminals/websocket/{name}`); provides the `terminals` service
+(`app[SERVICES].terminals`) through `himalia_services`, so every plugin sees it from start-up.
 
 `[plugins.terminals] enabled = false` turns them off (no routes, no service), as does `--disable terminals`.
+A system without ptys (Windows) or without ptyprocess gets no service (a warning at start-up; the routes
+answer 503).
 """
 
 from __future__ import annotations
 
-from himalia import SERVICES, ConfigSection, Route, hookimpl
+import logging
+
+from himalia import SERVICES, ConfigSection, Route, Service, hookimpl
 
 from .config import TerminalsConfig
+
+log = logging.getLogger("himalia.terminals")
 
 
 def _enabled(config) -> bool:
@@ -20,13 +27,28 @@ def himalia_config_sections():
     return [ConfigSection("terminals", TerminalsConfig, "Shells in terminals (JupyterLab's File › New › Terminal).")]
 
 
-@hookimpl
-def himalia_resources(config):
-    if not _enabled(config):
-        return []
+def _terminals_service(app):
     from .manager import terminals_service
 
-    return [terminals_service]
+    return terminals_service(app)
+
+
+@hookimpl
+def himalia_services(config):
+    if not _enabled(config):
+        return []
+    from .manager import unavailable
+
+    why = unavailable()
+    if why:
+        log.warning("terminals are unavailable: %s", why)
+        return []
+    return [Service("terminals", _terminals_service, "shells in ptys, culled when idle, ended at shutdown",
+                    stop=_end_terminals)]
+
+
+async def _end_terminals(terminals):
+    await terminals.close()  # at shutdown, before any plugin resource exits (see `Service.stop`)
 
 
 @hookimpl

@@ -12,12 +12,13 @@ import re
 import shutil
 import sys
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
 
-from himalia import ACTIVITY, CONFIG, SERVICES, ApiError, BadRequest, Conflict, Model, NotFound, utcnow
+from himalia import ACTIVITY, CONFIG, ApiError, BadRequest, Conflict, Model, NotFound, utcnow
 
 from .config import TerminalsConfig
 from .pty import Terminal
@@ -131,23 +132,27 @@ class Terminals:
         self.terminals.clear()
 
 
-async def terminals_service(app: web.Application) -> AsyncIterator[None]:
-    """Provide `app[SERVICES].terminals` while the server runs; cull; end every terminal at shutdown."""
+def unavailable() -> str | None:
+    """Why this system cannot run terminals, or None when it can."""
+    if os.name == "nt":
+        return "ptys need a POSIX system"
+    if importlib.util.find_spec("ptyprocess") is None:
+        return "ptyprocess is not installed (pip install 'himalia[terminals]')"
+    return None
+
+
+@asynccontextmanager
+async def terminals_service(app: web.Application) -> AsyncIterator[Terminals]:
+    """The `terminals` service (`app[SERVICES].terminals`) while the server runs: culls, and ends every
+    terminal at shutdown."""
     config: TerminalsConfig = app[CONFIG].section("terminals")
-    if os.name == "nt" or importlib.util.find_spec("ptyprocess") is None:
-        log.warning("terminals are unavailable: %s", "ptys need a POSIX system" if os.name == "nt" else
-                    "ptyprocess is not installed (pip install 'himalia[terminals]')")
-        yield
-        return
     manager = Terminals(config, app[CONFIG].server.root_dir, touch=app[ACTIVITY].touch)
-    app[SERVICES].terminals = manager
     culler = None
     if config.cull_inactive_timeout > 0:
         culler = asyncio.create_task(_cull_forever(manager))
     try:
-        yield
+        yield manager
     finally:
-        app[SERVICES].terminals = None
         if culler is not None:
             culler.cancel()
             await asyncio.gather(culler, return_exceptions=True)

@@ -4,6 +4,8 @@
 //   SERVER_URL, TOKEN        the `himalia serve` (its base URL, ending in "/"), and its token
 //   ROOT                     the server's root dir (holds NOTEBOOK)
 //   NOTEBOOK                 a notebook with an empty first cell and a second cell for Notebook 7
+//   NESTED                   a notebook two directories down whose one cell prints `exported 42`
+//   DOWNLOAD_DIR             where the exported HTML is saved
 //   SETTINGS_DIR, WORKSPACES_DIR   $JUPYTERLAB_SETTINGS_DIR and $JUPYTERLAB_WORKSPACES_DIR of the server
 //   EXTENSION                the test's federated extension (its plugin sets body[data-himalia-extension])
 //   DISABLE_COMMAND          JSON argv that runs `jupyter labextension disable EXTENSION` for the server
@@ -14,7 +16,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { WAIT_TIMEOUT_MS, currentStep, finish, group } from './steps.mjs';
+import { WAIT_TIMEOUT_MS, currentStep, finish, group, withTimeout } from './steps.mjs';
 
 const env = name => {
   const value = process.env[name];
@@ -28,6 +30,8 @@ const SERVER_URL = env('SERVER_URL');
 const TOKEN = env('TOKEN');
 const ROOT = env('ROOT');
 const NOTEBOOK = env('NOTEBOOK');
+const NESTED = env('NESTED');
+const DOWNLOAD_DIR = env('DOWNLOAD_DIR');
 const SETTINGS_DIR = env('SETTINGS_DIR');
 const WORKSPACES_DIR = env('WORKSPACES_DIR');
 const EXTENSION = env('EXTENSION');
@@ -102,15 +106,20 @@ const notebookCell = (p, n) => p.locator('.jp-NotebookPanel:not(.lm-mod-hidden) 
 const theme = () => page.evaluate(() => ({ name: document.body.dataset.jpThemeName, light: document.body.dataset.jpThemeLight }));
 const mainTabs = () => page.locator('#jp-main-dock-panel .lm-TabBar-tab .lm-TabBar-tabLabel').allInnerTexts();
 
-/** The notebook's kernel is connected and idle, as the app itself knows it (window.jupyterapp: the test
- * turns exposeAppInBrowser on through labconfig/page_config.json). The status bar says "Idle" earlier,
- * and a cell run then is dropped by the frontend. */
-async function kernelReady(p) {
-  await p.waitForFunction(() => {
-    const context = window.jupyterapp?.shell.currentWidget?.sessionContext;
-    const kernel = context?.session?.kernel;
-    return context?.isReady && kernel?.connectionStatus === 'connected' && kernel?.status === 'idle';
-  }, null, { timeout: WAIT_TIMEOUT_MS });
+/** What a person waits for before running a cell: JupyterLab's status bar says the notebook's kernel
+ * is Idle (the status bar names the current notebook, so an earlier tab's Idle does not count); in
+ * Notebook 7, whose page has no status bar, the toolbar's kernel indicator does. The cell is run right
+ * then, as a person who types and runs right after opening a notebook does. */
+async function kernelIdleShown(p, notebookName) {
+  if (notebookName === undefined) {
+    await p.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status="idle"]')
+      .first().waitFor({ timeout: WAIT_TIMEOUT_MS });
+    return;
+  }
+  await p.waitForFunction(name => {
+    const text = document.querySelector('#jp-main-statusbar')?.innerText ?? '';
+    return /\| Idle\b/.test(text) && text.includes(name);
+  }, notebookName, { polling: 'raf', timeout: WAIT_TIMEOUT_MS });
 }
 
 async function runCell(p, n, source) {
@@ -129,6 +138,69 @@ async function menu(p, top, ...labels) {
     await p.locator('.lm-Menu:not(.lm-mod-hidden) .lm-Menu-item:not(.lm-mod-hidden) .lm-Menu-itemLabel')
       .getByText(label, { exact: true }).last().click();
   }
+}
+
+/** JupyterLab has settled after a page load: the app restored its layout (every plugin activated) and
+ * the file browser restored. JupyterLab keeps the current document's path in the address
+ * (/lab/tree/<path>), so a reload comes back to such an address, and the file browser's restore then
+ * ends by opening <path> and activating its tab: after `app.restored`, and under load after a tab
+ * opened meanwhile, which it sends to the back. The file browser is marked jp-mod-restoring till then. */
+async function appSettled(p) {
+  await p.waitForFunction(() => window.jupyterapp, null, { timeout: WAIT_TIMEOUT_MS });
+  await withTimeout(p.evaluate(() => window.jupyterapp.restored.then(() => true)), WAIT_TIMEOUT_MS, 'the app restored');
+  await p.locator('#filebrowser:not(.jp-mod-restoring)').waitFor({ state: 'attached', timeout: WAIT_TIMEOUT_MS });
+}
+
+/** The names of the server's terminals (GET api/terminals, with the page's login cookie). */
+const terminalNames = async p => (await (await p.request.get(url('api/terminals'))).json()).map(t => t.name);
+
+/** Wait until the main area holds the widget of a terminal whose session is named `name` (or, with
+ * `{ notIn }`, any terminal not in that list), attached, with its websocket connected, as JupyterLab
+ * itself knows them; returns the session's name. The tab need not be the current one. */
+async function terminalConnected(p, { name, notIn = [] }) {
+  const handle = await p.waitForFunction(({ name, notIn }) => {
+    for (const widget of window.jupyterapp.shell.widgets('main')) {
+      const terminal = widget.content;
+      const session = terminal?.session;
+      if (!terminal?.hasClass?.('jp-Terminal') || !session) continue;
+      if (name !== undefined ? session.name !== name : notIn.includes(session.name)) continue;
+      if (terminal.isAttached && session.connectionStatus === 'connected') return session.name;
+    }
+    return false;
+  }, { name, notIn }, { timeout: WAIT_TIMEOUT_MS });
+  return handle.jsonValue();
+}
+
+/** Make terminal `name` the current tab as a person does (click its tab by its title when another tab
+ * is current), then give it the keyboard (click it); waits until JupyterLab has it current and its
+ * xterm holds the focus, so that what is typed next goes to this shell. Returns the title of the tab
+ * that was current before. */
+async function focusTerminal(p, name) {
+  const was = await p.evaluate(() => window.jupyterapp.shell.currentWidget?.title.label ?? null);
+  if (was !== `Terminal ${name}`) {
+    await p.locator('#jp-main-dock-panel .lm-TabBar-tabLabel', { hasText: new RegExp(`^Terminal ${name}$`) }).first().click();
+  }
+  await p.waitForFunction(name => window.jupyterapp.shell.currentWidget?.content?.session?.name === name, name,
+    { timeout: WAIT_TIMEOUT_MS });
+  await p.locator('#jp-main-dock-panel .jp-Terminal:not(.lm-mod-hidden)').first().click();
+  await p.waitForFunction(name => {
+    const terminal = window.jupyterapp.shell.currentWidget?.content;
+    return terminal?.session?.name === name && terminal.node.contains(document.activeElement);
+  }, name, { timeout: WAIT_TIMEOUT_MS });
+  return was;
+}
+
+/** Wait until a line of terminal `name` is exactly `line`; returns its non-blank lines, as xterm.js holds
+ * them (its buffer: the screen is a canvas, not text in the DOM). */
+async function terminalShows(p, name, line) {
+  const handle = await p.waitForFunction(({ name, want }) => {
+    const widget = Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.content?.session?.name === name);
+    const buffer = widget?.content?._term?.buffer.active;
+    const lines = [];
+    for (let i = 0; buffer && i < buffer.length; i++) lines.push(buffer.getLine(i).translateToString(true));
+    return lines.some(l => l.trim() === want) && lines.filter(l => l.trim());
+  }, { name, want: line }, { timeout: WAIT_TIMEOUT_MS });
+  return handle.jsonValue();
 }
 
 function readJson(file) {
@@ -171,7 +243,7 @@ async function steps() {
     ['lab: open a notebook, run print(6*7), see 42', async () => {
       await page.locator('.jp-DirListing-item', { hasText: NOTEBOOK }).first().dblclick();
       await page.locator('.jp-NotebookPanel').first().waitFor({ timeout: WAIT_TIMEOUT_MS });
-      await kernelReady(page);
+      await kernelIdleShown(page, NOTEBOOK);
       const output = await runCell(page, 0, 'print(6*7)');
       assert.equal(output, '42');
       await shot('02-notebook-42');
@@ -216,10 +288,80 @@ async function steps() {
       await shot('05-tab-restored');
       return { tabs, workspaces: files };
     }],
+    ['lab: File › New › Terminal runs `echo $((6*7)) > t.txt`; its output shows and the file is on disk', async () => {
+      // the reload before this step came back to /lab/tree/lab.ipynb: a terminal opened before the file
+      // browser has reopened that notebook would be sent to the back
+      await appSettled(page);
+      const before = await terminalNames(page);
+      await menu(page, 'File', 'New', 'Terminal');
+      const name = await terminalConnected(page, { notIn: before });
+      await focusTerminal(page, name);
+      // the typed line has `$((6*7))`, not 42: a line that is 42 is the shell's output
+      await page.keyboard.type('echo $((6*7)) > t.txt; cat t.txt');
+      await page.keyboard.press('Enter');
+      const lines = await terminalShows(page, name, '42');
+      const file = path.join(ROOT, 't.txt');
+      assert.equal(fs.readFileSync(file, 'utf8'), '42\n');
+      assert.deepEqual((await terminalNames(page)).sort(), [...before, name].sort());
+      await shot('06a-terminal');
+      return { name, lines };
+    }],
+    ['lab: File › Save and Export As › HTML of a nested notebook downloads HTML with the cell\'s output', async () => {
+      const listed = name => page.locator('.jp-FileBrowser .jp-DirListing-itemText').getByText(name, { exact: true }).first();
+      for (const dir of path.dirname(NESTED).split('/')) {
+        await listed(dir).dblclick();
+        await page.locator('.jp-FileBrowser .jp-BreadCrumbs-item', { hasText: dir }).first().waitFor({ timeout: WAIT_TIMEOUT_MS });
+      }
+      await listed(path.basename(NESTED)).dblclick();
+      const panel = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden)').first();
+      await panel.waitFor({ timeout: WAIT_TIMEOUT_MS });
+      await kernelIdleShown(page, path.basename(NESTED));
+      const output = await runCell(page, 0);
+      assert.equal(output, 'exported 42');
+      // the export opens the download URL in a new window: its download may be told by either page
+      const download = new Promise(resolve => {
+        page.once('download', resolve);
+        context.once('page', popup => popup.once('download', resolve));
+      });
+      await menu(page, 'File', 'Save and Export Notebook As', 'HTML');
+      // JupyterLab asks whether to sanitize for a server whose notebookVersion is 2.x (jupyter_server's
+      // and Himalia's page config), as it does on `jupyter lab`
+      const dialog = page.locator('.jp-Dialog', { hasText: 'Export as HTML' });
+      await dialog.waitFor({ timeout: WAIT_TIMEOUT_MS });
+      await shot('06b-export-dialog');
+      await dialog.getByRole('button', { name: 'Ok' }).click();
+      const saved = await withTimeout(download, WAIT_TIMEOUT_MS, 'the HTML download');
+      const file = path.join(DOWNLOAD_DIR, saved.suggestedFilename());
+      await saved.saveAs(file);
+      assert.equal(saved.suggestedFilename(), path.basename(NESTED).replace(/\.ipynb$/, '.html'));
+      const html = fs.readFileSync(file, 'utf8');
+      assert.match(html, /<html/i);
+      assert.ok(html.includes('exported 42'), 'the exported HTML lacks the cell\'s output');
+      const exportUrl = new URL(saved.url());
+      assert.equal(exportUrl.pathname, `${BASE_PATH}nbconvert/html/${NESTED}`);
+      for (const p of context.pages()) if (p !== page) await p.close();
+      await shot('06c-exported');
+      return { url: saved.url(), file: saved.suggestedFilename(), bytes: html.length };
+    }],
+    ['lab: after a reload the same terminal is there, its scrollback shown', async () => {
+      const before = await terminalNames(page);
+      assert.equal(before.length, 1, `terminals before the reload: ${before}`);
+      await page.reload();
+      // the reload comes back to the exported notebook's address, whose tab the file browser's restore
+      // activates; the terminal's tab is restored behind it and reconnects to the same session
+      await appSettled(page);
+      const name = await terminalConnected(page, { name: before[0] });
+      const currentAfterReload = await focusTerminal(page, name);
+      const lines = await terminalShows(page, name, '42');  // the scrollback, replayed by the server
+      assert.ok(lines.some(l => l.includes('echo $((6*7)) > t.txt')), `terminal lines: ${lines}`);
+      assert.deepEqual(await terminalNames(page), before);
+      await shot('06d-terminal-after-reload');
+      return { name, lines, currentAfterReload };
+    }],
     ['lab: `jupyter labextension disable` removes the extension on the next load', async () => {
       execFileSync(DISABLE_COMMAND[0], DISABLE_COMMAND.slice(1), { stdio: 'pipe', timeout: WAIT_TIMEOUT_MS });
       await page.reload();
-      await page.locator('.jp-NotebookPanel').first().waitFor({ timeout: WAIT_TIMEOUT_MS });
+      await appSettled(page);
       const config = await page.evaluate(() => JSON.parse(document.getElementById('jupyter-config-data').textContent));
       assert.ok(Array.isArray(config.disabledExtensions), 'disabledExtensions must be a list');
       assert.ok(config.disabledExtensions.includes(EXTENSION), `disabledExtensions: ${config.disabledExtensions}`);
@@ -237,7 +379,7 @@ async function steps() {
       watch(nb);
       await nb.locator('.jp-NotebookPanel').first().waitFor({ timeout: WAIT_TIMEOUT_MS });
       assert.equal(new URL(nb.url()).pathname, `${BASE_PATH}notebooks/${NOTEBOOK}`);
-      await kernelReady(nb);
+      await kernelIdleShown(nb);
       const output = await runCell(nb, 1);
       assert.equal(output, 'notebook 7 says 42');
       await shot('08-notebook7', nb);

@@ -5,7 +5,12 @@ logs in with its form, then logs in with `?token=`, sees the Python
 kernel in the launcher and a federated extension installed by this test, runs `print(6*7)` in a
 notebook and saves it (the file on disk is checked), switches to the dark theme and reloads (theme and
 open tab persist through the settings and workspaces APIs), disables the extension with `jupyter
-labextension disable`, and runs a cell in Notebook 7 from /tree. Any 4xx/5xx outside the script's short
+labextension disable`, and runs a cell in Notebook 7 from /tree. It also opens File › New › Terminal, runs
+`echo $((6*7)) > t.txt` there (the output shows, the file is on disk), exports a nested notebook with
+File › Save and Export As › HTML (the downloaded file has the cell's output), and finds the same
+terminal with its scrollback after a reload. The script waits on what JupyterLab itself tells (the
+app and its file browser restored, a widget attached, a websocket connected, a tab current), never on
+time nor on which tab happens to be current. Any 4xx/5xx outside the script's short
 allow-list, or any console error, fails it. The same again under base_url /jh/. Screenshots of each
 step are kept in pytest's tmp dir (printed when a step fails).
 """
@@ -27,6 +32,7 @@ from .conftest import isolated_env
 pytestmark = pytest.mark.timeout(600)
 
 NOTEBOOK = "lab.ipynb"
+NESTED = "deep/er/nested.ipynb"
 EXTENSION = "himalia-test-extension"
 STEPS = [
     "login: without a token a page says how to log in; its form logs the browser in",
@@ -36,6 +42,9 @@ STEPS = [
     "lab: save, and the file on disk has the cell and its output",
     "lab: the dark theme stays after a reload, and its settings file exists",
     "lab: the reload restored the notebook tab (workspace saved)",
+    "lab: File › New › Terminal runs `echo $((6*7)) > t.txt`; its output shows and the file is on disk",
+    "lab: File › Save and Export As › HTML of a nested notebook downloads HTML with the cell's output",
+    "lab: after a reload the same terminal is there, its scrollback shown",
     "lab: `jupyter labextension disable` removes the extension on the next load",
     "notebook 7: /tree lists the notebook, which opens in Notebook 7 and runs a cell",
     "no unexpected HTTP error and no console error on any page",
@@ -70,15 +79,15 @@ def write_extension(labextensions: Path) -> None:
     }))
 
 
-def notebook() -> dict:
-    def code(cell_id: str, source: str) -> dict:
-        return {"id": cell_id, "cell_type": "code", "source": source, "metadata": {}, "outputs": [],
+def notebook(*sources: str) -> dict:
+    def code(n: int, source: str) -> dict:
+        return {"id": f"cell{n}", "cell_type": "code", "source": source, "metadata": {}, "outputs": [],
                 "execution_count": None}
 
     return {
         "nbformat": 4, "nbformat_minor": 5,
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
-        "cells": [code("lab", ""), code("nb7", "print('notebook 7 says', 6 * 7)")],
+        "cells": [code(n, source) for n, source in enumerate(sources)],
     }
 
 
@@ -87,15 +96,18 @@ class LabSetup:
         self.base = base
         self.root = base / "root"
         self.root.mkdir()
-        (self.root / NOTEBOOK).write_text(json.dumps(notebook()))
+        (self.root / NOTEBOOK).write_text(json.dumps(notebook("", "print('notebook 7 says', 6 * 7)")))
+        # exported after a run: the HTML must have the output the browser computed
+        (self.root / NESTED).parent.mkdir(parents=True)
+        (self.root / NESTED).write_text(json.dumps(notebook("print('exported', 6 * 7)")))
         write_extension(base / "extra" / "labextensions")
         self.settings = base / "settings"
         self.workspaces = base / "workspaces"
         self.env = isolated_env(base, JUPYTER_PATH=str(base / "extra"), JUPYTERLAB_SETTINGS_DIR=str(self.settings),
                                 JUPYTERLAB_WORKSPACES_DIR=str(self.workspaces))
         self.base_url = base_url
-        # labconfig/page_config.json is honoured: window.jupyterapp, through which the script sees
-        # when the notebook's kernel is ready (`jupyter labextension disable` adds to this file)
+        # labconfig/page_config.json is honoured: window.jupyterapp, through which the script reads the
+        # terminal's text and sees the app restored (`jupyter labextension disable` adds to this file)
         labconfig = base / "config" / "labconfig"
         labconfig.mkdir(parents=True)
         (labconfig / "page_config.json").write_text(json.dumps({"exposeAppInBrowser": True}))
@@ -120,6 +132,7 @@ def browser_run(served, run_node, chromium: Path, tmp_path_factory: pytest.TempP
     env = {
         **setup.env,
         "SERVER_URL": server.url, "TOKEN": server.token or "", "ROOT": str(setup.root), "NOTEBOOK": NOTEBOOK,
+        "NESTED": NESTED, "DOWNLOAD_DIR": str(base / "downloads"),
         "SETTINGS_DIR": str(setup.settings), "WORKSPACES_DIR": str(setup.workspaces), "EXTENSION": EXTENSION,
         "DISABLE_COMMAND": json.dumps(disable), "CHROMIUM": str(chromium),
         "USER_DATA_DIR": str(base / "profile"), "SCREENSHOT_DIR": str(base / "screenshots"),

@@ -183,3 +183,40 @@ def test_serve_cli_names_the_plugin_whose_resource_fails(tmp_path, plugin_site):
     assert status == 2
     assert err.getvalue().strip().splitlines()[-1] == (
         "himalia: plugin 'ticking' resource 'ticker' failed to start: RuntimeError: ticker cannot tick")
+
+
+def stopping_service_plugin(events: list[str], fail_stop: bool = False):
+    """A service with a `stop` (the shutdown phase), as the kernel and terminals services have."""
+    from himalia import Service
+
+    @asynccontextmanager
+    async def factory(app):
+        events.append("service started")
+        yield SimpleNamespace()
+        events.append("service exited")
+
+    async def stop(value):
+        events.append("service stopped")
+        if fail_stop:
+            raise RuntimeError("cannot stop")
+
+    class Plugin:
+        @hookimpl
+        def himalia_services(self, config):
+            return [Service("events", factory, stop=stop)]
+
+    return Plugin()
+
+
+@pytest.mark.parametrize("fail_stop", [False, True])
+async def test_a_service_s_stop_runs_before_any_resource_exits(himalia_server, caplog, fail_stop):
+    """The shutdown phase: whatever the plugins' names, each service's `stop` runs before resources exit;
+    a failing stop is logged naming the plugin, and the exits still run."""
+    events: list[str] = []
+    plugins = {"zzz_service": stopping_service_plugin(events, fail_stop), "aaa_resource": resource_plugin(events)}
+    async with himalia_server(entry_points=False, plugins=plugins, config={"server": OPEN}):
+        pass
+    assert events == ["service started", "resource started", "service stopped", "resource stopped",
+                      "service exited"]
+    failures = [r.getMessage() for r in caplog.records if "failed to stop at shutdown" in r.getMessage()]
+    assert failures == (["plugin 'zzz_service' service 'events' failed to stop at shutdown"] if fail_stop else [])

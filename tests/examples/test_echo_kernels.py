@@ -146,7 +146,7 @@ async def test_routes_relay_and_reconnect_buffers(himalia_server, echo_plugin, p
                 if got.msg_type == "stream":
                     replayed += json.loads(got.content)["text"]
         assert (await server.delete(f"/api/kernels/{kid}")).status == 204
-        assert observer.events[-1] == ("stopped", kid, "shutdown", server.app)
+        assert observer.events[-1] == ("stopped", kid, "deleted", server.app)
 
 
 async def test_idle_kernels_are_culled_with_an_event(himalia_server, echo_plugin):

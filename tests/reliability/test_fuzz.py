@@ -116,7 +116,7 @@ def fuzz_run(tmp_path_factory: pytest.TempPathFactory) -> FuzzRun:
     report_path = work / "report.json"
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     # a restart waits for the kernel to answer; keep that wait well inside the fuzzer's request timeout
-    with serve_process("--root-dir", str(root), "--token", TOKEN, "--set", "plugins.kernels.kernel_info_timeout=30",
+    with serve_process("--root-dir", str(root), "--token", TOKEN, "--set", "plugins.kernels.kernel_info_timeout=60",
                        env=isolated_env(base)) as server:
         spec_url = server.url_for("/api/spec.yaml")
         cmd = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run", spec_url,

@@ -344,8 +344,9 @@ def test_venv_s_himalia_plugins_finds_the_installed_plugins(venv: Venv):
              "dict-store": {"himalia_session_store_providers"},
              "shared-secret": {"himalia_config_sections", "himalia_identity_providers"},
              "remote-kernels": {"himalia_kernel_providers"},
-             "event-log": {"himalia_kernel_started", "himalia_kernel_stopped", "himalia_session_created",
-                           "himalia_session_deleted"}}
+             "event-log": {"himalia_resources", "himalia_kernel_started", "himalia_kernel_restarting",
+                           "himalia_kernel_restarted", "himalia_kernel_dead", "himalia_kernel_stopped",
+                           "himalia_session_created", "himalia_session_deleted"}}
     for name, expected in hooks.items():
         assert rows[name]["distribution"] == f"himalia-{name}"
         assert rows[name]["error"] is None, rows[name]["error"]
@@ -422,6 +423,19 @@ def test_read_only_contents_plugin_passes_the_kit_except_the_writes_it_declares(
         assert outcomes[case] == "SKIPPED", case
     assert "TestContents declares read_only = True" in result.stdout
     assert "failed" not in pytest_summary(result.stdout)
+
+
+def test_observer_plugin_sees_every_kernel_transition_in_order(venv: Venv):
+    """issue 21's Must show: an observer written from the template (kind observer) sees, in its own test
+    run with real kernels, a death under autorestart (restarting, restarted, with the death's reason), a
+    death with autorestart off (dead, stopped), a delete, and the stop at shutdown before its resource
+    closes, in order."""
+    result = venv.run("-m", "pytest", "-v", "-p", "no:cacheprovider", "tests/test_observer.py",
+                      cwd=venv.projects["observer"], timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    outcomes = dict(re.findall(r"::(test_\w+) (PASSED|FAILED|SKIPPED)", result.stdout))
+    assert outcomes == {"test_a_death_under_autorestart_and_the_shutdown_are_seen_in_order": "PASSED",
+                        "test_a_death_with_autorestart_off_is_dead_and_a_delete_is_deleted": "PASSED"}
 
 
 def test_ci_workflow_installs_himalia_from_the_given_source_before_the_plugin(rendered: Path, tmp_path: Path):

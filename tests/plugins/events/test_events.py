@@ -148,7 +148,30 @@ async def test_kernel_starts_and_stops_are_events(himalia_server):
         assert (await server.delete(f"/api/kernels/{kernel_id}")).status == 204
         stopped = await sub.until(lambda e: e["schema_id"] == KERNEL_ACTIONS and e["action"] == "shutdown")
         assert stopped["kernel_id"] == kernel_id and stopped["status"] == "success"
-        assert "shutdown" in stopped["msg"]
+        assert stopped["msg"].endswith("stopped: deleted")
+        await sub.ws.close()
+
+
+async def test_kernel_restarts_are_events(himalia_server):
+    async with himalia_server() as server:
+        sub = await subscribe(server)
+        kernel_id = (await (await server.post("/api/kernels", json={"name": "python3"})).json())["id"]
+        assert (await server.post(f"/api/kernels/{kernel_id}/restart")).status == 200
+        restarted = await sub.until(lambda e: e["schema_id"] == KERNEL_ACTIONS and e["action"] == "restart")
+        assert restarted["kernel_id"] == kernel_id and restarted["status"] == "success"
+        assert restarted["msg"].endswith("restarted: restart requested")
+        assert (await server.delete(f"/api/kernels/{kernel_id}")).status == 204
+        await sub.ws.close()
+
+
+async def test_kernel_interrupts_are_events(himalia_server):
+    async with himalia_server() as server:
+        sub = await subscribe(server)
+        kernel_id = (await (await server.post("/api/kernels", json={"name": "python3"})).json())["id"]
+        assert (await server.post(f"/api/kernels/{kernel_id}/interrupt")).status == 204
+        event = await sub.until(lambda e: e["schema_id"] == KERNEL_ACTIONS and e["action"] == "interrupt")
+        assert event["kernel_id"] == kernel_id and event["status"] == "success" and event["status_code"] == 204
+        assert (await server.delete(f"/api/kernels/{kernel_id}")).status == 204
         await sub.ws.close()
 
 
@@ -239,3 +262,43 @@ async def test_strangers_are_refused(himalia_server):
             async with anonymous.post(server.url_for("/api/events"), json={}) as r:
                 assert r.status == 401
         assert (await server.get("/api/events/subscribe")).status == 400  # not an upgrade
+
+
+async def test_every_plugin_sees_the_event_bus_from_start_up(himalia_server):
+    """A plugin whose name sorts before 'events' emits from its resource at start-up: the bus is a
+    service, entered before every resource."""
+    seen = []
+
+    class Early:
+        @hookimpl
+        def himalia_resources(self, config):
+            async def look(app):
+                seen.append(app[SERVICES].events)
+                yield
+
+            return [look]
+
+    async with himalia_server(plugins={"aaa_early": Early()}) as server:
+        assert seen == [server.app[SERVICES].events] and isinstance(seen[0], EventBus)
+
+
+async def test_kernel_events_reach_only_the_server_whose_kernel_it_is(himalia_server, tmp_path):
+    """Two servers in one process: the kernel hooks carry the app, so each server's subscribers see
+    its own kernels only."""
+    other_root = tmp_path / "other"
+    other_root.mkdir()
+    async with himalia_server() as one, himalia_server(root_dir=other_root) as two:
+        sub_one, sub_two = await subscribe(one), await subscribe(two)
+        r = await two.post("/api/kernels", json={"name": "python3"})
+        assert r.status == 201, await r.text()
+        kernel_id = (await r.json())["id"]
+        started = await sub_two.until(lambda e: e["schema_id"] == KERNEL_ACTIONS and e["action"] == "start")
+        assert started["kernel_id"] == kernel_id
+        assert (await two.delete(f"/api/kernels/{kernel_id}")).status == 204
+        await sub_two.until(lambda e: e["schema_id"] == KERNEL_ACTIONS and e["action"] == "shutdown")
+        # a save on server one, after server two's kernel events: server one saw no kernel event
+        assert (await one.put("/api/contents/x.txt", json={"type": "file", "format": "text", "content": ""})).status == 201
+        await sub_one.until(lambda e: e["schema_id"] == CONTENTS and e["action"] == "save")
+        assert not [e for e in sub_one.events if e["schema_id"] == KERNEL_ACTIONS]
+        await sub_one.ws.close()
+        await sub_two.ws.close()

@@ -4,6 +4,7 @@ of it, a manager on it, and running kernel code over `KernelChannels`."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import socket
@@ -108,7 +109,9 @@ def wait_until_up(gateway: Gateway, timeout: float, what: str, context: ssl.SSLC
                 return
         except urllib.error.HTTPError:
             return
-        except OSError:
+        except (OSError, http.client.HTTPException):  # not listening yet, or another program's port:
+            # a free_port() can be taken by someone else (a kernel's ZMQ socket) before the gateway binds
+            # it; the gateway then exits, which the poll above reports
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{what} not up within {timeout}s:\n{gateway.log.read_text()}") from None
             time.sleep(0.1)

@@ -294,3 +294,34 @@ async def test_one_session_create_opens_one_upstream_websocket(himalia_server, g
         handshakes = [r for r in proxy.requests if r.startswith(b"GET ") and b"/channels?" in r]
         assert len(handshakes) == 1, handshakes
         assert (await server.delete(f"/api/sessions/{session['id']}")).status == 204
+
+
+async def test_a_remote_kernel_s_death_under_the_gateway_s_autorestart_is_restarting_then_restarted(
+        himalia_server, gateway):
+    """The kernel service reads transitions off the statuses any provider relays: a kernel killed on the
+    gateway, which restarts it, is himalia_kernel_restarting then himalia_kernel_restarted."""
+    seen: list[tuple[str, str, str]] = []
+    changed = asyncio.Event()
+
+    class Observer:
+        @hookimpl
+        def himalia_kernel_restarting(self, kernel_id, reason):
+            seen.append(("restarting", kernel_id, reason))
+            changed.set()
+
+        @hookimpl
+        def himalia_kernel_restarted(self, kernel_id, reason):
+            seen.append(("restarted", kernel_id, reason))
+            changed.set()
+
+    async with himalia_server(config=gateway_config(gateway.url), plugins={"observer": Observer()}) as server:
+        kid = (await (await server.post("/api/kernels", json={})).json())["id"]
+        async with server.ws_connect(f"/api/kernels/{kid}/channels", protocols=(V1,)) as ws:
+            await ws_send_execute(ws, "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+            async with asyncio.timeout(WAIT):
+                while not any(event == "restarted" for event, _, _ in seen):
+                    changed.clear()
+                    await changed.wait()
+        assert [event for event, _, _ in seen] == ["restarting", "restarted"]
+        assert {k for _, k, _ in seen} == {kid}
+        assert (await server.delete(f"/api/kernels/{kid}")).status == 204

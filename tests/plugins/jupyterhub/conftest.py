@@ -5,6 +5,7 @@ venv's `himalia serve` and nothing else: one hub per test module, everything on 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import secrets
 import shutil
@@ -23,10 +24,29 @@ import pytest
 from himalia.testing import stop_process
 
 HERE = Path(__file__).parent
+CLIENTS = HERE.parent.parent / "clients"
 NODE_MODULES = HERE / "node_modules"
 LOCK_STAMP = NODE_MODULES / ".himalia-lock-sha256"
 START_TIMEOUT = 90.0
 PASSWORD = "any password: DummyAuthenticator with allow_all takes any"
+
+
+def _clients_conftest():
+    """tests/clients/conftest.py, for its browser fixtures: the browser test runs in this directory's
+    modules so that it shares their hub."""
+    spec = importlib.util.spec_from_file_location("himalia_tests_clients_conftest", CLIENTS / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+_clients = _clients_conftest()
+node = _clients.node
+node_modules = _clients.node_modules
+chromium = _clients.chromium
+jupyterlab = _clients.jupyterlab
+run_node = _clients.run_node
 
 
 def free_port() -> int:
@@ -110,6 +130,7 @@ c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = "{homes}/{{username}}"
 c.Spawner.cmd = [{himalia!r}, "serve"]
 c.Spawner.environment = {{"JUPYTERHUB_ACTIVITY_INTERVAL": "1"}}
+c.Spawner.default_url = "/tree"  # Notebook 7's file list, not the lab plugin's own /lab
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
 c.JupyterHub.last_activity_interval = 3600  # the hub's own poll of the proxy: keep it out of the test

@@ -94,3 +94,18 @@ def test_the_spawners_default_url_is_offered_for_the_root(in_hub, monkeypatch):
     assert himalia_jupyterhub.himalia_default_urls(config) == ["/lab/tree/start.ipynb"]
     config, _ = load(config_data={"server": {"identity_provider": "token"}})
     assert himalia_jupyterhub.himalia_default_urls(config) == []
+
+
+@pytest.mark.parametrize("websocket, allowed, expected", [
+    (True, False, "T"),  # a websocket: always, as jupyterhub's own server
+    (False, False, None),  # a page or API call: ignored by default (JupyterHub 5 and later)
+    (False, True, "T"),  # JUPYTERHUB_ALLOW_TOKEN_IN_URL=1
+])
+def test_a_token_in_the_url_counts_on_websockets_or_when_the_hub_allows(websocket, allowed, expected):
+    from himalia import Credentials
+    from himalia_jupyterhub.identity import url_token
+
+    credentials = Credentials(method="GET", path="/user/ada/api/kernels", headers={}, cookies={},
+                              query={"token": "T"}, is_websocket=websocket)
+    assert url_token(credentials, allowed) == expected
+

@@ -1,6 +1,7 @@
 """Himalia as JupyterHub's single-user server: a real hub spawns `himalia serve` (its only setting
 `c.Spawner.cmd`), users log in through the hub's login form and its OAuth redirects with a real HTTP
-client, and everything goes through the hub's real proxy."""
+client, and in headless Chromium (tests/clients/hub_lab.mjs, on the same hub), and everything goes
+through the hub's real proxy."""
 
 from __future__ import annotations
 
@@ -91,6 +92,14 @@ async def test_health_check_answers_with_the_hub_version(hub):
         async with s.get(hub.url + "user/alice/api") as r:
             assert r.status == 200
             assert r.headers.get("X-JupyterHub-Version")
+
+
+async def test_the_root_sends_a_browser_to_the_spawners_default_url(hub, alice):
+    async with alice.get(hub.url + "user/alice/", headers=PAGE, allow_redirects=False) as r:
+        assert r.status == 302
+        assert r.headers["Location"] == "/user/alice/tree"
+    async with alice.get(hub.url + "user/alice/", headers=PAGE) as r:
+        assert r.status == 200 and str(r.url) == hub.url + "user/alice/tree"
 
 
 async def test_an_unauthenticated_api_call_gets_403_and_a_page_a_redirect_into_oauth(hub):
@@ -198,6 +207,24 @@ async def test_a_page_with_escapes_in_its_url_is_landed_on_as_asked(hub):
             assert str(r.url) == page and r.history
 
 
+async def test_an_export_download_without_a_login_lands_after_oauth(hub):
+    """A download opened in a new tab (File › Save and Export Notebook As) by a browser whose login has
+    not reached this server yet: into OAuth, and back to the download."""
+    await ensure_server(hub, "alice")
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"id": "md", "cell_type": "markdown", "source": "# exported for alice", "metadata": {}}]}
+    (hub.homes / "alice" / "export.ipynb").write_text(json.dumps(notebook))
+    async with aiohttp.ClientSession(cookie_jar=jar()) as s:
+        await hub_login(s, hub, "alice")
+        page = hub.url + "user/alice/nbconvert/html/export.ipynb?download=true"
+        async with s.get(page, headers=PAGE) as r:
+            assert r.status == 200, await r.text()
+            assert str(r.url) == page
+            assert any("/user/alice/oauth_callback" in str(h.url) for h in r.history)
+            assert r.headers["Content-Disposition"].startswith("attachment")
+            assert "exported for alice" in await r.text()
+
+
 async def test_a_callback_without_its_state_cookie_or_with_a_made_up_state_is_refused(hub):
     await ensure_server(hub, "alice")
     async with aiohttp.ClientSession(cookie_jar=jar()) as s:
@@ -235,6 +262,42 @@ async def test_bob_gets_403_on_alices_server(hub):
         assert cookie(s, "jupyterhub-user-alice") is None
 
 
+async def test_a_token_in_the_url_logs_in_a_websocket_only(hub):
+    """As jupyterhub's own single-user server: `?token=` authenticates a websocket (browsers cannot set
+    its headers) and is ignored elsewhere unless the hub allows tokens in URLs."""
+    await ensure_server(hub, "alice")
+    status, token = await hub_api(hub, "POST", "users/alice/tokens", json={"note": "url token test"})
+    assert status == 201, token
+    token = token["token"]
+    base = hub.url + "user/alice/"
+    async with aiohttp.ClientSession(cookie_jar=jar()) as s:
+        async with s.post(base + "api/kernels", json={"name": "python3"},
+                          headers={"Authorization": f"token {token}"}) as r:
+            assert r.status == 201, await r.text()
+            kernel_id = (await r.json())["id"]
+        try:
+            async with s.get(base + f"api/contents?token={token}") as r:
+                assert r.status == 403 and (await r.json())["reason"] == "not logged in"
+            with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                await s.ws_connect(base + f"api/kernels/{kernel_id}/channels?token=made-up")
+            assert e.value.status == 403
+            async with s.ws_connect(base + f"api/kernels/{kernel_id}/channels?token={token}") as ws:
+                msg_id = uuid.uuid4().hex
+                await ws.send_json({"header": {"msg_id": msg_id, "msg_type": "kernel_info_request",
+                                               "session": "s", "username": "alice", "version": "5.3"},
+                                    "parent_header": {}, "metadata": {}, "channel": "shell", "content": {}})
+                async with asyncio.timeout(WAIT):
+                    async for message in ws:
+                        m = json.loads(message.data)
+                        if m["msg_type"] == "kernel_info_reply" and m["parent_header"].get("msg_id") == msg_id:
+                            assert m["content"]["status"] == "ok"
+                            break
+        finally:
+            async with s.delete(base + f"api/kernels/{kernel_id}", headers={"Authorization": f"token {token}"}) as r:
+                assert r.status == 204
+    assert not kernel_processes(kernel_id)
+
+
 async def test_logout_ends_the_login(hub, alice):
     base = hub.url + "user/alice/"
     async with alice.get(base + "api/contents") as r:
@@ -259,6 +322,69 @@ async def test_logout_ends_the_login(hub, alice):
             assert "ended at the hub" in (await r.json())["message"]  # the cookie was seen, and refused
         async with replay.get(base + "files/hello.txt", headers=PAGE, allow_redirects=False) as r:
             assert r.status == 302 and r.headers["Location"].startswith("/hub/api/oauth2/authorize?")
+
+
+BROWSER_STEPS = [
+    "hub: a page of her server sends the browser through OAuth to the hub's login form",
+    "hub: the login form logs alice in and OAuth lands her in JupyterLab under her prefix",
+    "lab: the page config carries the hub keys",
+    "lab: open a notebook, run print(6*7), see 42",
+    "lab: File › Hub Control Panel opens the hub's home page, logged in",
+    "lab: File › Log Out ends the login, at the hub too",
+    "hub: after logging out, her server sends the browser back to the hub's login form",
+    "no unexpected HTTP error",
+]
+
+
+@pytest.mark.timeout(600)
+async def test_alice_in_chromium(hub, run_node, chromium, jupyterlab, tmp_path):
+    """tests/clients/hub_lab.mjs: alice in a real browser, from the hub's login form to a cell's output,
+    the Hub Control Panel and Log Out; then the hub stops her server and the notebook's kernel goes."""
+    home = hub.homes / "alice"
+    home.mkdir(exist_ok=True)
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {
+        "name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+        "cells": [{"id": "hub", "cell_type": "code", "source": "", "metadata": {}, "outputs": [],
+                   "execution_count": None}]}
+    (home / "hub-lab.ipynb").write_text(json.dumps(notebook))
+    # window.jupyterapp, through which the script sees when the notebook's kernel is ready ($HOME is
+    # the user's home under SimpleLocalProcessSpawner, so this is her ~/.jupyter)
+    labconfig = home / ".jupyter" / "labconfig"
+    labconfig.mkdir(parents=True, exist_ok=True)
+    (labconfig / "page_config.json").write_text(json.dumps({"exposeAppInBrowser": True}))
+    await ensure_server(hub, "alice")
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "screenshots").mkdir()
+    env = {"HUB_URL": hub.url, "HUB_USER": "alice", "PASSWORD": PASSWORD, "NOTEBOOK": "hub-lab.ipynb",
+           "CHROMIUM": str(chromium), "USER_DATA_DIR": str(tmp_path / "profile"),
+           "SCREENSHOT_DIR": str(tmp_path / "screenshots"), "STEP_TIMEOUT_MS": "60000",
+           "PATH": os.environ.get("PATH", "")}
+    run = await asyncio.to_thread(run_node, "hub_lab.mjs", env, 420)
+    try:
+        assert run.step_names() == BROWSER_STEPS, run.tail()
+        for step in BROWSER_STEPS:
+            try:
+                run.assert_step(step)
+            except AssertionError as e:
+                raise AssertionError(f"{e}\nscreenshots: {tmp_path / 'screenshots'}\n"
+                                     f"{run.summary.get('httpErrors')}\n{run.tail()}") from None
+        assert run.returncode == 0, run.tail()
+        kernel_id = run.summary["kernelId"]
+        assert kernel_processes(kernel_id)  # the notebook's kernel outlives the browser, as it should
+    finally:
+        await stop_server(hub, "alice")
+    assert not kernel_processes(kernel_id)
+
+
+async def stop_server(hub: Hub, name: str) -> None:
+    status, _ = await hub_api(hub, "DELETE", f"users/{name}/server")
+    assert status in (202, 204, 400), status  # 400: not running
+    async with asyncio.timeout(WAIT):
+        while True:
+            _, model = await hub_api(hub, "GET", f"users/{name}")
+            if not model["servers"]:
+                return
+            await asyncio.sleep(0.2)  # the hub has no event to wait on from outside
 
 
 async def test_the_hub_stops_the_server_and_no_kernel_is_left(hub, alice):

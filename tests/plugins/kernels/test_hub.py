@@ -74,7 +74,7 @@ class WebSocket:
 
 
 async def relay() -> KernelHub:
-    hub = KernelHub("k", QuietKernels(), KernelsConfig(), lambda hub, reason: None)
+    hub = KernelHub("k", QuietKernels(), KernelsConfig(), lambda hub, state, reason: None)
     await hub.wait_ready()
     return hub
 
@@ -148,7 +148,7 @@ async def test_reconnect_buffers_are_bounded_server_wide():
 
     config = KernelsConfig(buffer_max_bytes=10**6, buffer_max_total_bytes=5000)
     budget = ReplayBudget(config.buffer_max_total_bytes)
-    hubs = [KernelHub(k, QuietKernels(), config, lambda hub, reason: None, None, budget) for k in ("k1", "k2")]
+    hubs = [KernelHub(k, QuietKernels(), config, lambda hub, state, reason: None, None, budget) for k in ("k1", "k2")]
     for hub in hubs:
         await hub.wait_ready()
     try:

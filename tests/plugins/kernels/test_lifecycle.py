@@ -384,3 +384,38 @@ async def test_stalled_clients_are_bounded_server_wide(himalia_server, caplog):
         finally:
             for sock in stalled:
                 sock.close()
+
+
+class LogFileObserver:
+    """An event logger as a plugin author writes one: a file opened by a resource, closed at its exit,
+    and the kernel events written to it while it is open."""
+
+    def __init__(self):
+        self.open = False
+        self.written: list[tuple[str, str]] = []
+        self.too_late: list[tuple[str, str]] = []
+
+    @hookimpl
+    def himalia_resources(self, config):
+        async def log_file(app):
+            self.open = True
+            yield
+            self.open = False
+
+        return [log_file]
+
+    @hookimpl
+    def himalia_kernel_stopped(self, kernel_id, reason, app):
+        (self.written if self.open else self.too_late).append((kernel_id, reason))
+
+
+@pytest.mark.parametrize("name", ["aaa_observer", "zzz_observer"])
+async def test_kernels_stop_at_shutdown_before_any_plugin_resource_exits(himalia_server, name):
+    """The shutdown phase stops every kernel, firing kernel_stopped, while every resource still runs,
+    whatever the observer's name."""
+    observer = LogFileObserver()
+    async with himalia_server(plugins={name: observer}) as server:
+        kernel = await (await server.post("/api/kernels", json={})).json()
+        procs = kernel_processes(server, kernel["id"])
+    assert observer.written == [(kernel["id"], "shutdown")] and observer.too_late == []
+    assert_gone(procs)

@@ -78,7 +78,7 @@ async def test_kernel_lifecycle_over_rest(himalia_server):
         finally:
             r = await server.delete(f"/api/kernels/{kid}")
         assert r.status == 204
-        assert recorder.events[-1] == ("stopped", kid, "shutdown")
+        assert recorder.events[-1] == ("stopped", kid, "deleted")
         assert (await server.get(f"/api/kernels/{kid}")).status == 404
         assert await (await server.get("/api/kernels")).json() == []
 

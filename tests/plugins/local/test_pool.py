@@ -282,3 +282,14 @@ def test_pool_is_off_by_default_and_sizes_are_checked():
     assert LocalConfig().pool == {}
     with pytest.raises(ValueError, match="python3 = -1"):
         LocalConfig(pool={"python3": -1})
+
+
+async def test_an_idle_members_record_goes_with_it(himalia_server, tmp_path):
+    state = tmp_path / "state"
+    config = {**pool_config(1), "server": {"state_dir": str(state)}}
+    async with himalia_server(config=config) as server:
+        members = await full(server)
+        records = {p.stem: json.loads(p.read_text()) for p in (state / "kernels").glob("*.json")}
+        assert list(records) == members  # recorded, so a kill of the server leaves nothing unfound
+        assert records[members[0]]["pool_member"] is True and records[members[0]]["keep"] is False
+    assert not list((state / "kernels").glob("*"))  # stopped at shutdown: record and log removed

@@ -369,6 +369,20 @@ async def test_console_session_for_a_path_that_is_no_file_runs_in_its_directory(
         assert os.readlink(f"/proc/{pid}/cwd") == str((server.root_dir / "work").resolve())
 
 
+async def test_session_whose_directory_is_missing_runs_in_the_nearest_one_with_a_warning(serve, caplog):
+    """jupyter_server's fallback, kept (clients name directories not made yet), but no longer silent:
+    the warning names the path asked for and the directory used."""
+    async with serve() as server:
+        (server.root_dir / "work").mkdir()
+        with caplog.at_level("WARNING", logger="himalia.local"):
+            session = await create(server, path="work/gone/deeper/x.ipynb")
+        pid = kernel_pid(session["kernel"]["id"])
+        assert os.readlink(f"/proc/{pid}/cwd") == str((server.root_dir / "work").resolve())
+        [warning] = [r.getMessage() for r in caplog.records if r.name == "himalia.local"
+                     and "not a directory" in r.getMessage()]
+        assert "'work/gone/deeper'" in warning and "runs in 'work' instead" in warning
+
+
 async def test_session_path_outside_the_root_is_refused(serve):
     async with serve() as server:
         r = await server.post("/api/sessions", json={**NB, "path": "../outside.ipynb"})

@@ -12,6 +12,8 @@ import json
 import aiohttp
 import pytest
 
+from himalia import HOOKS, SERVICES, TerminalManager, hookimpl
+
 from conftest import marked_processes, wait_for_processes
 from term_ws import TermClient
 
@@ -319,3 +321,60 @@ async def test_cookie_login_opens_the_websocket(himalia_server):
             term = TermClient(ws)
             assert await term.next() == ["setup", {}]
             await ws.close()
+
+
+class SeesAtStartup:
+    """A plugin whose name sorts before 'terminals': its resource starts first among the resources, and
+    must still see the terminals service (a service, entered before every resource)."""
+
+    def __init__(self):
+        self.seen = "not started"
+
+    @hookimpl
+    def himalia_resources(self, config):
+        async def look(app):
+            self.seen = app[SERVICES].terminals
+            yield
+
+        return [look]
+
+
+async def test_every_plugin_sees_the_terminals_service_from_start_up(himalia_server):
+    early = SeesAtStartup()
+    async with himalia_server(plugins={"aaa_early": early}) as server:
+        assert early.seen is server.app[SERVICES].terminals
+        assert isinstance(early.seen, TerminalManager)
+        assert server.app[HOOKS].page_config(server.app)["terminalsAvailable"] is True
+
+
+async def test_terminals_off_means_no_service_from_start_up(himalia_server):
+    early = SeesAtStartup()
+    async with himalia_server(plugins={"aaa_early": early},
+                              config={"plugins": {"terminals": {"enabled": False}}}) as server:
+        assert early.seen is None and server.app[SERVICES].terminals is None
+        assert server.app[HOOKS].page_config(server.app)["terminalsAvailable"] is False
+
+
+class SeesAtShutdown:
+    """An observer whose resource, at its exit, looks for terminals still running."""
+
+    def __init__(self):
+        self.left: list[dict] | None = None
+
+    @hookimpl
+    def himalia_resources(self, config):
+        async def look(app):
+            yield
+            self.left = await app[SERVICES].terminals.list()
+
+        return [look]
+
+
+async def test_terminals_end_before_any_plugin_resource_exits(himalia_server, process_mark):
+    """The shutdown phase ends every terminal before resources exit, whatever the plugins' names."""
+    for name in ("aaa_first", "zzz_last"):
+        late = SeesAtShutdown()
+        async with himalia_server(plugins={name: late}) as server:
+            await new_terminal(server, name="t")
+        assert late.left == [], name
+        assert not marked_processes(process_mark)
