@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import time
@@ -13,7 +14,8 @@ import zmq
 import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 
-from .figures_kernel import KERNEL_TIMEOUT, execute_samples, execute_stats, iopub_code, iopub_stats
+from .figures_kernel import (KERNEL_TIMEOUT, execute_samples, execute_stats, iopub_code, iopub_stats, kernel_cpu_s,
+                             own_cpu_s)
 from .kernelws import Msg, execute_content
 
 DELIM = b"<IDS|MSG>"
@@ -143,10 +145,12 @@ async def iopub(s: Settings) -> dict[str, Any]:
     try:
         await kernel.start()
         await kernel.run_to_idle("pass", 10)
+        client0, kernel0 = own_cpu_s(), kernel_cpu_s(os.getpid())
         result = await kernel.run_to_idle(iopub_code(lines), s.pick(120.0, 30.0))
+        client, kernel_cpu = own_cpu_s() - client0, kernel_cpu_s(os.getpid()) - kernel0
     finally:
         await kernel.stop()
-    return iopub_stats(result, lines)
+    return iopub_stats(result, lines, client, kernel_cpu)
 
 
 async def kernels8(s: Settings) -> dict[str, Any]:

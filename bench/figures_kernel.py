@@ -7,6 +7,7 @@ catch anything left behind.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,27 @@ from .servers import Server
 from .settings import Settings
 
 KERNEL_TIMEOUT = 60.0
+
+
+def own_cpu_s() -> float:
+    """CPU time of this process (the websocket client: the bench runs nothing else meanwhile)."""
+    t = os.times()
+    return t.user + t.system
+
+
+def kernel_cpu_s(root_pid: int) -> float:
+    """CPU time of the ipykernel processes under `root_pid` (a server, or the bench for direct)."""
+    import psutil
+
+    total = 0.0
+    for proc in psutil.Process(root_pid).children(recursive=True):
+        try:
+            if any("ipykernel" in part for part in proc.cmdline()):
+                t = proc.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -159,19 +181,23 @@ async def iopub(server: Server, s: Settings) -> dict[str, Any]:
             await ks.kernel_info(KERNEL_TIMEOUT)
             await ks.drain(0.2)
             await run_to_idle(ks, "pass", 10)
-            cpu0 = server.cpu_s()
+            cpu0, client0, kernel0 = server.cpu_s(), own_cpu_s(), kernel_cpu_s(server.proc.pid)
             result = await run_to_idle(ks, iopub_code(lines), s.pick(120.0, 30.0))
             cpu = server.cpu_s() - cpu0
+            client, kernel = own_cpu_s() - client0, kernel_cpu_s(server.proc.pid) - kernel0
         finally:
             await ks.close()
     finally:
         await delete_kernel(server, kernel_id)
-    return {**iopub_stats(result, lines), "server_cpu_ms_per_1k": 1e6 * cpu / max(1, result["stream_msgs"])}
+    return {**iopub_stats(result, lines, client, kernel),
+            "server_cpu_ms_per_1k": 1e6 * cpu / max(1, result["stream_msgs"])}
 
 
-def iopub_stats(result: dict[str, Any], lines: int) -> dict[str, Any]:
+def iopub_stats(result: dict[str, Any], lines: int, client_cpu: float, kernel_cpu: float) -> dict[str, Any]:
+    n = max(1, result["stream_msgs"])
     return {"msgs_per_s": result["stream_msgs"] / result["elapsed"] if result["elapsed"] else 0.0,
-            "lines": result["lines"], "lines_sent": lines, "idle": result["idle"]}
+            "lines": result["lines"], "lines_sent": lines, "idle": result["idle"],
+            "client_cpu_ms_per_1k": 1e6 * client_cpu / n, "kernel_cpu_ms_per_1k": 1e6 * kernel_cpu / n}
 
 
 async def kernels8(server: Server, s: Settings) -> dict[str, Any]:
@@ -216,9 +242,10 @@ async def fanout(server: Server, s: Settings) -> dict[str, Any]:
                                                    for _ in range(min(10, clients - len(sockets)))))
                     sockets.extend(batch)
                 await asyncio.gather(*(ks.drain(0.3) for ks in sockets))
-                cpu0 = server.cpu_s()
+                cpu0, client0 = server.cpu_s(), own_cpu_s()
                 result = await _fanout_run(sockets, lines, s.pick(120.0, 30.0))
                 result["server_cpu_ms_per_1k"] = 1e6 * (server.cpu_s() - cpu0) / max(1, result["delivered"])
+                result["client_cpu_ms_per_1k"] = 1e6 * (own_cpu_s() - client0) / max(1, result["delivered"])
             finally:
                 await asyncio.gather(*(ks.close() for ks in sockets), return_exceptions=True)
     finally:

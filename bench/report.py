@@ -82,6 +82,10 @@ ROWS = [
     Row("iopub", "  lines delivered (js rate limits off)", "iopub", "lines", TUNED, ".0f", ws=True, direct=True),
     Row("iopub", "  server CPU per 1 000 messages (ms; js rate limits off)", "iopub", "server_cpu_ms_per_1k",
         TUNED, ".0f", ws=True),
+    Row("iopub", "  client CPU per 1 000 messages (ms; js rate limits off)", "iopub", "client_cpu_ms_per_1k",
+        TUNED, ".0f", ws=True, target="≤ 1×", check=_le(1.0), direct=True),
+    Row("iopub", "  kernel CPU per 1 000 messages (ms; js rate limits off)", "iopub", "kernel_cpu_ms_per_1k",
+        TUNED, ".0f", ws=True, direct=True),
     Row("kernels8", "8 kernels started at once until all answer kernel_info (s)", "kernels8", "s", JS, ".2f",
         ws=True, target="≤ 0.8×", check=_le(0.8), direct=True),
     Row("lab_page", "GET /lab (JupyterLab's page), requests/s, 16 connections; js = jupyter lab", "lab_page", "rps",
@@ -97,6 +101,8 @@ ROWS = [
     Row("fanout", "  share of lines delivered (js as shipped)", "fanout", "share", JS, ".2f", ws=True),
     Row("fanout", "  share of lines delivered (js tuned)", "fanout", "share", TUNED, ".2f", ws=True),
     Row("fanout", "  server CPU per 1 000 messages delivered (ms; js tuned)", "fanout", "server_cpu_ms_per_1k",
+        TUNED, ".1f", ws=True),
+    Row("fanout", "  client CPU per 1 000 messages delivered (ms; js tuned)", "fanout", "client_cpu_ms_per_1k",
         TUNED, ".1f", ws=True),
 ]
 
@@ -160,7 +166,7 @@ def _f(value: float | None, fmt: str) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], himalia_variants: list[str]) -> str:
-    names = {"himalia": "Himalia", "himalia_uvloop": "Himalia uvloop"}
+    names = {"himalia": "Himalia", "himalia_uvloop": "Himalia uvloop", "himalia_unbatched": "Himalia unbatched"}
     extra = [v for v in himalia_variants if v != "himalia"]
     head = ["figure", "ws protocol", *(names[v] for v in himalia_variants), "jupyter_server", "Himalia/js",
             *(f"{names[v]}/js" for v in extra), "paired H/js", "direct ZMQ", "Himalia/direct", "target", "met"]

@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--protocol", choices=["v1", "legacy"], default="v1",
                    help="kernel websocket protocol for both servers (default v1, JupyterLab's)")
     p.add_argument("--uvloop", action="store_true", help="also run Himalia on uvloop (needs uvloop installed)")
+    p.add_argument("--unbatched", action="store_true",
+                   help="also run Himalia writing each websocket message on its own (the relay before issue 22)")
     p.add_argument("--no-jupyter-server", action="store_true", help="Himalia (and direct) only")
     p.add_argument("--python-load", action="store_true", help="aiohttp load generator even if wrk is installed")
     p.add_argument("--json", metavar="PATH", default="bench-results.json", help="where to write results")
@@ -169,7 +171,8 @@ def machine() -> dict[str, Any]:
 
 async def main_async(ns: argparse.Namespace) -> int:
     s = Settings(quick=ns.quick, protocol=V1 if ns.protocol == "v1" else LEGACY, python_load=ns.python_load)
-    himalia_variants = ["himalia", *(["himalia_uvloop"] if ns.uvloop else [])]
+    himalia_variants = ["himalia", *(["himalia_unbatched"] if ns.unbatched else []),
+                        *(["himalia_uvloop"] if ns.uvloop else [])]
     todo = plan(ns.selected, himalia_variants, not ns.no_jupyter_server)
     results: report.Results = {}
     task = asyncio.current_task()

@@ -33,6 +33,7 @@ VARIANTS = {
     "himalia": "Himalia",
     "himalia_uvloop": "Himalia (uvloop)",
     "himalia_pool": "Himalia with a warm kernel pool ([plugins.local] pool = {python3 = 2})",
+    "himalia_unbatched": "Himalia with one websocket write per message (the relay before issue 22)",
     "jupyter_server": "jupyter_server as shipped, without server extensions",
     "jupyter_server_ext": "jupyter_server as shipped, with the extensions this environment enables",
     "jupyter_server_tuned": "jupyter_server without extensions, TCP_NODELAY forced + iopub rate limits off",
@@ -144,8 +145,8 @@ def command(variant: str, port: int, root: Path, token: str) -> list[str]:
         return [py, "-c", "import sys; from himalia.cli import main; sys.exit(main())",
                 "serve", "--port", str(port), "--root-dir", str(root), "--token", token,
                 "--set", "plugins.local.pool={python3 = 2}", "--set", "plugins.local.pool_fill_delay=0.2"]
-    if variant == "himalia_uvloop":
-        return [py, str(BENCH_DIR / "himalia_uvloop.py"),
+    if variant in ("himalia_uvloop", "himalia_unbatched"):
+        return [py, str(BENCH_DIR / f"{variant}.py"),
                 "serve", "--port", str(port), "--root-dir", str(root), "--token", token]
     common = [f"--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
               f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={token}",

@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -23,6 +24,7 @@ from himalia import ChannelsClosed, KernelChannels, KernelManager, KernelMessage
 from .backlog import Backlog, ReplayBudget
 from .config import KernelsConfig
 from .outputlog import OutputLog
+from .frames import write_frames, ws_frame
 
 log = logging.getLogger("himalia.kernels")
 
@@ -31,6 +33,15 @@ _REPLY_CHANNELS = ("shell", "control")
 
 
 encode = wire.encode
+
+COALESCE = True
+"""Write what the relay produced for a client in one loop iteration with one transport write (each
+message still its own websocket frame). False: one `send_frame` per message, the relay before issue 22
+(bench/himalia_unbatched.py sets it, to measure both in one run)."""
+_BATCH_BYTES = 256 * 1024
+"""A client's pending frames are written once they reach this size, even mid-iteration."""
+_BATCH_MESSAGES = 512
+"""After dispatching this many messages without the loop getting a turn, the relay writes and yields."""
 
 
 def _size(msg: KernelMessage) -> int:
@@ -42,7 +53,7 @@ class Client:
     """One websocket attached to a hub, under its session key."""
 
     __slots__ = ("ws", "protocol", "session_key", "buffered", "transport", "max_backlog", "replaying",
-                 "closed", "hub", "__weakref__")
+                 "closed", "hub", "out", "out_bytes", "out_msgs", "__weakref__")
 
     def __init__(self, hub: KernelHub, ws: web.WebSocketResponse, protocol: str, session_key: str,
                  buffered: bool, transport: Any, max_backlog: int):
@@ -55,31 +66,90 @@ class Client:
         self.max_backlog = max_backlog
         self.replaying: deque[KernelMessage] | None = None
         self.closed = False
+        self.out: list[bytes] = []
+        """Websocket frames (as chunks) waiting for this iteration's write."""
+        self.out_bytes = 0
+        self.out_msgs: list[KernelMessage] = []
+        """The messages those frames carry, kept for the session if the client goes before the write."""
 
-    async def deliver(self, msg: KernelMessage, frames: dict[str, tuple[bytes, bool]]) -> None:
+    async def deliver(self, msg: KernelMessage, frames: dict[Any, Any]) -> None:
+        """Send `msg` to this client: queued for the write at the end of this loop iteration (COALESCE),
+        else written now. `frames` caches the encodings of `msg`, shared by every client."""
         if self.closed:
             return
         if self.replaying is not None:
             self.replaying.append(msg)
             return
-        frame = frames.get(self.protocol)
-        if frame is None:
-            frame = frames[self.protocol] = encode(msg, self.protocol)
-        await self._write(frame, msg)
+        protocol = self.protocol
+        if not COALESCE:
+            frame = frames.get(protocol)
+            if frame is None:
+                frame = frames[protocol] = encode(msg, protocol)
+            await self._write(frame, msg)
+            return
+        chunks = frames.get(protocol)
+        if chunks is None:
+            chunks = frames[protocol] = await ws_frame(*encode(msg, protocol))
+        if not self._admit(msg, self.out_bytes):
+            return
+        if not self.out:
+            self.hub.dirty(self)
+        self.out.extend(chunks)
+        self.out_bytes += sum(map(len, chunks)) if len(chunks) > 1 else len(chunks[0])
+        self.out_msgs.append(msg)
+        if self.out_bytes >= _BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every frame queued for this client in one transport write."""
+        out = self.out
+        if not out:
+            return
+        msgs = self.out_msgs
+        self.out, self.out_bytes, self.out_msgs = [], 0, []
+        if self.closed:
+            return
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.ws.closed:
+            self.hub.detach(self, unsent=msgs)
+            return
+        try:
+            write_frames(transport, out)
+        except (ConnectionError, OSError, RuntimeError):
+            self.hub.detach(self, unsent=msgs)
+        except Exception:
+            log.exception("kernel %s: cannot write to client %s; disconnecting it", self.hub.kernel_id,
+                          self.session_key)
+            self.hub.detach(self, unsent=msgs)
+            asyncio.ensure_future(_close(self.ws, 1011, b"write failed"))
 
     async def _write(self, frame: tuple[bytes, bool], msg: KernelMessage | None) -> bool:
         """Send `frame`; False when the client is gone, detached then with `msg` (the message the frame
         carries, unless it is still in `replaying`) kept for its session: it may be the final output
         or the idle status."""
+        if not self._admit(msg, 0):
+            return False
+        try:
+            await self.ws.send_frame(frame[0], WSMsgType.BINARY if frame[1] else WSMsgType.TEXT)
+        except (ConnectionError, RuntimeError):
+            self.hub.detach(self, unsent=(msg,) if msg is not None else ())
+            return False
+        return True
+
+    def _admit(self, msg: KernelMessage | None, queued: int) -> bool:
+        """Whether the client can take one more message (`queued` bytes are waiting for this iteration's
+        write); if not it is detached, `msg` kept for its session, or disconnected when it reads too
+        slowly or the server-wide backlog is over its cap."""
+        unsent = (msg,) if msg is not None else ()
         transport = self.transport
         if transport is None or transport.is_closing():
-            self.hub.detach(self, unsent=msg)
+            self.hub.detach(self, unsent=unsent)
             return False
-        unread = transport.get_write_buffer_size()
+        unread = transport.get_write_buffer_size() + queued
         if unread > self.max_backlog:
             log.warning("kernel %s: client %s reads too slowly (%d bytes unread, over [plugins.kernels] "
                         "client_max_backlog_bytes); disconnecting it", self.hub.kernel_id, self.session_key, unread)
-            self.hub.detach(self, unsent=msg)
+            self.hub.detach(self, unsent=unsent)
             asyncio.ensure_future(self.ws.close(code=1013, message=b"client too slow"))
             return False
         backlog = self.hub.backlog
@@ -92,15 +162,10 @@ class Client:
                             "the most (%d bytes)", self.hub.kernel_id, backlog.total, backlog.cap,
                             victim.session_key, victim.hub.kernel_id, backlog.sizes[victim])
                 backlog.disconnected += 1
-                victim.hub.detach(victim, unsent=msg if victim is self else None)
+                victim.hub.detach(victim, unsent=unsent if victim is self else ())
                 asyncio.ensure_future(victim.ws.close(code=1013, message=b"server backlog full"))
                 if victim is self:
                     return False
-        try:
-            await self.ws.send_frame(frame[0], WSMsgType.BINARY if frame[1] else WSMsgType.TEXT)
-        except (ConnectionError, RuntimeError):
-            self.hub.detach(self, unsent=msg)
-            return False
         return True
 
     async def flush_replay(self) -> None:
@@ -239,6 +304,10 @@ class KernelHub:
         self._asking: asyncio.Task[None] | None = None
         self._answered_again = asyncio.Event()
         self._ready = asyncio.Event()
+        self._dirty: list[Client] = []
+        """Clients with frames queued in this loop iteration, written by `_flush` when the relay yields."""
+        self._flush_handle: asyncio.Handle | None = None
+        self._since_yield = 0
         self._task = asyncio.create_task(self._run(), name=f"kernel {kernel_id} relay")
 
     # -- live model fields ------------------------------------------------------------------
@@ -281,6 +350,12 @@ class KernelHub:
                 await self._dispatch(msg)
             except Exception:  # one bad message must not end the relay
                 log.exception("kernel %s: cannot relay a %s message", self.kernel_id, msg.channel)
+            self._since_yield += 1
+            if self._since_yield >= _BATCH_MESSAGES:
+                # the kernel keeps the channels full: write what is queued and let the loop run
+                self._flush()
+                await asyncio.sleep(0)
+        self._flush()
         if self.closing:
             code, why = 1000, b"kernel shut down"
         else:  # the provider ended the channels (a remote gateway gone): say so, the next client reopens
@@ -289,6 +364,23 @@ class KernelHub:
         for client in list(self.clients.values()):
             self.detach(client, buffer=False)
             await _close(client.ws, code, why)
+
+    def dirty(self, client: Client) -> None:
+        """`client` has frames queued: write them once this loop iteration's messages are dispatched
+        (the relay yields when the channels have nothing more ready: no timer, no added latency)."""
+        self._dirty.append(client)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write every client's queued frames (each client's in one write)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._since_yield = 0
+        dirty, self._dirty = self._dirty, []
+        for client in dirty:
+            client.flush()  # never raises: a client whose write fails is detached, its messages kept
 
     @property
     def ended(self) -> bool:
@@ -423,9 +515,16 @@ class KernelHub:
         buffered = bool(session_key)
         key = session_key or uuid.uuid4().hex
         old = self.clients.pop(key, None)
+        unsent: list[KernelMessage] = []
         if old is not None:
             log.info("kernel %s: session %s reconnected; closing its stale websocket", self.kernel_id, key)
+            # what the stale websocket was never sent (a replay in progress, frames queued for this loop
+            # iteration's write) goes to the new one, as a reconnect buffer would
+            unsent = [*(old.replaying or ()), *old.out_msgs]
             old.closed = True
+            old.out, old.out_bytes, old.out_msgs = [], 0, []
+            if self.backlog is not None:
+                self.backlog.forget(old)
             asyncio.ensure_future(_close(old.ws, 1000, b"replaced by a new connection"))
         client = Client(self, ws, protocol, key, buffered, transport, self.config.client_max_backlog_bytes)
         buffer = self.buffers.pop(key, None)
@@ -433,16 +532,25 @@ class KernelHub:
             self._release(buffer)
             client.replaying = buffer.replay()
         if since is not None:
+            # the output log has the iopub messages after `since`; the replies and input requests not
+            # sent to the stale websocket are not in it
             client.replaying = self.output_log.catch_up(since)
+            unsent = [msg for msg in unsent if msg.channel != "iopub"]
+        if unsent:
+            if client.replaying is None:
+                client.replaying = deque()
+            client.replaying.extend(unsent)
         self.clients[key] = client
         return client
 
-    def detach(self, client: Client, *, buffer: bool = True, unsent: KernelMessage | None = None) -> None:
+    def detach(self, client: Client, *, buffer: bool = True, unsent: Iterable[KernelMessage] = ()) -> None:
         """Forget a client; buffer for its session (when it has one) what it was not sent yet: its
-        pending replay, then `unsent`."""
+        pending replay, what was queued for its next write, then `unsent`."""
         if client.closed:
             return
         client.closed = True
+        queued = client.out_msgs
+        client.out, client.out_bytes, client.out_msgs = [], 0, []
         if self.backlog is not None:
             self.backlog.forget(client)
         if self.clients.get(client.session_key) is not client:
@@ -455,8 +563,8 @@ class KernelHub:
             self.replay_budget.track(buf)
         for msg in client.replaying or ():
             buf.add(msg)
-        if unsent is not None:
-            buf.add(unsent)
+        for msg in (*queued, *unsent):
+            buf.add(msg)
         self.buffers[client.session_key] = buf
         while len(self.buffers) > self.config.buffer_max_sessions:
             dropped, old = self.buffers.popitem(last=False)
@@ -495,6 +603,7 @@ class KernelHub:
             await asyncio.wait_for(asyncio.shield(self._task), 10)
         except (asyncio.TimeoutError, asyncio.CancelledError):
             self._task.cancel()
+        self._flush()  # frames queued before the relay stopped leave ahead of the close frames
         for client in list(self.clients.values()):
             self.detach(client, buffer=False)
             await _close(client.ws, 1000, b"kernel shut down")

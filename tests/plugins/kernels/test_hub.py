@@ -51,9 +51,17 @@ class Transport:
     def get_write_buffer_size(self) -> int:
         return 0
 
+    def write(self, data: bytes) -> None:
+        raise ConnectionResetError("gone")
+
+    def writelines(self, chunks) -> None:
+        raise ConnectionResetError("gone")
+
 
 class WebSocket:
     """A websocket whose connection is lost: every send fails."""
+
+    closed = False
 
     def __init__(self):
         self.sent: list[bytes] = []
@@ -90,6 +98,7 @@ async def test_a_reply_whose_send_fails_is_kept_for_its_session():
         reply = message("shell", "execute_reply", parent="req-1")
         hub.owners["req-1"] = client.session_key
         await hub._dispatch(reply)
+        hub._flush()  # the write at the end of the loop iteration
         assert "s1" not in hub.clients
         assert list(hub.buffers["s1"].replay()) == [reply]
     finally:
