@@ -106,12 +106,14 @@ async def test_session_kernel_model_is_live(serve):
             direct = await r.json()
             r = await server.get(f"/api/sessions/{session['id']}")
             via_session = (await r.json())["kernel"]
-            # the same live model; last_activity may move on between the two reads (late iopub)
+            # the same live model; last_activity and the state may move on between the two reads (a
+            # late answer to the start-up kernel_info probes makes the kernel busy for a moment)
             assert via_session["last_activity"] >= direct["last_activity"]
-            assert {**via_session, "last_activity": None} == {**direct, "last_activity": None}
+            moving = {"last_activity": None, "execution_state": None}
+            assert {**via_session, **moving} == {**direct, **moving}
             assert via_session["connections"] == 1
             assert via_session["last_activity"] > before
-            assert via_session["execution_state"] == "idle"
+            assert via_session["execution_state"] in ("idle", "busy")
 
 
 async def test_second_post_for_a_path_returns_its_session(serve, events):
