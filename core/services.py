@@ -343,6 +343,9 @@ class KernelChannels(Protocol):
       `{"execution_state": "restarting" | "dead", "reason": "died: signal 9 (SIGKILL)"}` when the
       kernel died (restarting) or cannot be brought back (dead), as jupyter_server tells clients.
     - The relay calls `recv` in one loop, continuously, and `send` from each client's handler.
+    - Optionally, `recv_ready() -> bool` says whether `recv` would return without waiting. With it the relay
+      writes what it queued for its clients the moment nothing more is ready (a lone message leaves in
+      the same callback it arrived in); without it, at the event loop's next turn.
     """
 
     async def send(self, msg: KernelMessage) -> None: ...

@@ -89,6 +89,10 @@ class GatewayChannels:
                 await dropped.wait()  # it has (and cleared _ready until it is reconnected)
         raise ChannelsClosed(f"could not send to kernel {self.kernel_id} on the gateway")
 
+    def recv_ready(self) -> bool:
+        """Whether `recv` would return at once (a message is read and waiting)."""
+        return not self._incoming.empty()
+
     async def recv(self) -> KernelMessage:
         item = await self._incoming.get()
         if item is _CLOSED:

@@ -341,6 +341,9 @@ class KernelHub:
             return
         self._ready.set()
         recv = self.channels.recv
+        ready = getattr(self.channels, "recv_ready", None)
+        if not callable(ready):
+            ready = None
         while True:
             try:
                 msg = await recv()
@@ -351,7 +354,10 @@ class KernelHub:
             except Exception:  # one bad message must not end the relay
                 log.exception("kernel %s: cannot relay a %s message", self.kernel_id, msg.channel)
             self._since_yield += 1
-            if self._since_yield >= _BATCH_MESSAGES:
+            if self._dirty and ready is not None and not ready():
+                # nothing more to read: write now, in this callback (a lone message goes out at once)
+                self._flush()
+            elif self._since_yield >= _BATCH_MESSAGES:
                 # the kernel keeps the channels full: write what is queued and let the loop run
                 self._flush()
                 await asyncio.sleep(0)

@@ -263,6 +263,12 @@ class LocalChannels:
                 raise ChannelsClosed(self._kernel.id)
         self._send(msg.channel, [msg.header, msg.parent_header, msg.metadata, msg.content], msg.buffers)
 
+    def recv_ready(self) -> bool:
+        """Whether `recv` would return at once (a message is read and waiting)."""
+        if not self._pending and not self._closed:
+            self._drain()
+        return bool(self._pending)
+
     async def recv(self) -> KernelMessage:
         pending = self._pending
         while True:

@@ -46,9 +46,16 @@ class ScriptedChannels:
         self.ready.put_nowait(None)
 
 
+class ReadyChannels(ScriptedChannels):
+    """Scripted channels that say when `recv` would return at once (as the local and gateway ones do)."""
+
+    def recv_ready(self) -> bool:
+        return not self.ready.empty()
+
+
 class ScriptedKernels:
-    def __init__(self):
-        self.channels = ScriptedChannels()
+    def __init__(self, channels: ScriptedChannels | None = None):
+        self.channels = channels or ScriptedChannels()
 
     async def open_channels(self, kernel_id: str) -> ScriptedChannels:
         return self.channels
@@ -111,8 +118,8 @@ def decoded(frame: tuple[bytes, int], protocol: str) -> KernelMessage:
     return wire.from_legacy_text(payload.decode())
 
 
-async def relay() -> tuple[KernelHub, ScriptedChannels]:
-    kernels = ScriptedKernels()
+async def relay(channels: ScriptedChannels | None = None) -> tuple[KernelHub, ScriptedChannels]:
+    kernels = ScriptedKernels(channels)
     hub = KernelHub("k", kernels, KernelsConfig(), lambda hub, reason: None)
     await hub.wait_ready()
     return hub, kernels.channels
@@ -151,6 +158,30 @@ async def test_a_lone_message_goes_out_without_waiting_for_more():
         channels.ready.put_nowait(stream(1))  # and the next one, later, on its own
         await asyncio.wait_for(transport.wrote.wait(), TIMEOUT)
         assert len(transport.writes) == 2
+    finally:
+        await hub.close()
+
+
+@pytest.mark.parametrize("protocol", [wire.V1, wire.LEGACY])
+async def test_a_lone_message_is_written_in_the_callback_that_relays_it(protocol):
+    """With channels that say nothing more is ready, a lone message is written before the event loop
+    runs anything else: a callback scheduled right after the message became ready already sees it."""
+    hub, channels = await relay(ReadyChannels())
+    try:
+        transport = Transport()
+        hub.attach(WebSocket(), protocol, "s1", transport)
+        loop = asyncio.get_running_loop()
+        for i in range(3):
+            seen = loop.create_future()
+            channels.ready.put_nowait(stream(i))  # wakes the relay: its step runs next
+            loop.call_soon(lambda: seen.set_result(len(transport.writes)))
+            assert await asyncio.wait_for(seen, TIMEOUT) == i + 1
+        assert texts([decoded(f, protocol) for f in transport.frames()]) == ["0\n", "1\n", "2\n"]
+        for i in range(10, 20):  # a burst still leaves in one write
+            channels.ready.put_nowait(stream(i))
+        transport.wrote.clear()
+        await asyncio.wait_for(transport.wrote.wait(), TIMEOUT)
+        assert len(transport.writes) == 4
     finally:
         await hub.close()
 
