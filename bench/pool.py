@@ -13,6 +13,8 @@ client (no server). jupyverse has no `POST /api/kernels`: its kernels are starte
 - `shutdown8`: 8 running kernels deleted at once (`DELETE /api/kernels/{id}` × 8), until all answered;
   and how many of their processes were alive at that point.
 - `member_mb`: the RSS of one idle pool member (himalia_pool only).
+- `exit` (direct only): the floor under any polite shutdown, ipykernel's own time from `shutdown_request`
+  to its process's end with no server (one kernel, and 8 at once), the exit noticed at once by a pidfd.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -199,6 +202,59 @@ async def direct_cycle(s: Settings) -> dict[str, Any]:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
+async def _exited(pid: int) -> None:
+    """Until process `pid` has ended, noticed at once (pidfd; polled every 5 ms where pidfds are missing)."""
+    loop = asyncio.get_running_loop()
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except (AttributeError, OSError):
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            await asyncio.sleep(0.005)
+        return
+    done = loop.create_future()
+    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+async def direct_exit(s: Settings) -> dict[str, Any]:
+    """The floor under any polite shutdown: ipykernel's own time from a `shutdown_request` (on control, as
+    jupyter_client sends it) to the end of its process, no server, the exit noticed at once; for one kernel
+    (median of runs) and for 8 asked at once."""
+
+    async def started(n: int) -> list[direct.DirectKernel]:
+        kernels = [direct.DirectKernel() for _ in range(n)]
+        await asyncio.gather(*(k.start() for k in kernels))
+        return kernels
+
+    async def stop_all(kernels: list[direct.DirectKernel]) -> float:
+        pids = [k.km.provisioner.process.pid for k in kernels]
+        t0 = time.perf_counter()
+        for k in kernels:
+            await k.km.request_shutdown()
+        await asyncio.wait_for(asyncio.gather(*(_exited(p) for p in pids)), KERNEL_TIMEOUT)
+        return time.perf_counter() - t0
+
+    singles = []
+    for _ in range(s.pick(5, 2)):
+        kernels = await started(1)
+        try:
+            singles.append(await stop_all(kernels) * 1000)
+        finally:
+            await asyncio.gather(*(k.stop(now=True) for k in kernels))
+    kernels = await started(8)
+    try:
+        all8 = await stop_all(kernels)
+    finally:
+        await asyncio.gather(*(k.stop(now=True) for k in kernels))
+    return {"exit_ms": statistics.median(singles), "exit8_s": all8}
+
+
 async def guarded(coro: Any) -> dict[str, Any]:
     try:
         return await asyncio.wait_for(coro, 240)
@@ -225,6 +281,8 @@ async def main_async(ns: argparse.Namespace) -> int:
                 out = results.setdefault(variant, {})
                 if variant == "direct":
                     out.setdefault("cycle", []).append(await guarded(direct_cycle(s)))
+                    out.setdefault("exit", []).append(await guarded(direct_exit(s)))
+                    log(f"  direct: cycle {out['cycle'][-1]} exit {out['exit'][-1]}")
                     continue
                 server = await servers.start(env, variant)
                 try:
@@ -252,10 +310,12 @@ def table(results: dict, rounds: int) -> str:
     rows = [("session create → kernel_info → first execute (s)", "cycle", "first_execute_s", ".3f"),
             ("session create → … → DELETE answered, whole cycle (s)", "cycle", "cycle_s", ".3f"),
             ("DELETE /api/sessions/{id} alone (ms)", "cycle", "delete_ms", ".0f"),
+            ("  floor: ipykernel's own shutdown_request → process exit, no server (ms)", "exit", "exit_ms", ".0f"),
             ("kernel processes alive when the DELETE answered (sum over runs)", "cycle", "alive_at_delete_return", ".0f"),
             ("burst: 8 sessions at once, until all executed (s)", "burst8", "s", ".2f"),
             ("8 running kernels deleted at once (s)", "shutdown8", "s", ".3f"),
             ("  kernel processes alive when the 8 DELETEs answered", "shutdown8", "alive_at_delete_return", ".0f"),
+            ("  floor: 8 ipykernels asked to shut down at once → all exited, no server (s)", "exit", "exit8_s", ".3f"),
             ("RSS of one idle pool member (MB)", "member", "mb", ".0f")]
     head = ("| figure | Himalia + pool | Himalia | jupyter_server | jupyverse | direct ZMQ | pool/js | Himalia/js "
             "| jupyverse/js |")
