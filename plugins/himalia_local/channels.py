@@ -40,7 +40,8 @@ class LocalChannels:
         self._ports: tuple[Any, ...] = ()
         self._waiter: asyncio.Future[None] | None = None
         self._internal: dict[str, None] = {}
-        self._quiet: set[str] = set()
+        self._quiet: dict[str, None] = {}
+        """msg_ids of the server's own requests whose iopub messages no client gets (oldest first)."""
         """Requests made for the server (a pool member's relocation) whose iopub clients never see."""
         self._iopub_seen = asyncio.Event()
         self._ready = asyncio.Event()
@@ -142,14 +143,24 @@ class LocalChannels:
                         # iopub flows once it carries the answer to one of our own requests (an
                         # earlier message, say the subscription welcome, proves nothing: the
                         # kernel may have published its answer before our subscription took)
-                        if self._nudge_ids and json.loads(msg.parent_header).get("msg_id") in self._nudge_ids:
-                            self._iopub_seen.set()
+                        if self._nudge_ids:
+                            parent = json.loads(msg.parent_header).get("msg_id")
+                            if parent in self._nudge_ids:
+                                self._iopub_seen.set()
+                                # the first answer is the kernel's; the other probes (a starting kernel
+                                # answers each of them) would make it blink busy/idle afterwards
+                                self._nudge_ids.discard(parent)
+                                self._silence_probes()
                         if self._quiet:
                             parent = json.loads(msg.parent_header).get("msg_id")
                             if parent in self._quiet:
                                 if b'"idle"' in msg.content and msg.msg_type == "status":
-                                    self._quiet.discard(parent)  # its last message
+                                    del self._quiet[parent]  # its last message
                                 continue
+                        if (msg.msg_type == "status" and self._iopub_seen.is_set()
+                                and b'"starting"' in msg.content and msg.parent_header == b"{}"):
+                            # published at start-up, seen after the kernel answered a probe: stale
+                            continue
                     elif self._internal:
                         parent = json.loads(msg.parent_header).get("msg_id")
                         if parent in self._internal:
@@ -164,6 +175,7 @@ class LocalChannels:
 
     def _start_nudge(self) -> None:
         self._ready.clear()
+        self._iopub_seen.clear()
         self.answered = False
         if self._nudge_task is not None:
             self._nudge_task.cancel()
@@ -174,7 +186,13 @@ class LocalChannels:
         try:
             await self._nudge_until_answered()
         finally:
-            self._nudge_ids.clear()
+            self._silence_probes()
+
+    def _silence_probes(self) -> None:
+        """Keep the iopub messages of the probes still unanswered from clients."""
+        for msg_id in self._nudge_ids:
+            self.quiet(msg_id)
+        self._nudge_ids.clear()
 
     async def _nudge_until_answered(self) -> None:
         deadline = self._loop.time() + self._timeout
@@ -205,7 +223,9 @@ class LocalChannels:
 
     def quiet(self, msg_id: str) -> None:
         """Keep the iopub messages of request `msg_id` (made by the server, not a client) from clients."""
-        self._quiet.add(msg_id)
+        self._quiet[msg_id] = None
+        while len(self._quiet) > _INTERNAL_MAX:  # requests whose kernel never answered them
+            del self._quiet[next(iter(self._quiet))]
 
     async def wait_ready(self) -> None:
         await asyncio.wait_for(self._ready.wait(), self._timeout + 5)
