@@ -1,9 +1,9 @@
 """`python -m bench.pool`: a notebook's kernel at once (issue 18), side by side in one run.
 
 Variants, alternating round by round: Himalia with a warm pool of 2 (`himalia_pool`), Himalia without
-one, jupyter_server as shipped (no extensions), jupyverse (`jupyverse[noauth]` from a venv of its own,
-see bench/servers.py; left out with a note when it is not installed), and the direct jupyter_client ZMQ
-client (no server). jupyverse has no `POST /api/kernels`: its kernels are started through
+one, Himalia with `[plugins.local] shutdown = "terminate"` (`himalia_terminate`), jupyter_server as
+shipped (no extensions), jupyverse (`jupyverse[noauth]` from a venv of its own, see bench/servers.py;
+left out with a note when it is not installed), and the direct jupyter_client ZMQ client (no server). jupyverse has no `POST /api/kernels`: its kernels are started through
 `POST /api/sessions` (path, name, type and kernel in the body, all of which it requires).
 
 - `cycle`: POST /api/sessions → kernel websocket → kernel_info_reply → first execute (`pass`, reply and
@@ -41,7 +41,7 @@ from .kernelws import V1
 from .servers import BenchEnvironment, Server
 from .settings import Settings
 
-VARIANTS = ["himalia_pool", "himalia", "jupyter_server", "jupyverse", "direct"]
+VARIANTS = ["himalia_pool", "himalia", "himalia_terminate", "jupyter_server", "jupyverse", "direct"]
 POOL_SIZE = 2
 
 
@@ -317,9 +317,9 @@ def table(results: dict, rounds: int) -> str:
             ("  kernel processes alive when the 8 DELETEs answered", "shutdown8", "alive_at_delete_return", ".0f"),
             ("  floor: 8 ipykernels asked to shut down at once → all exited, no server (s)", "exit", "exit8_s", ".3f"),
             ("RSS of one idle pool member (MB)", "member", "mb", ".0f")]
-    head = ("| figure | Himalia + pool | Himalia | jupyter_server | jupyverse | direct ZMQ | pool/js | Himalia/js "
-            "| jupyverse/js |")
-    lines = [f"median of {rounds} round(s)", "", head, "|---|---|---|---|---|---|---|---|---|"]
+    head = ("| figure | Himalia + pool | Himalia | Himalia, shutdown = terminate | jupyter_server | jupyverse "
+            "| direct ZMQ | pool/js | Himalia/js | terminate/js | jupyverse/js |")
+    lines = [f"median of {rounds} round(s)", "", head, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, fig, key, fmt in rows:
         v = {x: med(results, x, fig, key) for x in VARIANTS}
 
@@ -328,9 +328,10 @@ def table(results: dict, rounds: int) -> str:
 
         js = v["jupyter_server"]
         ratio = {x: (f"{v[x] / js:.2f}×" if v[x] is not None and js else "–")
-                 for x in ("himalia_pool", "himalia", "jupyverse")}
-        lines.append(f"| {label} | {f(v['himalia_pool'])} | {f(v['himalia'])} | {f(js)} | {f(v['jupyverse'])} | "
-                     f"{f(v['direct'])} | {ratio['himalia_pool']} | {ratio['himalia']} | {ratio['jupyverse']} |")
+                 for x in ("himalia_pool", "himalia", "himalia_terminate", "jupyverse")}
+        lines.append(f"| {label} | {f(v['himalia_pool'])} | {f(v['himalia'])} | {f(v['himalia_terminate'])} | "
+                     f"{f(js)} | {f(v['jupyverse'])} | {f(v['direct'])} | {ratio['himalia_pool']} | "
+                     f"{ratio['himalia']} | {ratio['himalia_terminate']} | {ratio['jupyverse']} |")
     errors = sorted({f"- {x} {fig}: {r['error']}" for x, figs in results.items() for fig, rs in figs.items()
                      for r in rs if "error" in r})
     return "\n".join(lines + ([""] + errors if errors else []))

@@ -33,6 +33,7 @@ VARIANTS = {
     "himalia": "Himalia",
     "himalia_uvloop": "Himalia (uvloop)",
     "himalia_pool": "Himalia with a warm kernel pool ([plugins.local] pool = {python3 = 2})",
+    "himalia_terminate": "Himalia shutting kernels down with SIGTERM at once ([plugins.local] shutdown = \"terminate\")",
     "himalia_unbatched": "Himalia with one websocket write per message (the relay before issue 22)",
     "jupyter_server": "jupyter_server as shipped, without server extensions",
     "jupyter_server_ext": "jupyter_server as shipped, with the extensions this environment enables",
@@ -145,6 +146,10 @@ def command(variant: str, port: int, root: Path, token: str) -> list[str]:
         return [py, "-c", "import sys; from himalia.cli import main; sys.exit(main())",
                 "serve", "--port", str(port), "--root-dir", str(root), "--token", token,
                 "--set", "plugins.local.pool={python3 = 2}", "--set", "plugins.local.pool_fill_delay=0.2"]
+    if variant == "himalia_terminate":
+        return [py, "-c", "import sys; from himalia.cli import main; sys.exit(main())",
+                "serve", "--port", str(port), "--root-dir", str(root), "--token", token,
+                "--set", 'plugins.local.shutdown="terminate"']
     if variant in ("himalia_uvloop", "himalia_unbatched"):
         return [py, str(BENCH_DIR / f"{variant}.py"),
                 "serve", "--port", str(port), "--root-dir", str(root), "--token", token]

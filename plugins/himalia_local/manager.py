@@ -505,6 +505,8 @@ class LocalKernels:
                 for ch in list(kernel.channels):
                     await ch.close()
                 try:
+                    if not now and self.config.shutdown == "terminate":
+                        now = await self._terminate(kernel)
                     await kernel.km.shutdown_kernel(now=now)
                 except Exception:
                     log.exception("error shutting kernel %s down; killing its process group", kernel_id)
@@ -516,6 +518,24 @@ class LocalKernels:
                     kernel.km.cleanup_connection_file()
                     self._background(self._forget(kernel))
             log.info("shut down kernel %s", kernel_id)
+
+    async def _terminate(self, kernel: _Kernel) -> bool:
+        """`[plugins.local] shutdown = "terminate"`: SIGTERM to the kernel's process group, and wait for its
+        exit (noticed at once) up to shutdown_wait_time. True: what is left is jupyter_client's kill."""
+        from .exits import wait_exit
+
+        km = kernel.km
+        km.stop_restarter()  # its exit is no death to recover from
+        process = getattr(km.provisioner, "process", None)
+        if process is None or not km.owns_kernel:
+            return False  # not a process of ours (adopted ones have a stand-in with a pid): the usual way
+        await km.signal_kernel(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(wait_exit(process.pid), self.config.shutdown_wait_time)
+        except asyncio.TimeoutError:
+            log.warning("kernel %s did not exit within %ss of SIGTERM; killing it", kernel.id,
+                        self.config.shutdown_wait_time)
+        return True
 
     async def shutdown_all(self) -> None:
         if self.pool is not None:  # no refill may start now; idle members go first, all at once

@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 
+import pytest
 from himalia_local.exits import ExitWatch, wait_exit
 
 from .conftest import running
@@ -58,3 +59,34 @@ async def test_delete_answers_once_the_kernel_process_is_gone(himalia_server):
         r = await server.delete(f"/api/sessions/{session['id']}")
         assert r.status == 204
         assert not running(pid)
+
+
+@pytest.mark.parametrize("how, atexit_ran", [("request", True), ("terminate", False)])
+async def test_shutdown_request_or_terminate(himalia_server, tmp_path, how, atexit_ran):
+    """`[plugins.local] shutdown`: the polite sequence lets the kernel run its exit handlers; "terminate"
+    signals at once (they do not run). Either way the DELETE answers once the process is gone."""
+    config = {"plugins": {"local": {"shutdown": how}}}
+    async with himalia_server(config=config, root_dir=tmp_path) as server:
+        r = await server.post("/api/sessions", json={"path": "n.ipynb", "type": "notebook", "name": "n.ipynb",
+                                                     "kernel": {"name": "python3"}})
+        assert r.status == 201
+        session = await r.json()
+        from kernel_ws import connect
+
+        marker = tmp_path / "atexit-ran"
+        async with connect(server, session["kernel"]["id"]) as ws:
+            done = await ws.execute(f"import atexit; atexit.register(lambda: open({str(marker)!r}, 'w').close())")
+            assert done.reply["content"]["status"] == "ok"
+        from himalia import SERVICES
+
+        pid = server.app[SERVICES].kernel_provider._kernels[session["kernel"]["id"]].km.provisioner.pid
+        r = await server.delete(f"/api/sessions/{session['id']}")
+        assert r.status == 204
+        assert not running(pid)
+        assert marker.exists() is atexit_ran
+
+
+async def test_shutdown_must_be_request_or_terminate(himalia_server):
+    with pytest.raises(Exception, match="'shutdown' must be"):
+        async with himalia_server(config={"plugins": {"local": {"shutdown": "kill"}}}):
+            pass
