@@ -34,6 +34,8 @@ class LocalChannels:
         self._km = kernel.km
         self._timeout = ready_timeout
         self._pending: deque[KernelMessage] = deque()
+        self._drained = False
+        """`recv_ready` just read the sockets empty (nothing ran since: no need to read them again)."""
         self._owned: list[Any] = []
         self._sockets: dict[str, Any] = {}
         self._fds: list[int] = []
@@ -287,16 +289,20 @@ class LocalChannels:
         """Whether `recv` would return at once (a message is read and waiting)."""
         if not self._pending and not self._closed:
             self._drain()
+            self._drained = not self._pending  # the `recv` that follows need not read the sockets again
         return bool(self._pending)
 
     async def recv(self) -> KernelMessage:
         pending = self._pending
+        drained, self._drained = self._drained, False
         while True:
             if self._closed:
                 raise ChannelsClosed(self._kernel.id)
             if pending:
                 return pending.popleft()
-            self._drain()
+            if not drained:
+                self._drain()
+            drained = False
             if pending:
                 return pending.popleft()
             self._waiter = self._loop.create_future()
