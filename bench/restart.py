@@ -7,9 +7,11 @@
   server is stopped (SIGTERM, then in another round SIGKILL) and started again on the same state dir:
   seconds from the new `Popen` until every kernel answered `kernel_info` through a new websocket.
 - **relay**: one kernel with 16 disconnected sessions (each connected with its own session_id, then
-  closed, so each has a reconnect buffer), one live client running a print loop: stdout messages/s to
-  the live client, and the server's RSS after, with the output log off (`output_log_max_messages = 0`)
-  and on (the default), alternating in the same run.
+  closed), one live client running a print loop: stdout messages/s to the live client, the server's RSS
+  before and after the flood, then the 16 sessions reconnect and each must be replayed exactly the
+  lines it missed. Two variants, alternating in the same run: the output log (each session a cursor
+  into it, as shipped) and `copies` (each session its own copy, the relay before issue 17's change:
+  bench/himalia_copies.py). Both hold every line (the caps are raised to 50 000 messages).
 
 Not a test: nothing asserts a time. Every process carries a run id in its environment and is killed at
 the end (kept kernels included).
@@ -32,7 +34,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 import psutil
@@ -65,7 +67,8 @@ def _port() -> int:
 
 
 class Server:
-    def __init__(self, run_id: str, *, persist: bool, extra: str = ""):
+    def __init__(self, run_id: str, *, persist: bool, extra: str = "", script: str | None = None):
+        self.script = script
         self.tmp = Path(tempfile.mkdtemp(prefix="himalia-restart-"))
         (self.tmp / "root").mkdir()
         self.port = _port()
@@ -91,7 +94,8 @@ persist = {'true' if persist else 'false'}
         self.process: subprocess.Popen | None = None
 
     async def start(self, http: aiohttp.ClientSession) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "himalia.cli", "serve", "--config", str(self.config)],
+        program = [str(Path(__file__).parent / self.script)] if self.script else ["-m", "himalia.cli"]
+        self.process = subprocess.Popen([sys.executable, *program, "serve", "--config", str(self.config)],
                                         env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         async with asyncio.timeout(TIMEOUT):
             while True:
@@ -115,6 +119,21 @@ persist = {'true' if persist else 'false'}
             self.process.wait(TIMEOUT)
 
 
+async def _receive_until(ws: aiohttp.ClientWebSocketResponse, done: Callable[[dict[str, Any]], bool]) -> int:
+    """Read messages until one satisfies `done`; how many stream messages came before it."""
+    got = 0
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            frame = await ws.receive()
+            if frame.type != aiohttp.WSMsgType.BINARY:
+                raise RuntimeError(f"websocket closed: {frame.type}")
+            msg = decode_v1(frame.data)
+            if done(msg):
+                return got
+            if msg["header"]["msg_type"] == "stream":
+                got += 1
+
+
 async def kernel_info(http: aiohttp.ClientSession, server: Server, kernel_id: str) -> None:
     ws = await http.ws_connect(f"{server.url}api/kernels/{kernel_id}/channels?session_id={uuid.uuid4().hex}",
                                headers=server.headers, protocols=(V1,))
@@ -123,14 +142,7 @@ async def kernel_info(http: aiohttp.ClientSession, server: Server, kernel_id: st
         header = {"msg_id": msg_id, "msg_type": "kernel_info_request", "session": "bench", "username": "",
                   "date": "", "version": "5.3"}
         await ws.send_bytes(encode_v1("shell", header, {}))
-        async with asyncio.timeout(TIMEOUT):
-            while True:
-                frame = await ws.receive()
-                if frame.type != aiohttp.WSMsgType.BINARY:
-                    raise RuntimeError(f"websocket closed: {frame.type}")
-                msg = decode_v1(frame.data)
-                if msg["header"]["msg_type"] == "kernel_info_reply":
-                    return
+        await _receive_until(ws, lambda msg: msg["header"]["msg_type"] == "kernel_info_reply")
     finally:
         await ws.close()
 
@@ -159,39 +171,50 @@ async def restart_round(http: aiohttp.ClientSession, run_id: str, kernels: int, 
         server.stop()
 
 
-async def relay_round(http: aiohttp.ClientSession, run_id: str, lines: int, log_on: bool) -> dict[str, float]:
-    extra = "" if log_on else "output_log_max_messages = 0"
-    server = Server(run_id, persist=False, extra=extra)
+async def _until_idle(ws: aiohttp.ClientWebSocketResponse, msg_id: str) -> int:
+    """Stream messages received until the idle status of request `msg_id`."""
+    return await _receive_until(ws, lambda msg: msg["header"]["msg_type"] == "status"
+                                and msg["content"].get("execution_state") == "idle"
+                                and msg["parent_header"].get("msg_id") == msg_id)
+
+
+async def relay_round(http: aiohttp.ClientSession, run_id: str, lines: int, copies: bool) -> dict[str, float]:
+    extra = "output_log_max_messages = 50000\nbuffer_max_messages = 50000"
+    server = Server(run_id, persist=False, extra=extra, script="himalia_copies.py" if copies else None)
     await server.start(http)
     try:
         async with http.post(server.url + "api/kernels", headers=server.headers, json={"name": "python3"}) as r:
             kernel_id = (await r.json())["id"]
-        for _ in range(16):  # 16 disconnected sessions, each with a reconnect buffer
-            ws = await http.ws_connect(f"{server.url}api/kernels/{kernel_id}/channels?session_id={uuid.uuid4().hex}",
+        sessions = [uuid.uuid4().hex for _ in range(16)]
+        for session in sessions:  # 16 disconnected sessions
+            ws = await http.ws_connect(f"{server.url}api/kernels/{kernel_id}/channels?session_id={session}",
                                        headers=server.headers, protocols=(V1,))
             await ws.close()
-        ws = await http.ws_connect(f"{server.url}api/kernels/{kernel_id}/channels?session_id={uuid.uuid4().hex}",
+        ws = await http.ws_connect(f"{server.url}api/kernels/{kernel_id}/channels",  # no session: not kept
                                    headers=server.headers, protocols=(V1,))
         msg_id = uuid.uuid4().hex
         header = {"msg_id": msg_id, "msg_type": "execute_request", "session": "bench", "username": "",
                   "date": "", "version": "5.3"}
         content = {"code": f"for i in range({lines}): print(i, flush=True)", "silent": False,
                    "store_history": False, "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
+        process = psutil.Process(server.process.pid)  # type: ignore[union-attr]
+        rss_before = process.memory_info().rss / 2**20
         t0 = time.monotonic()
         await ws.send_bytes(encode_v1("shell", header, content))
-        got = 0
-        async with asyncio.timeout(TIMEOUT):
-            while True:
-                msg = decode_v1((await ws.receive()).data)
-                if msg["header"]["msg_type"] == "stream":
-                    got += 1
-                if msg["header"]["msg_type"] == "status" and msg["content"].get("execution_state") == "idle" \
-                        and msg["parent_header"].get("msg_id") == msg_id:
-                    break
+        got = await _until_idle(ws, msg_id)
         elapsed = time.monotonic() - t0
         await ws.close()
-        rss = psutil.Process(server.process.pid).memory_info().rss / 2**20  # type: ignore[union-attr]
-        return {"msgs_per_s": got / elapsed, "rss_mb": rss}
+        rss_after = process.memory_info().rss / 2**20
+        replayed = []
+        for session in sessions:  # each reconnects: exactly the lines it missed, then the idle
+            ws = await http.ws_connect(f"{server.url}api/kernels/{kernel_id}/channels?session_id={session}",
+                                       headers=server.headers, protocols=(V1,))
+            try:
+                replayed.append(await _until_idle(ws, msg_id))
+            finally:
+                await ws.close()
+        return {"msgs_per_s": got / elapsed, "lines": got, "rss_before_mb": rss_before, "rss_after_mb": rss_after,
+                "rss_growth_mb": rss_after - rss_before, "replayed_min": min(replayed), "replayed_max": max(replayed)}
     finally:
         server.stop()
 
@@ -210,19 +233,21 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--lines", type=int, default=20000)
     parser.add_argument("--json", default="bench-restart.json")
+    parser.add_argument("--only", choices=["restart", "relay"], help="run one of the two figures")
     ns = parser.parse_args(argv)
     run_id = secrets.token_hex(8)
     results: dict[str, list[Any]] = {}
     try:
         async with aiohttp.ClientSession() as http:
             for _ in range(ns.rounds):
-                for kernels in (1, 8):
+                for kernels in (1, 8) if ns.only != "relay" else ():
                     for sig in (signal.SIGTERM, signal.SIGKILL):
                         key = f"restart {kernels} kernel(s), {sig.name}"
                         results.setdefault(key, []).append(await restart_round(http, run_id, kernels, sig))
-                for log_on in (False, True):
-                    key = f"relay, 16 disconnected sessions, output log {'on' if log_on else 'off'}"
-                    results.setdefault(key, []).append(await relay_round(http, run_id, ns.lines, log_on))
+                for copies in (True, False) if ns.only != "restart" else ():
+                    key = (f"relay, 16 disconnected sessions, {ns.lines} lines: "
+                           f"{'a copy per session (before)' if copies else 'output log (after)'}")
+                    results.setdefault(key, []).append(await relay_round(http, run_id, ns.lines, copies))
     finally:
         reap(run_id)
     print("| figure | median |\n| --- | --- |")

@@ -18,15 +18,19 @@ class KernelsConfig:
                                            "default (`python3` when installed, for local kernels).")
     kernel_info_timeout: float = setting(60.0, "Seconds a started or restarted kernel gets to answer before the "
                                                "start fails (503) or clients are told it is not responding.")
-    buffer_max_messages: int = setting(10000, "Messages kept per disconnected client session for replay on "
-                                              "reconnect; older output is dropped, and the client is told so.")
-    buffer_max_bytes: int = setting(64 * 1024 * 1024, "Bytes kept per disconnected client session for replay.")
-    buffer_max_sessions: int = setting(16, "Disconnected sessions buffered per kernel; the oldest is dropped.")
-    buffer_max_total_bytes: int = setting(256 * 1024 * 1024, "Bytes the reconnect buffers of all disconnected "
-                                                             "sessions of all kernels may hold together; past "
-                                                             "it, the buffers of the sessions that left first "
-                                                             "are emptied (their clients are told on reconnect). "
-                                                             "0: no server-wide cap.")
+    buffer_max_messages: int = setting(10000, "Replies and input requests kept per disconnected client session "
+                                              "for replay on reconnect (the output it missed is replayed from "
+                                              "the kernel's output log); older ones are dropped, and the "
+                                              "client is told so.")
+    buffer_max_bytes: int = setting(64 * 1024 * 1024, "Bytes of replies and input requests kept per "
+                                                      "disconnected client session for replay.")
+    buffer_max_sessions: int = setting(16, "Disconnected sessions remembered per kernel (where each stands in "
+                                           "the output log, its replies); the oldest is forgotten.")
+    buffer_max_total_bytes: int = setting(256 * 1024 * 1024, "Bytes the replies and input requests kept for all "
+                                                             "disconnected sessions of all kernels may hold "
+                                                             "together; past it, those of the sessions that left "
+                                                             "first are emptied (their clients are told on "
+                                                             "reconnect). 0: no server-wide cap.")
     client_max_backlog_bytes: int = setting(64 * 1024 * 1024, "Bytes a websocket client may leave unread "
                                                               "before it is disconnected (its session is "
                                                               "then buffered like any disconnected one).")
@@ -41,8 +45,10 @@ class KernelsConfig:
     cull_busy: bool = setting(False, "Also cull kernels that are busy (with no activity for the timeout).")
     output_log_max_messages: int = setting(10000, "Messages of each kernel's output log (its iopub, numbered), "
                                                   "which clients read after a sequence number (websocket "
-                                                  "`?since=N`, `GET /api/kernels/{id}/outputs?since=N`); "
-                                                  "0 keeps no log.")
+                                                  "`?since=N`, `GET /api/kernels/{id}/outputs?since=N`) and "
+                                                  "from which a reconnecting session is replayed the output "
+                                                  "it missed; 0 keeps no log (a reconnecting session is then "
+                                                  "told how much it missed, and gets its replies only).")
     output_log_max_bytes: int = setting(32 * 1024 * 1024, "Bytes of each kernel's output log; the oldest "
                                                           "messages go first.")
     persist: bool = setting(False, "Keep mode: kernels outlive the server. At SIGTERM/SIGINT (or POST "

@@ -1,8 +1,14 @@
 """The provider-independent relay: one KernelChannels per kernel shared by all its websockets.
 
 A `KernelHub` fans iopub out to every client, routes replies and stdin requests to the client whose
-request they answer, tracks execution_state/last_activity from iopub, and keeps a bounded buffer for
-each disconnected session, replayed when that session reconnects.
+request they answer, tracks execution_state/last_activity from iopub, and numbers iopub in the kernel's
+output log. A disconnected session keeps a cursor into that log and its own replies and stdin requests;
+reconnecting replays what it missed from both, in the order it happened.
+
+Every message queued for a client travels with a tag: for iopub its sequence number in the output log,
+for a reply or stdin request the sequence number of the last iopub message before it. A client's
+`written` is the tag of the last message written to its socket, which is where its session's cursor
+stands if it goes.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from himalia import ChannelsClosed, KernelChannels, KernelManager, KernelMessage
 
 from .backlog import Backlog, ReplayBudget
 from .config import KernelsConfig
-from .outputlog import OutputLog
+from .copies import SessionBuffer
 from .frames import write_frames, ws_frame
+from .outputlog import OutputLog
 
 log = logging.getLogger("himalia.kernels")
 
@@ -42,6 +49,13 @@ _BATCH_BYTES = 256 * 1024
 """A client's pending frames are written once they reach this size, even mid-iteration."""
 _BATCH_MESSAGES = 512
 """After dispatching this many messages without the loop getting a turn, the relay writes and yields."""
+SESSION_COPIES = False
+"""True: each disconnected session keeps its own copy of the iopub it misses (`copies.SessionBuffer`),
+the relay before the output log replaced it (bench/himalia_copies.py sets it, to measure both in one
+run). False: a cursor into the kernel's output log (`SessionCursor`)."""
+
+Tagged = tuple[KernelMessage, int]
+"""A message and its tag (see the module docstring)."""
 
 
 def _size(msg: KernelMessage) -> int:
@@ -53,7 +67,7 @@ class Client:
     """One websocket attached to a hub, under its session key."""
 
     __slots__ = ("ws", "protocol", "session_key", "buffered", "transport", "max_backlog", "replaying",
-                 "closed", "hub", "out", "out_bytes", "out_msgs", "__weakref__")
+                 "closed", "hub", "out", "out_bytes", "out_msgs", "written", "__weakref__")
 
     def __init__(self, hub: KernelHub, ws: web.WebSocketResponse, protocol: str, session_key: str,
                  buffered: bool, transport: Any, max_backlog: int):
@@ -64,39 +78,41 @@ class Client:
         self.buffered = buffered
         self.transport = transport
         self.max_backlog = max_backlog
-        self.replaying: deque[KernelMessage] | None = None
+        self.replaying: deque[Tagged] | None = None
         self.closed = False
         self.out: list[bytes] = []
         """Websocket frames (as chunks) waiting for this iteration's write."""
         self.out_bytes = 0
-        self.out_msgs: list[KernelMessage] = []
+        self.out_msgs: list[Tagged] = []
         """The messages those frames carry, kept for the session if the client goes before the write."""
+        self.written = hub.output_log.next_seq - 1
+        """The tag of the last message written to this client: it has been sent the output log up to here."""
 
-    async def deliver(self, msg: KernelMessage, frames: dict[Any, Any]) -> None:
+    async def deliver(self, msg: KernelMessage, frames: dict[Any, Any], tag: int) -> None:
         """Send `msg` to this client: queued for the write at the end of this loop iteration (COALESCE),
         else written now. `frames` caches the encodings of `msg`, shared by every client."""
         if self.closed:
             return
         if self.replaying is not None:
-            self.replaying.append(msg)
+            self.replaying.append((msg, tag))
             return
         protocol = self.protocol
         if not COALESCE:
             frame = frames.get(protocol)
             if frame is None:
                 frame = frames[protocol] = encode(msg, protocol)
-            await self._write(frame, msg)
+            await self._write(frame, (msg, tag))
             return
         chunks = frames.get(protocol)
         if chunks is None:
             chunks = frames[protocol] = await ws_frame(*encode(msg, protocol))
-        if not self._admit(msg, self.out_bytes):
+        if not self._admit((msg, tag), self.out_bytes):
             return
         if not self.out:
             self.hub.dirty(self)
         self.out.extend(chunks)
         self.out_bytes += sum(map(len, chunks)) if len(chunks) > 1 else len(chunks[0])
-        self.out_msgs.append(msg)
+        self.out_msgs.append((msg, tag))
         if self.out_bytes >= _BATCH_BYTES:
             self.flush()
 
@@ -115,6 +131,7 @@ class Client:
             return
         try:
             write_frames(transport, out)
+            self.written = max(self.written, msgs[-1][1])
         except (ConnectionError, OSError, RuntimeError):
             self.hub.detach(self, unsent=msgs)
         except Exception:
@@ -123,24 +140,27 @@ class Client:
             self.hub.detach(self, unsent=msgs)
             asyncio.ensure_future(_close(self.ws, 1011, b"write failed"))
 
-    async def _write(self, frame: tuple[bytes, bool], msg: KernelMessage | None) -> bool:
-        """Send `frame`; False when the client is gone, detached then with `msg` (the message the frame
+    async def _write(self, frame: tuple[bytes, bool], item: Tagged | None, tag: int | None = None) -> bool:
+        """Send `frame`; False when the client is gone, detached then with `item` (the message the frame
         carries, unless it is still in `replaying`) kept for its session: it may be the final output
-        or the idle status."""
-        if not self._admit(msg, 0):
+        or the idle status. `tag`: the frame's tag when `item` is None."""
+        if not self._admit(item, 0):
             return False
         try:
             await self.ws.send_frame(frame[0], WSMsgType.BINARY if frame[1] else WSMsgType.TEXT)
         except (ConnectionError, RuntimeError):
-            self.hub.detach(self, unsent=(msg,) if msg is not None else ())
+            self.hub.detach(self, unsent=(item,) if item is not None else ())
             return False
+        written = item[1] if item is not None else tag
+        if written is not None and written > self.written:
+            self.written = written
         return True
 
-    def _admit(self, msg: KernelMessage | None, queued: int) -> bool:
+    def _admit(self, item: Tagged | None, queued: int) -> bool:
         """Whether the client can take one more message (`queued` bytes are waiting for this iteration's
-        write); if not it is detached, `msg` kept for its session, or disconnected when it reads too
+        write); if not it is detached, `item` kept for its session, or disconnected when it reads too
         slowly or the server-wide backlog is over its cap."""
-        unsent = (msg,) if msg is not None else ()
+        unsent = (item,) if item is not None else ()
         transport = self.transport
         if transport is None or transport.is_closing():
             self.hub.detach(self, unsent=unsent)
@@ -174,90 +194,86 @@ class Client:
         pending = self.replaying
         while pending and not self.closed:
             # leave the message in `replaying` until sent: a failed send buffers it with the rest
-            if await self._write(encode(pending[0], self.protocol), None):
+            msg, tag = pending[0]
+            if await self._write(encode(msg, self.protocol), None, tag):
                 pending.popleft()
         self.replaying = None
 
 
-class SessionBuffer:
-    """Messages for one disconnected session, bounded in count and bytes; iopub is dropped oldest first,
-    replies and stdin requests only when nothing but them is left over the caps; what was dropped is
-    announced on replay."""
+class SessionCursor:
+    """What one disconnected session has missed: where it stands in the kernel's output log (the iopub
+    itself is held once, by the log) and its own replies and stdin requests, bounded in count and bytes
+    (the oldest dropped first); both announced on replay when part of it is gone."""
 
-    def __init__(self, max_messages: int, max_bytes: int, budget: ReplayBudget | None = None):
+    def __init__(self, log: OutputLog, cursor: int, max_messages: int, max_bytes: int,
+                 budget: ReplayBudget | None = None):
+        self.log = log
+        self.cursor = cursor
+        """The sequence number of the last iopub message the session was sent."""
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.budget = budget
         self.over_budget = False
-        """Emptied once because all sessions' buffers together passed buffer_max_total_bytes."""
-        self.items: deque[KernelMessage] = deque()
-        self.kept: deque[KernelMessage] = deque()
-        """Replies and stdin requests passed over while dropping iopub; counted in the caps."""
+        """Emptied once because all sessions' replies together passed buffer_max_total_bytes."""
+        self.own: deque[Tagged] = deque()
         self.bytes = 0
         self.dropped = 0
-        self.dropped_replies = 0
         self.dropped_bytes = 0
-        self.dropped_parent: bytes | None = None
 
-    def add(self, msg: KernelMessage) -> None:
+    def add(self, msg: KernelMessage, tag: int) -> None:
+        """Keep a reply or stdin request for the session (`tag`: the log's last sequence number then)."""
         before = self.bytes
-        self._add(msg)
+        self.own.append((msg, tag))
+        self.bytes += _size(msg)
+        while self.own and (len(self.own) > self.max_messages or self.bytes > self.max_bytes):
+            size = _size(self.own.popleft()[0])
+            self.bytes -= size
+            self.dropped += 1
+            self.dropped_bytes += size
         if self.budget is not None:
             self.budget.grew(self.bytes - before)
 
     def drop_all(self) -> None:
-        """Forget every message (the server-wide budget is spent); say so on replay."""
-        for old in (*self.kept, *self.items):
-            if old.channel == "iopub":
-                self.dropped += 1
-            else:
-                self.dropped_replies += 1
-            if self.dropped_parent is None:
-                self.dropped_parent = old.parent_header
+        """Forget every reply kept (the server-wide budget is spent); say so on replay."""
+        self.dropped += len(self.own)
         self.dropped_bytes += self.bytes
-        self.items.clear()
-        self.kept.clear()
+        self.own.clear()
         self.bytes = 0
         self.over_budget = True
 
-    def _add(self, msg: KernelMessage) -> None:
-        self.items.append(msg)
-        self.bytes += _size(msg)
-        while len(self.items) + len(self.kept) > self.max_messages or self.bytes > self.max_bytes:
-            if self.items:
-                old = self.items.popleft()
-                if old.channel != "iopub":
-                    self.kept.append(old)
-                    continue
-                self.dropped += 1
-            elif self.kept:
-                old = self.kept.popleft()
-                self.dropped_replies += 1
-            else:
-                break
-            size = _size(old)
-            self.bytes -= size
-            self.dropped_bytes += size
-            if self.dropped_parent is None:
-                self.dropped_parent = old.parent_header
-
-    def replay(self) -> deque[KernelMessage]:
-        out: deque[KernelMessage] = deque()
-        if self.dropped or self.dropped_replies:
-            what = f"{self.dropped} output messages"
-            if self.dropped_replies:
-                what += f" and {self.dropped_replies} replies or input requests"
-            text = (f"[himalia] {what} ({self.dropped_bytes} bytes) produced while this "
-                    f"client was disconnected were dropped: the server keeps at most {self.max_messages} "
-                    f"messages and {self.max_bytes} bytes per disconnected session "
-                    f"([plugins.kernels] buffer_max_messages, buffer_max_bytes)")
+    def replay(self) -> deque[Tagged]:
+        """What the session missed, in the order it happened: the log after the cursor with the kept
+        replies in their places, after a notice for each part that is gone."""
+        out: deque[Tagged] = deque()
+        gap, entries = self.log.after(self.cursor)
+        if gap:
+            log_ = self.log
+            text = (f"[himalia] {gap} output messages produced while this client was disconnected are no "
+                    f"longer held: the server keeps the last {log_.max_messages} messages and {log_.max_bytes} "
+                    "bytes of each kernel's output ([plugins.kernels] output_log_max_messages, "
+                    "output_log_max_bytes).\n")
+            # attributed to the request whose output follows the gap: usually the one whose output it lost
+            parent = entries[0][1].parent_header if entries else b"{}"
+            out.append((_synthetic("stream", {"name": "stderr", "text": text}, parent), log_.oldest_seq - 1))
+        if self.dropped:
+            text = (f"[himalia] {self.dropped} replies or input requests ({self.dropped_bytes} bytes) for this "
+                    f"client, made while it was disconnected, were dropped: the server keeps at most "
+                    f"{self.max_messages} and {self.max_bytes} bytes per disconnected session ([plugins.kernels] "
+                    "buffer_max_messages, buffer_max_bytes)")
             if self.over_budget:
                 text += (f", and at most {self.budget.cap if self.budget else 0} bytes for all disconnected "
                          "sessions together (buffer_max_total_bytes)")
-            text += ".\n"
-            out.append(_synthetic("stream", {"name": "stderr", "text": text}, self.dropped_parent or b"{}"))
-        out.extend(self.kept)
-        out.extend(self.items)
+            out.append((_synthetic("stream", {"name": "stderr", "text": text + ".\n"}), self.cursor))
+        own = self.own
+        i = 0
+        for seq, msg in entries:
+            while i < len(own) and own[i][1] < seq:
+                out.append(own[i])
+                i += 1
+            out.append((msg, seq))
+        while i < len(own):
+            out.append(own[i])
+            i += 1
         return out
 
 
@@ -281,7 +297,8 @@ class KernelHub:
         self.replay_budget = replay_budget
         self.config = config
         self.clients: dict[str, Client] = {}
-        self.buffers: OrderedDict[str, SessionBuffer] = OrderedDict()
+        self.buffers: OrderedDict[str, SessionCursor | SessionBuffer] = OrderedDict()
+        """What each disconnected session missed, oldest session first."""
         self.owners: dict[str, str] = {}
         """msg_id sent to the kernel → the session key of the connection whose request it is."""
         self.aliases: OrderedDict[str, list[Any]] = OrderedDict()
@@ -402,14 +419,15 @@ class KernelHub:
             self.last_activity = time.time()
             if msg.msg_type == "status":
                 self._track(json.loads(msg.content))
-            self.output_log.append(msg)
-            for buffer in self.buffers.values():
-                buffer.add(msg)
-            if self.buffers and self.replay_budget is not None and self.replay_budget.total > self.replay_budget.cap:
-                self._enforce_budget()
+            seq = self.output_log.append(msg)
+            if SESSION_COPIES and self.buffers:
+                for buffer in self.buffers.values():
+                    buffer.add(msg, seq)
+                if self.replay_budget is not None and self.replay_budget.total > self.replay_budget.cap:
+                    self._enforce_budget()
             frames: dict[str, tuple[bytes, bool]] = {}
             for client in list(self.clients.values()):
-                await client.deliver(msg, frames)
+                await client.deliver(msg, frames, seq)
             return
         parent = json.loads(msg.parent_header) if msg.parent_header != b"{}" else {}
         parent_id = sent_as or parent.get("msg_id")
@@ -420,9 +438,9 @@ class KernelHub:
             key = parent.get("session")
         client = self.clients.get(key) if key is not None else None
         if client is not None:
-            await client.deliver(msg, {})
+            await client.deliver(msg, {}, self.output_log.next_seq - 1)
         elif key in self.buffers:
-            self.buffers[key].add(msg)
+            self.buffers[key].add(msg, self.output_log.next_seq - 1)
             if self.replay_budget is not None and self.replay_budget.total > self.replay_budget.cap:
                 self._enforce_budget()
         else:
@@ -521,27 +539,31 @@ class KernelHub:
         buffered = bool(session_key)
         key = session_key or uuid.uuid4().hex
         old = self.clients.pop(key, None)
-        unsent: list[KernelMessage] = []
+        unsent: list[Tagged] = []
+        client = Client(self, ws, protocol, key, buffered, transport, self.config.client_max_backlog_bytes)
         if old is not None:
             log.info("kernel %s: session %s reconnected; closing its stale websocket", self.kernel_id, key)
             # what the stale websocket was never sent (a replay in progress, frames queued for this loop
             # iteration's write) goes to the new one, as a reconnect buffer would
             unsent = [*(old.replaying or ()), *old.out_msgs]
+            client.written = old.written
             old.closed = True
             old.out, old.out_bytes, old.out_msgs = [], 0, []
             if self.backlog is not None:
                 self.backlog.forget(old)
             asyncio.ensure_future(_close(old.ws, 1000, b"replaced by a new connection"))
-        client = Client(self, ws, protocol, key, buffered, transport, self.config.client_max_backlog_bytes)
         buffer = self.buffers.pop(key, None)
         if buffer is not None:
             self._release(buffer)
             client.replaying = buffer.replay()
+            if isinstance(buffer, SessionCursor):
+                client.written = buffer.cursor
         if since is not None:
             # the output log has the iopub messages after `since`; the replies and input requests not
             # sent to the stale websocket are not in it
             client.replaying = self.output_log.catch_up(since)
-            unsent = [msg for msg in unsent if msg.channel != "iopub"]
+            client.written = since
+            unsent = [item for item in unsent if item[0].channel != "iopub"]
         if unsent:
             if client.replaying is None:
                 client.replaying = deque()
@@ -549,9 +571,10 @@ class KernelHub:
         self.clients[key] = client
         return client
 
-    def detach(self, client: Client, *, buffer: bool = True, unsent: Iterable[KernelMessage] = ()) -> None:
-        """Forget a client; buffer for its session (when it has one) what it was not sent yet: its
-        pending replay, what was queued for its next write, then `unsent`."""
+    def detach(self, client: Client, *, buffer: bool = True, unsent: Iterable[Tagged] = ()) -> None:
+        """Forget a client; keep for its session (when it has one) where it stands in the output log and
+        the replies and stdin requests it was not sent: in its pending replay, queued for its next
+        write, or `unsent`."""
         if client.closed:
             return
         client.closed = True
@@ -564,13 +587,17 @@ class KernelHub:
         del self.clients[client.session_key]
         if not buffer or not client.buffered or self.closing or self.config.buffer_max_sessions == 0:
             return
-        buf = SessionBuffer(self.config.buffer_max_messages, self.config.buffer_max_bytes, self.replay_budget)
+        buf: SessionCursor | SessionBuffer
+        if SESSION_COPIES:
+            buf = SessionBuffer(self.config.buffer_max_messages, self.config.buffer_max_bytes, self.replay_budget)
+        else:
+            buf = SessionCursor(self.output_log, client.written, self.config.buffer_max_messages,
+                                self.config.buffer_max_bytes, self.replay_budget)
         if self.replay_budget is not None:
             self.replay_budget.track(buf)
-        for msg in client.replaying or ():
-            buf.add(msg)
-        for msg in (*queued, *unsent):
-            buf.add(msg)
+        for msg, tag in (*(client.replaying or ()), *queued, *unsent):
+            if SESSION_COPIES or msg.channel != "iopub":  # iopub is in the log (notices are made anew)
+                buf.add(msg, tag)
         self.buffers[client.session_key] = buf
         while len(self.buffers) > self.config.buffer_max_sessions:
             dropped, old = self.buffers.popitem(last=False)
@@ -579,7 +606,7 @@ class KernelHub:
         if self.replay_budget is not None and self.replay_budget.total > self.replay_budget.cap:
             self._enforce_budget()
 
-    def _release(self, buffer: SessionBuffer) -> None:
+    def _release(self, buffer: SessionCursor | SessionBuffer) -> None:
         if self.replay_budget is not None:
             self.replay_budget.release(buffer)
 

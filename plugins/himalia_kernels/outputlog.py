@@ -73,17 +73,18 @@ class OutputLog:
                     break
         return gap, out
 
-    def catch_up(self, since: int) -> deque[KernelMessage]:
-        """What a websocket client asking for `since` gets before going live: one notice (stderr) if
-        part of it is gone, then the held messages after `since` but statuses and comm messages."""
+    def catch_up(self, since: int) -> deque[tuple[KernelMessage, int]]:
+        """What a websocket client asking for `since` gets before going live, each message with its
+        sequence number: one notice (stderr) if part of it is gone, then the held messages after `since`
+        but statuses and comm messages."""
         gap, entries = self.after(since)
-        out: deque[KernelMessage] = deque()
+        out: deque[tuple[KernelMessage, int]] = deque()
         if gap:
             text = (f"[himalia] {gap} output messages after sequence {since} are no longer held: the server "
                     f"keeps the last {self.max_messages} messages and {self.max_bytes} bytes of each kernel's "
                     "output ([plugins.kernels] output_log_max_messages, output_log_max_bytes).\n")
-            out.append(wire.message("iopub", "stream", {"name": "stderr", "text": text}))
-        out.extend(msg for _, msg in entries if msg.msg_type not in NOT_REPLAYED)
+            out.append((wire.message("iopub", "stream", {"name": "stderr", "text": text}), self.oldest_seq - 1))
+        out.extend((msg, seq) for seq, msg in entries if msg.msg_type not in NOT_REPLAYED)
         return out
 
     def model(self, since: int, limit: int | None) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""The relay's bookkeeping at unit level: what a client that goes away mid-send leaves for its session,
-and the reconnect buffer's caps. (The relay over real kernels and websockets: test_channels.py.)"""
+"""The relay's bookkeeping at unit level: what a client that goes away mid-send leaves for its session
+(a cursor into the kernel's output log, and its own replies), and the caps. (The relay over real
+kernels and websockets: test_channels.py.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import asyncio
 import json
 
 from himalia_kernels.config import KernelsConfig
-from himalia_kernels.hub import KernelHub, SessionBuffer
+from himalia_kernels.hub import KernelHub, SessionCursor
+from himalia_kernels.outputlog import OutputLog
 
 from himalia import ChannelsClosed, KernelMessage, wire
 
@@ -73,6 +75,10 @@ class WebSocket:
         pass
 
 
+def messages(replay) -> list[KernelMessage]:
+    return [msg for msg, _tag in replay]
+
+
 async def relay() -> KernelHub:
     hub = KernelHub("k", QuietKernels(), KernelsConfig(), lambda hub, state, reason: None)
     await hub.wait_ready()
@@ -86,7 +92,7 @@ async def test_a_message_to_a_closing_client_is_kept_for_its_session():
         idle = message("iopub", "status", content=b'{"execution_state": "idle"}')
         await hub._dispatch(idle)
         assert "s1" not in hub.clients
-        assert list(hub.buffers["s1"].replay()) == [idle]
+        assert messages(hub.buffers["s1"].replay()) == [idle]
     finally:
         await hub.close()
 
@@ -100,7 +106,7 @@ async def test_a_reply_whose_send_fails_is_kept_for_its_session():
         await hub._dispatch(reply)
         hub._flush()  # the write at the end of the loop iteration
         assert "s1" not in hub.clients
-        assert list(hub.buffers["s1"].replay()) == [reply]
+        assert messages(hub.buffers["s1"].replay()) == [reply]
     finally:
         await hub.close()
 
@@ -114,36 +120,70 @@ async def test_a_replay_cut_short_keeps_what_was_not_sent():
         await hub._dispatch(last)
         client = hub.attach(WebSocket(), wire.V1, "s1", Transport(closing=False))  # reconnects, then is lost
         await client.flush_replay()
-        assert list(hub.buffers["s1"].replay()) == [first, last]
+        assert messages(hub.buffers["s1"].replay()) == [first, last]
     finally:
         await hub.close()
 
 
-def test_buffer_caps_count_replies_too_and_say_what_was_dropped():
-    """Output goes first, then the oldest replies: over the cap, nothing is kept for ever."""
-    buf = SessionBuffer(max_messages=3, max_bytes=10**6)
+def test_a_session_keeps_its_replies_bounded_and_says_what_was_dropped():
+    """The caps bound a session's own replies and input requests (its output is the log's): the oldest
+    go first, and the replay says how many."""
+    cursor = SessionCursor(OutputLog(100, 10**6), 0, max_messages=3, max_bytes=10**6)
     replies = [message("shell", "execute_reply", parent=f"r{i}") for i in range(5)]
     for msg in replies:
-        buf.add(msg)
-    buf.add(message("iopub", "stream"))
-    notice, *kept = buf.replay()
+        cursor.add(msg, 0)
+    notice, *kept = messages(cursor.replay())
     assert kept == replies[2:]
-    text = json.loads(notice.content)["text"]
-    assert "1 output messages and 2 replies or input requests" in text
-
-
-def test_buffer_byte_cap_includes_kept_replies():
+    assert "2 replies or input requests" in json.loads(notice.content)["text"]
     big = b'{"data": "' + b"x" * 1000 + b'"}'
-    buf = SessionBuffer(max_messages=100, max_bytes=2500)
+    cursor = SessionCursor(OutputLog(100, 10**6), 0, max_messages=100, max_bytes=2500)
     for i in range(4):
-        buf.add(message("stdin", "input_request", parent=f"r{i}", content=big))
-    assert buf.bytes <= 2500
-    assert len(buf.kept) + len(buf.items) == 2 and buf.dropped_replies == 2
+        cursor.add(message("stdin", "input_request", parent=f"r{i}", content=big), 0)
+    assert cursor.bytes <= 2500 and len(cursor.own) == 2 and cursor.dropped == 2
+
+
+def test_the_replay_puts_replies_where_they_came_and_reports_a_gap_once():
+    log = OutputLog(max_messages=3, max_bytes=10**6)
+    out = [message("iopub", "stream", content=json.dumps({"text": str(i)}).encode()) for i in range(6)]
+    reply = message("shell", "execute_reply")
+    cursor = SessionCursor(log, 0, max_messages=10, max_bytes=10**6)
+    seqs = [log.append(m) for m in out[:2]]
+    cursor.add(reply, seqs[-1])  # arrived after the second output
+    for m in out[2:]:
+        log.append(m)
+    replay = cursor.replay()
+    notice, *rest = messages(replay)
+    assert "3 output messages" in json.loads(notice.content)["text"] and "output_log_max_messages" in \
+        json.loads(notice.content)["text"]
+    assert rest == [reply, *out[3:]]  # the reply arrived before what is left; the gap is out[:3]
+    # a client that was sent the notice stands after the gap: reconnecting again reports nothing new
+    again = SessionCursor(log, replay[0][1], max_messages=10, max_bytes=10**6)
+    assert messages(again.replay()) == out[3:]
+
+
+async def test_disconnected_sessions_hold_no_output_of_their_own():
+    """issue 17: 16 disconnected sessions cost the kernel one output log, not 16 copies: each keeps a
+    cursor, and replays the log's own messages."""
+    hub = await relay()
+    try:
+        for i in range(16):
+            hub.detach(hub.attach(WebSocket(), wire.V1, f"s{i}", Transport(closing=True)))
+        out = [message("iopub", "stream", content=json.dumps({"text": str(i)}).encode()) for i in range(100)]
+        for msg in out:
+            await hub._dispatch(msg)
+        assert len(hub.buffers) == 16
+        for cursor in hub.buffers.values():
+            assert isinstance(cursor, SessionCursor) and not cursor.own and cursor.bytes == 0
+            replayed = messages(cursor.replay())
+            assert len(replayed) == 100 and all(a is b for a, b in zip(replayed, out))
+    finally:
+        await hub.close()
 
 
 async def test_reconnect_buffers_are_bounded_server_wide():
-    """issue 20 #9's sibling: each disconnected session keeps buffer_max_bytes, and all of them, across
-    kernels, buffer_max_total_bytes; past it the oldest sessions' buffers are emptied, and they are told."""
+    """issue 20 #9's sibling: each disconnected session keeps buffer_max_bytes of replies and input
+    requests, and all of them, across kernels, buffer_max_total_bytes; past it the oldest sessions' are
+    emptied, and they are told."""
     from himalia_kernels.backlog import ReplayBudget
 
     config = KernelsConfig(buffer_max_bytes=10**6, buffer_max_total_bytes=5000)
@@ -156,13 +196,14 @@ async def test_reconnect_buffers_are_bounded_server_wide():
             client = hub.attach(WebSocket(), wire.V1, session, Transport(closing=True))
             hub.detach(client)
         chunk = b'{"text": "' + b"x" * 1000 + b'"}'
-        for _ in range(3):
-            for hub in hubs:
-                await hub._dispatch(message("iopub", "stream", content=chunk))
+        for i in range(3):
+            for hub, session in ((hubs[0], "old"), (hubs[1], "new")):
+                await hub._dispatch(message("stdin", "input_request", parent=f"r{i}", session=session,
+                                            content=chunk))
         assert budget.total <= 5000
-        # the session that left first was emptied; the newer one keeps its output
+        # the session that left first was emptied; the newer one keeps its requests
         assert hubs[0].buffers["old"].bytes == 0 and hubs[1].buffers["new"].bytes > 0
-        notice, *rest = hubs[0].buffers["old"].replay()
+        notice, *rest = messages(hubs[0].buffers["old"].replay())
         assert rest == [] and "buffer_max_total_bytes" in json.loads(notice.content)["text"]
         assert len(hubs[1].buffers["new"].replay()) == 3
     finally:

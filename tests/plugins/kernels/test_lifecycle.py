@@ -223,9 +223,9 @@ async def test_shutdown_reaches_the_kernels_children(himalia_server):
     assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
 
 
-async def test_reconnect_buffer_is_bounded_and_says_what_it_dropped(himalia_server, tmp_path):
+async def test_reconnect_replay_is_bounded_by_the_output_log_and_says_what_is_gone(himalia_server, tmp_path):
     flag = tmp_path / "go"
-    config = {"plugins": {"kernels": {"buffer_max_messages": 5}}}
+    config = {"plugins": {"kernels": {"output_log_max_messages": 5}}}
     code = (f"import os, time, sys\nwhile not os.path.exists({str(flag)!r}): time.sleep(0.01)\n"
             "for i in range(20):\n    print(i, flush=True); time.sleep(0.002)\n")
     async with himalia_server(config=config) as server, running_kernel(server) as kernel, \
@@ -248,7 +248,8 @@ async def test_reconnect_buffer_is_bounded_and_says_what_it_dropped(himalia_serv
             [notice] = [m for m in again.other + ex.iopub if m["header"]["msg_type"] == "stream"
                         and m["content"]["text"].startswith("[himalia]")]
             assert notice["content"]["name"] == "stderr"
-            assert "were dropped" in notice["content"]["text"] and "at most 5 messages" in notice["content"]["text"]
+            assert "no longer held" in notice["content"]["text"] and "the last 5 messages" in notice["content"]["text"]
+            assert "output_log_max_messages" in notice["content"]["text"]
             # what was kept is the newest output (stray iopub traffic under load may leave none of it)
             assert "".join(f"{i}\n" for i in range(20)).endswith(ex.stdout), ex.stdout
             assert len(ex.iopub) <= 6 and ex.states[-1] == "idle"

@@ -35,7 +35,8 @@ def test_the_log_is_bounded_and_numbers_only_grow():
     assert gap == 2 and [s for s, _ in entries] == [3, 4, 5]
     assert log.after(2)[0] == 0 and log.after(4) == (0, [entries[-1]])
     catch_up = log.catch_up(0)
-    assert [m.msg_type for m in catch_up] == ["stream"] * 4 and b"2 output messages" in catch_up[0].content
+    assert [m.msg_type for m, _ in catch_up] == ["stream"] * 4 and b"2 output messages" in catch_up[0][0].content
+    assert [seq for _, seq in catch_up] == [2, 3, 4, 5]  # the notice stands where the gap ends
 
 
 async def test_rest_returns_the_log_after_a_sequence_number(himalia_server):
@@ -116,3 +117,33 @@ async def test_a_bad_since_on_the_websocket_is_a_400(himalia_server, since):
     async with himalia_server() as server, running_kernel(server) as kernel:
         r = await server.get(f"/api/kernels/{kernel['id']}/channels?since={since}")
         assert r.status == 400 and (await r.json())["reason"] == "bad sequence number"
+
+
+async def test_a_session_dropped_mid_output_gets_exactly_the_lines_it_missed(himalia_server, tmp_path):
+    """issue 17: the reconnect replay comes from the log, after where the session's socket stood: no line
+    twice, none missing, the reply and the idle status in their places."""
+    from kernel_ws import connect
+
+    flag = tmp_path / "go"
+    code = ("import os, time\nfor i in range(10): print(i, flush=True)\n"
+            f"while not os.path.exists({str(flag)!r}): time.sleep(0.01)\n"
+            "for i in range(10, 20): print(i, flush=True)\n")
+    async with himalia_server() as server, running_kernel(server) as kernel, \
+            connect(server, kernel["id"]) as watcher:
+        async with connect(server, kernel["id"]) as ws:
+            session = ws.session_id
+            msg_id = await ws.send("shell", "execute_request", execute_content(code))
+            seen = ""
+            while not seen.endswith("9\n"):
+                msg = await ws.wait_for(lambda m: m["header"]["msg_type"] == "stream"
+                                        and m["parent_header"].get("msg_id") == msg_id)
+                seen += msg["content"]["text"]
+            assert seen == "".join(f"{i}\n" for i in range(10))
+        flag.write_text("go")  # the rest is printed while the session is away
+        await watcher.wait_for(lambda m: m["parent_header"].get("msg_id") == msg_id
+                               and m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "idle")
+        async with connect(server, kernel["id"], session_id=session) as again:
+            ex = await again.collect(msg_id)
+            assert ex.stdout == "".join(f"{i}\n" for i in range(10, 20))
+            assert ex.reply["content"]["status"] == "ok" and ex.states == ["idle"]
+            assert not [m for m in again.other if m["header"]["msg_type"] == "stream"]
