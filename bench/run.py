@@ -145,12 +145,17 @@ async def run_variant(env: BenchEnvironment, variant: str, procs: list[str], s: 
 
 
 async def _guarded(coro: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    t0 = time.monotonic()
     try:
         return await asyncio.wait_for(coro, FIGURE_TIMEOUT)
     except figures_http.Unsupported as e:
         return {"error": str(e)}
-    except asyncio.TimeoutError:
-        return {"error": f"timed out after {FIGURE_TIMEOUT:.0f} s"}
+    except asyncio.TimeoutError as e:  # the figure's own bound (a connect, a reply) or the 240 s one
+        here = Path(__file__).parent
+        ours = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).parent == here]
+        where = f" ({Path(ours[-1].filename).name}:{ours[-1].lineno})" if ours else ""
+        why = f": {e}" if str(e) else ""
+        return {"error": f"timed out after {time.monotonic() - t0:.0f} s{why}{where}"}
     except Exception as e:  # noqa: BLE001 - one failing figure must not lose the others
         last = traceback.extract_tb(e.__traceback__)[-1]
         return {"error": f"{type(e).__name__}: {e} ({Path(last.filename).name}:{last.lineno})"}
@@ -211,14 +216,16 @@ async def main_async(ns: argparse.Namespace) -> int:
     rows = report.build_rows(results, set(ns.selected), himalia_variants, s.protocol)
     table = report.markdown(rows, himalia_variants, with_jupyverse)
     info = machine()
-    print(f"\nHimalia vs jupyter_server — {started:%Y-%m-%d %H:%M} UTC, {info['cores']} cores ({info['cpu']}), "
+    servers_line = "Himalia vs jupyter_server" + (" and jupyverse" if with_jupyverse else "")
+    print(f"\n{servers_line} — {started:%Y-%m-%d %H:%M} UTC, {info['cores']} cores ({info['cpu']}), "
           f"Python {info['python']}, {ns.rounds} round(s){' --quick' if ns.quick else ''}, "
           f"requests/s by {info['load_generator']} on the same machine, asyncio event loop"
           f"{' (and uvloop)' if ns.uvloop else ''}\n")
     print(table)
     out = {"date": started.isoformat(), "duration_s": time.monotonic() - t0, "machine": info,
            "settings": {"quick": ns.quick, "rounds": ns.rounds, "protocol": s.protocol, "only": ns.selected,
-                        "uvloop": ns.uvloop, "jupyverse": with_jupyverse, "variants": {v: servers.VARIANTS[v] for v in todo}},
+                        "uvloop": ns.uvloop, "jupyverse": with_jupyverse,
+                        "variants": {v: servers.VARIANTS[v] for v in todo}},
            "table": [{k: v for k, v in r.items() if k != "fmt"} for r in rows], "raw": results}
     Path(ns.json).write_text(json.dumps(out, indent=2, default=str))
     print(f"\nresults: {ns.json}  ({time.monotonic() - t0:.0f} s)")
