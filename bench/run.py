@@ -74,7 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--uvloop", action="store_true", help="also run Himalia on uvloop (needs uvloop installed)")
     p.add_argument("--unbatched", action="store_true",
                    help="also run Himalia writing each websocket message on its own (the relay before issue 22)")
-    p.add_argument("--no-jupyter-server", action="store_true", help="Himalia (and direct) only")
+    p.add_argument("--no-jupyter-server", action="store_true",
+                   help="leave the jupyter_server variants out (Himalia, direct, and jupyverse if installed)")
     p.add_argument("--no-jupyverse", action="store_true",
                    help="leave jupyverse out even when it is installed ($HIMALIA_BENCH_JUPYVERSE or on PATH)")
     p.add_argument("--python-load", action="store_true", help="aiohttp load generator even if wrk is installed")
