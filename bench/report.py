@@ -33,7 +33,7 @@ JUPYVERSE_NOTES = [
     "jupyverse has no iopub rate limit and no Nagle problem of tornado's: on the ↳ rows that vary only "
     "jupyter_server's settings its figure is the same measurement, shown as ″.",
     "jupyverse's notebook rows are not the same work: its PUT writes the body's JSON without validation, "
-    "temp file, fsync or checkpoint, and its GET answers the notebook as a JSON string (`format` null, "
+    "temp file or fsync, and its GET answers the notebook as a JSON string (`format` null, "
     "unvalidated) where the others validate it and answer an object.",
     "jupyverse stops a kernel by SIGTERM to its process (fps_kernel_subprocess), without interrupt or "
     "`shutdown_request`; Himalia and jupyter_server ask the kernel to shut down first.",
