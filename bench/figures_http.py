@@ -76,7 +76,11 @@ def big_notebook(target_bytes: int = 5 * 2**20) -> dict[str, Any]:
 async def notebook(server: Server, s: Settings) -> dict[str, Any]:
     """PUT then GET /api/contents/big.ipynb; the body is serialised once, so timings are send+server+read."""
     assert server.http is not None
-    body = json.dumps({"type": "notebook", "format": "json", "content": big_notebook()}).encode()
+    model: dict[str, Any] = {"type": "notebook", "format": "json", "content": big_notebook()}
+    if server.variant == "jupyverse":
+        # jupyverse's PUT requires `path` in the body and writes there (fps_contents ignores the URL's path)
+        model["path"] = "big.ipynb"
+    body = json.dumps(model).encode()
     url = server.base + "/api/contents/big.ipynb"
     headers = {"Content-Type": "application/json"}
     saves: list[float] = []

@@ -10,6 +10,7 @@ import asyncio
 import os
 import statistics
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -54,7 +55,17 @@ def iopub_code(lines: int) -> str:
 
 
 async def start_kernel(server: Server) -> str:
+    """A new python3 kernel's id; jupyverse has no POST /api/kernels, so there it is a session's kernel
+    (`DELETE /api/kernels/{id}` then removes the session too)."""
     assert server.http is not None
+    if server.variant == "jupyverse":
+        path = f"kernel-{uuid.uuid4().hex[:12]}.ipynb"
+        body = {"path": path, "type": "notebook", "name": path, "kernel": {"name": "python3"}}
+        async with server.http.post(server.base + "/api/sessions", json=body) as r:
+            model = await r.json(content_type=None)
+            if r.status not in (200, 201):
+                raise Unsupported(f"POST /api/sessions answered {r.status}: {str(model)[:200]}")
+            return model["kernel"]["id"]
     async with server.http.post(server.base + "/api/kernels", json={"name": "python3"}) as r:
         body = await r.json(content_type=None)
         if r.status not in (200, 201):

@@ -1,4 +1,5 @@
-"""The table: each figure's median per server, the ratio Himalia/jupyter_server, the direct-ZMQ limit, the target."""
+"""The table: each figure's median per server, the ratio Himalia/jupyter_server, jupyverse and the ratio
+Himalia/jupyverse, the direct-ZMQ limit, the target."""
 
 from __future__ import annotations
 
@@ -12,6 +13,31 @@ Results = dict[str, dict[str, list[dict[str, Any]]]]  # variant → figure → o
 JS = "jupyter_server"
 TUNED = "jupyter_server_tuned"
 EXT = "jupyter_server_ext"
+JV = "jupyverse"
+
+# figures jupyverse cannot run, and why (the table shows "–" and this as a note)
+JUPYVERSE_SKIPS = {
+    "lab_page": "jupyverse[noauth] serves no JupyterLab (the bench runs it with --disable lab)",
+    "lab_settings": "jupyverse[noauth] serves no JupyterLab (the bench runs it with --disable lab)",
+    "lab_launch": "jupyverse[noauth] serves no JupyterLab (the bench runs it with --disable lab)",
+}
+
+# what a reader must know to compare jupyverse's column (from fps_kernels/fps_noauth 0.11/0.10's code)
+JUPYVERSE_NOTES = [
+    "jupyverse runs `jupyverse[noauth]`: no token is checked on any request (Himalia and jupyter_server "
+    "check one on every request and websocket), so its HTTP rows do a little less work per request.",
+    "jupyverse has no `POST /api/kernels`: in execute, iopub, 8 kernels, fan-out and memory its kernels are "
+    "started by `POST /api/sessions` (a session record more) and stopped by `DELETE /api/kernels/{id}`.",
+    "jupyverse accepts both kernel websocket protocols (v1 and legacy JSON), so its websocket rows use the "
+    "same protocol as the other servers (the \"ws protocol\" column).",
+    "jupyverse has no iopub rate limit and no Nagle problem of tornado's: on the ↳ rows that vary only "
+    "jupyter_server's settings its figure is the same measurement, shown as ″.",
+    "jupyverse's notebook rows are not the same work: its PUT writes the body's JSON without validation, "
+    "temp file or fsync, and its GET answers the notebook as a JSON string (`format` null, "
+    "unvalidated) where the others validate it and answer an object.",
+    "jupyverse stops a kernel by SIGTERM to its process (fps_kernel_subprocess), without interrupt or "
+    "`shutdown_request`; Himalia and jupyter_server ask the kernel to shut down first.",
+]
 
 
 @dataclass(frozen=True)
@@ -129,6 +155,7 @@ def errors_of(results: Results, variant: str, figure: str) -> list[str]:
 def build_rows(results: Results, selected: set[str], himalia_variants: list[str], protocol: str
                ) -> list[dict[str, Any]]:
     rows = []
+    jv_seen: set[tuple[str, str]] = set()  # jupyverse's figure shows once per metric, ″ on the ↳ rows
     for row in ROWS:
         if row.figure not in selected:
             continue
@@ -150,7 +177,20 @@ def build_rows(results: Results, selected: set[str], himalia_variants: list[str]
         errs = {v: errors_of(results, v, row.source) for v in [*himalia_variants, row.js, "direct"]}
         ratios = {v: (x / js if x is not None and js else None) for v, x in values.items()}
         paired = paired_ratio(results, "himalia", row.js, row.source, row.metric)
+        jv = median_of(results, JV, row.source, row.metric)
+        jv_key = (row.source, row.metric)
+        jv_repeat = jv_key in jv_seen
+        jv_seen.add(jv_key)
+        jv_errors = errors_of(results, JV, row.source)
+        if row.figure in JUPYVERSE_SKIPS and JV in results:
+            jv_errors = [JUPYVERSE_SKIPS[row.figure]]
+        if jv_errors:
+            errs[JV] = jv_errors
         rows.append({
+            "jupyverse": jv, "jupyverse_repeat": jv_repeat,
+            "ratio_jupyverse": h / jv if h is not None and jv else None,
+            "paired_ratio_jupyverse": paired_ratio(results, "himalia", JV, row.source, row.metric),
+            "jupyverse_over_js": jv / js if jv is not None and js else None,
             "ratios": ratios,
             "figure": row.figure, "label": row.label, "metric": f"{row.source}.{row.metric}", "js_variant": row.js,
             "protocol": (("v1" if protocol.startswith("v1") else "legacy JSON") if row.ws else "HTTP"),
@@ -165,11 +205,17 @@ def _f(value: float | None, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
 
-def markdown(rows: list[dict[str, Any]], himalia_variants: list[str]) -> str:
+def _x(value: float | None) -> str:
+    return _f(value, ".2f") + ("×" if value else "")
+
+
+def markdown(rows: list[dict[str, Any]], himalia_variants: list[str], with_jupyverse: bool = False) -> str:
     names = {"himalia": "Himalia", "himalia_uvloop": "Himalia uvloop", "himalia_unbatched": "Himalia unbatched"}
     extra = [v for v in himalia_variants if v != "himalia"]
     head = ["figure", "ws protocol", *(names[v] for v in himalia_variants), "jupyter_server", "Himalia/js",
-            *(f"{names[v]}/js" for v in extra), "paired H/js", "direct ZMQ", "Himalia/direct", "target", "met"]
+            *(f"{names[v]}/js" for v in extra), "paired H/js",
+            *(["jupyverse", "Himalia/jupyverse"] if with_jupyverse else []),
+            "direct ZMQ", "Himalia/direct", "target", "met"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["label"].strip() if not r["label"].startswith("  ") else "↳ " + r["label"].strip(),
@@ -177,6 +223,7 @@ def markdown(rows: list[dict[str, Any]], himalia_variants: list[str]) -> str:
                  _f(r["jupyter_server"], r["fmt"]), _f(r["ratio"], ".2f") + ("×" if r["ratio"] else ""),
                  *(_f(r["ratios"][v], ".2f") + ("×" if r["ratios"][v] else "") for v in extra),
                  _f(r["paired_ratio"], ".2f") + ("×" if r["paired_ratio"] else ""),
+                 *(_jupyverse_cells(r) if with_jupyverse else []),
                  _f(r["direct"], r["fmt"]), _f(r["ratio_direct"], ".2f") + ("×" if r["ratio_direct"] else ""),
                  r["target"], r["verdict"]]
         lines.append("| " + " | ".join(cells) + " |")
@@ -188,4 +235,12 @@ def markdown(rows: list[dict[str, Any]], himalia_variants: list[str]) -> str:
                 notes.append(note)
     if notes:
         lines += ["", "Errors (the figure is missing for that server):", *notes]
+    if with_jupyverse:
+        lines += ["", "jupyverse:", *(f"- {n}" for n in JUPYVERSE_NOTES)]
     return "\n".join(lines)
+
+
+def _jupyverse_cells(r: dict[str, Any]) -> list[str]:
+    if r["jupyverse_repeat"] and r["jupyverse"] is not None:
+        return ["″", "″"]
+    return [_f(r["jupyverse"], r["fmt"]), _x(r["ratio_jupyverse"])]

@@ -57,6 +57,12 @@ FIGURES: dict[str, tuple[ServerFigure | None, DirectFigure | None, tuple[str, ..
 # memory and kernels8 are one procedure (8 kernels, then RSS); it runs once when either is asked for
 SOURCE = {"memory": "kernels8"}
 
+# jupyverse (the other plugin-first server) runs every figure but JupyterLab's: the bench starts it with
+# `--disable lab --disable page_config` (jupyverse[noauth] does not install JupyterLab's fps plugin), so
+# it serves the REST and websocket APIs only, as jupyter_server without extensions does. Its kernels are
+# started through POST /api/sessions (it has no POST /api/kernels; figures_kernel.start_kernel).
+JUPYVERSE_SKIPS = report.JUPYVERSE_SKIPS
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
@@ -68,7 +74,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--uvloop", action="store_true", help="also run Himalia on uvloop (needs uvloop installed)")
     p.add_argument("--unbatched", action="store_true",
                    help="also run Himalia writing each websocket message on its own (the relay before issue 22)")
-    p.add_argument("--no-jupyter-server", action="store_true", help="Himalia (and direct) only")
+    p.add_argument("--no-jupyter-server", action="store_true",
+                   help="leave the jupyter_server variants out (Himalia, direct, and jupyverse if installed)")
+    p.add_argument("--no-jupyverse", action="store_true",
+                   help="leave jupyverse out even when it is installed ($HIMALIA_BENCH_JUPYVERSE or on PATH)")
     p.add_argument("--python-load", action="store_true", help="aiohttp load generator even if wrk is installed")
     p.add_argument("--json", metavar="PATH", default="bench-results.json", help="where to write results")
     ns = p.parse_args(argv)
@@ -83,20 +92,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ns
 
 
-def plan(selected: list[str], himalia_variants: list[str], with_js: bool) -> dict[str, list[str]]:
+def plan(selected: list[str], himalia_variants: list[str], with_js: bool, with_jupyverse: bool = False
+         ) -> dict[str, list[str]]:
     """variant → the procedures it runs. `start` needs none: every server start measures it."""
     out: dict[str, list[str]] = {}
     for fig in selected:
         _server_fn, direct_fn, js_variants = FIGURES[fig]
         proc = SOURCE.get(fig, fig)
         targets = [*himalia_variants, *(js_variants if with_js else ())]
+        if with_jupyverse and fig not in JUPYVERSE_SKIPS:
+            targets.append("jupyverse")
         if direct_fn is not None:
             targets.append("direct")
         for v in targets:
             procs = out.setdefault(v, [])
             if fig != "start" and proc not in procs:
                 procs.append(proc)
-    order = [*himalia_variants, "jupyter_server", "jupyter_server_ext", "jupyter_server_tuned", "direct"]
+    order = [*himalia_variants, "jupyter_server", "jupyter_server_ext", "jupyter_server_tuned", "jupyverse",
+             "direct"]
     return {v: out[v] for v in order if v in out}
 
 
@@ -133,12 +146,17 @@ async def run_variant(env: BenchEnvironment, variant: str, procs: list[str], s: 
 
 
 async def _guarded(coro: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    t0 = time.monotonic()
     try:
         return await asyncio.wait_for(coro, FIGURE_TIMEOUT)
     except figures_http.Unsupported as e:
         return {"error": str(e)}
-    except asyncio.TimeoutError:
-        return {"error": f"timed out after {FIGURE_TIMEOUT:.0f} s"}
+    except asyncio.TimeoutError as e:  # the figure's own bound (a connect, a reply) or the 240 s one
+        here = Path(__file__).parent
+        ours = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).parent == here]
+        where = f" ({Path(ours[-1].filename).name}:{ours[-1].lineno})" if ours else ""
+        why = f": {e}" if str(e) else ""
+        return {"error": f"timed out after {time.monotonic() - t0:.0f} s{why}{where}"}
     except Exception as e:  # noqa: BLE001 - one failing figure must not lose the others
         last = traceback.extract_tb(e.__traceback__)[-1]
         return {"error": f"{type(e).__name__}: {e} ({Path(last.filename).name}:{last.lineno})"}
@@ -164,6 +182,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "platform": platform.platform(),
         "versions": {d: version(d) for d in ("himalia", "jupyter_server", "ipykernel", "jupyter_client",
                                              "tornado", "aiohttp", "pyzmq", "uvloop")},
+        "jupyverse": servers.jupyverse_versions(),
         "load_generator": load.tool(),
         "wrk": shutil.which("wrk"),
     }
@@ -173,7 +192,8 @@ async def main_async(ns: argparse.Namespace) -> int:
     s = Settings(quick=ns.quick, protocol=V1 if ns.protocol == "v1" else LEGACY, python_load=ns.python_load)
     himalia_variants = ["himalia", *(["himalia_unbatched"] if ns.unbatched else []),
                         *(["himalia_uvloop"] if ns.uvloop else [])]
-    todo = plan(ns.selected, himalia_variants, not ns.no_jupyter_server)
+    with_jupyverse = not ns.no_jupyverse and servers.jupyverse_executable() is not None
+    todo = plan(ns.selected, himalia_variants, not ns.no_jupyter_server, with_jupyverse)
     results: report.Results = {}
     task = asyncio.current_task()
     assert task is not None
@@ -184,6 +204,8 @@ async def main_async(ns: argparse.Namespace) -> int:
     def log(text: str) -> None:
         print(f"[{time.monotonic() - t0:6.1f}s] {text}", file=sys.stderr, flush=True)
 
+    if not ns.no_jupyverse and not with_jupyverse:
+        log(f"jupyverse is not installed (set ${servers.JUPYVERSE_VAR}): its column is left out")
     with BenchEnvironment() as env:
         for round_no in range(1, ns.rounds + 1):
             log(f"round {round_no}/{ns.rounds}")
@@ -193,16 +215,18 @@ async def main_async(ns: argparse.Namespace) -> int:
                 if leftovers:
                     log(f"  reaped processes left behind by {variant}: {leftovers}")
     rows = report.build_rows(results, set(ns.selected), himalia_variants, s.protocol)
-    table = report.markdown(rows, himalia_variants)
+    table = report.markdown(rows, himalia_variants, with_jupyverse)
     info = machine()
-    print(f"\nHimalia vs jupyter_server — {started:%Y-%m-%d %H:%M} UTC, {info['cores']} cores ({info['cpu']}), "
+    servers_line = "Himalia vs jupyter_server" + (" and jupyverse" if with_jupyverse else "")
+    print(f"\n{servers_line} — {started:%Y-%m-%d %H:%M} UTC, {info['cores']} cores ({info['cpu']}), "
           f"Python {info['python']}, {ns.rounds} round(s){' --quick' if ns.quick else ''}, "
           f"requests/s by {info['load_generator']} on the same machine, asyncio event loop"
           f"{' (and uvloop)' if ns.uvloop else ''}\n")
     print(table)
     out = {"date": started.isoformat(), "duration_s": time.monotonic() - t0, "machine": info,
            "settings": {"quick": ns.quick, "rounds": ns.rounds, "protocol": s.protocol, "only": ns.selected,
-                        "uvloop": ns.uvloop, "variants": {v: servers.VARIANTS[v] for v in todo}},
+                        "uvloop": ns.uvloop, "jupyverse": with_jupyverse,
+                        "variants": {v: servers.VARIANTS[v] for v in todo}},
            "table": [{k: v for k, v in r.items() if k != "fmt"} for r in rows], "raw": results}
     Path(ns.json).write_text(json.dumps(out, indent=2, default=str))
     print(f"\nresults: {ns.json}  ({time.monotonic() - t0:.0f} s)")

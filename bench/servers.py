@@ -53,6 +53,23 @@ def jupyverse_executable() -> str | None:
     return os.environ.get(JUPYVERSE_VAR) or shutil.which("jupyverse")
 
 
+def jupyverse_versions() -> dict[str, str | None] | None:
+    """Versions of jupyverse and its fps plugins, asked of the interpreter next to its executable."""
+    exe = jupyverse_executable()
+    if exe is None:
+        return None
+    python = Path(exe).resolve().parent / "python"
+    dists = ["jupyverse", "fps", "fps_kernels", "fps_kernel_subprocess", "fps_contents", "fps_noauth"]
+    code = ("import importlib.metadata as m, json, sys\n"
+            "def v(d):\n    try: return m.version(d)\n    except m.PackageNotFoundError: return None\n"
+            "print(json.dumps({d: v(d) for d in sys.argv[1:]}))")
+    try:
+        out = subprocess.run([str(python), "-c", code, *dists], capture_output=True, timeout=30, check=True)
+        return json.loads(out.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return {d: None for d in dists}
+
+
 class BenchEnvironment:
     """Temp Jupyter dirs holding one `python3` kernelspec that runs this interpreter's ipykernel.
 
