@@ -239,7 +239,8 @@ async def test_himalia_kernels_lists_and_stops_a_kept_gateway_kernel_with_no_ser
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout == f"{kernel_id}  python3  on the gateway  {gateway.url}\n"
     rows = [json.loads(line) for line in himalia_kernels(config, tmp_path, "list", "--json").stdout.splitlines()]
-    assert [(r["id"], r["provider"], r["where"], r["kept"]) for r in rows] == [(kernel_id, "gateway", gateway.url, True)]
+    assert [(r["id"], r["provider"], r["where"], r["kept"]) for r in rows] == \
+        [(kernel_id, "gateway", gateway.url, True)]
 
     stopped = himalia_kernels(config, tmp_path, "stop", kernel_id[:8])
     assert stopped.returncode == 0, stopped.stderr
