@@ -190,7 +190,8 @@ class KeptKernel:
     detail: str = ""
     """The rest of its line (the local cwd)."""
     data: dict[str, Any] = field(default_factory=dict)
-    """More for `--json`."""
+    """More for `--json` (its keys override the common ones: the local provider's `state` is its
+    record's, as before)."""
 
 
 @runtime_checkable

@@ -38,8 +38,9 @@ class LocalKept:
                 id=record["id"], name=str(record.get("name")), where=f"pid {record.get('pid')}",
                 state="running" if running else "not running",
                 detail=f"{record.get('cwd')}{'  (idle pool member)' if pool else ''}",
-                data={"running": running, "pid": record.get("pid"), "cwd": record.get("cwd"),
-                      "kept": bool(record.get("keep")), "pool_member": pool, "record_state": record.get("state")}))
+                # --json as before the gateway joined: "state" is the record's (launching, running, dead)
+                data={"state": record.get("state"), "running": running, "pid": record.get("pid"),
+                      "cwd": record.get("cwd"), "kept": bool(record.get("keep")), "pool_member": pool}))
         return out
 
     def stop(self, kernel_ids: Sequence[str]) -> dict[str, str | None]:
