@@ -22,8 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _sources(ns: argparse.Namespace, config: Any) -> list[KeptKernels]:
-    hooks = getattr(ns, "hooks", None)
-    return [a.item for a in hooks.kept_kernels(config)] if hooks is not None else []
+    return [a.item for a in ns.hooks.kept_kernels(config)]  # ns.hooks: see CliCommand
 
 
 def _line(kernel: KeptKernel) -> str:
