@@ -33,6 +33,7 @@ from .hooks import Hooks
 from .keys import ACTIVITY, CONFIG, HOOKS, IDENTITY, PLUGINS, RESTART_WEBSOCKETS, SERVICES, WEBSOCKETS
 from .openapi import AUTH_ERRORS, error_response, json_response
 from .records import CliCommand, CliOption, Middleware, Route
+from .statedir import KeptKernel, KeptKernels, StateDir, default_state_dir, state_dir_of
 from .urls import url_path
 from .services import (
     Authenticated,
@@ -81,4 +82,6 @@ __all__ = [
     # contents capabilities
     "ContentsCapabilities", "LocalFiles", "NotebookTrust", "PagedContents", "PathResolving", "StreamedContent",
     "StreamingContents", "contents_capabilities",
+    # the state dir (kept kernels)
+    "KeptKernel", "KeptKernels", "StateDir", "default_state_dir", "state_dir_of",
 ]

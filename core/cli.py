@@ -415,6 +415,7 @@ def cmd_plugin(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"himalia {name}", description=command.help,
                                      epilog="also: --config PATH, --disable NAME, --set KEY=VALUE, --debug")
     command.add_arguments(parser)
+    ns.hooks = Hooks(plugins.pm)  # for commands that ask plugins (`himalia kernels` → himalia_kept_kernels)
     return command.run(parser.parse_args(rest, namespace=ns), config)
 
 

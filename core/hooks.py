@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from .config import Config, ConfigSection
     from .records import CliCommand, CliOption, Middleware, Route
+    from .statedir import KeptKernels
     from .services import AppResource, Model, Provider, Requirement, Service
 
 log = logging.getLogger("himalia.hooks")
@@ -114,6 +115,10 @@ class Hooks:
 
     def cli_commands(self) -> list[Attributed[CliCommand]]:
         return self._collect("himalia_cli_commands")
+
+    def kept_kernels(self, config: Config) -> list[Attributed[KeptKernels]]:
+        """Each plugin's kernels recorded in the state dir (`himalia kernels list|stop`)."""
+        return self._collect("himalia_kept_kernels", config=config)
 
     # -- providers ---------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from .config import Config, ConfigSection
     from .records import CliCommand, CliOption, Middleware, Route
+    from .statedir import KeptKernels
     from .services import (
         AppResource,
         ContentsManager,
@@ -114,6 +115,26 @@ def himalia_cli_commands() -> list[CliCommand]:
                                lambda ns, config: print("hello", ns.who) or 0)]
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def himalia_kept_kernels(config: Config) -> list[KeptKernels]:
+    """Contribute a provider's kernels recorded in the state dir to `himalia kernels list|stop`, which
+    works with no server running (keep mode leaves kernels running between servers).
+
+    Called once when `himalia kernels` runs, with the validated config. Collect-all. Returns a list
+    of `KeptKernels` (see `himalia.statedir`): `provider`, `list()` of `KeptKernel(id, name, where,
+    state)` and `stop(ids)` → {id: None, or a one-line error when it could not be stopped (its record
+    is kept)}. The command holds the state dir's lock around `stop`.
+
+    Example::
+
+        @hookimpl
+        def himalia_kept_kernels(config):
+            return [MyKept(state_dir_of(config))]  # provider = "mine"; list(); stop(ids)
+
+    .. versionadded:: 0.3
     """
 
 

@@ -46,7 +46,8 @@ class Middleware:
 class CliCommand:
     """A `himalia NAME ...` command a plugin adds (`himalia kernels list`). `add_arguments(parser)` adds
     its arguments (the common --config/--disable/--set/--debug are there already); `run(ns, config)`
-    does the work with the validated config and returns the exit status."""
+    does the work with the validated config and returns the exit status. `ns.hooks` is the loaded
+    plugins' `Hooks`, for a command that asks other plugins (`himalia kernels` → `himalia_kept_kernels`)."""
 
     name: str
     help: str

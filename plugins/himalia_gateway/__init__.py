@@ -59,3 +59,10 @@ def himalia_status(app):
     from .health import status
 
     return status(app)
+
+
+@hookimpl
+def himalia_kept_kernels(config):
+    from .kept import GatewayKept
+
+    return [GatewayKept(config)]

@@ -4,7 +4,7 @@ live models and activity, culling, and the started/stopped events. It runs no ke
 
 from __future__ import annotations
 
-from himalia import ConfigSection, Requirement, Route, Service, hookimpl
+from himalia import CliCommand, ConfigSection, Requirement, Route, Service, hookimpl
 
 from .config import MOVED, KernelsConfig
 
@@ -71,3 +71,21 @@ def himalia_openapi(config):
     from .handlers import openapi
 
     return openapi()
+
+
+def _add_arguments(parser):
+    from .commands import add_arguments
+
+    add_arguments(parser)
+
+
+def _run(ns, config):
+    from .commands import run
+
+    return run(ns, config)
+
+
+@hookimpl
+def himalia_cli_commands():
+    return [CliCommand("kernels", "list or stop the kernels recorded in the state dir (kept kernels, local "
+                                  "and on a gateway), with no server running", _add_arguments, _run)]

@@ -7,7 +7,7 @@ culling, events), as it serves any provider's.
 
 from __future__ import annotations
 
-from himalia import CliCommand, ConfigSection, Provider, Requirement, hookimpl
+from himalia import ConfigSection, Provider, Requirement, hookimpl
 
 from .config import LocalConfig
 
@@ -40,19 +40,10 @@ def himalia_status(app):
     if not isinstance(provider, LocalKernels) or provider.pool is None:
         return {}
     return {"kernel_pool": provider.pool_status()}
-def _add_arguments(parser):
-    from .commands import add_arguments
-
-    add_arguments(parser)
-
-
-def _run(ns, config):
-    from .commands import run
-
-    return run(ns, config)
 
 
 @hookimpl
-def himalia_cli_commands():
-    return [CliCommand("kernels", "list or stop the kernels recorded in the state dir (kept kernels), with "
-                                  "no server running", _add_arguments, _run)]
+def himalia_kept_kernels(config):
+    from .commands import LocalKept
+
+    return [LocalKept(config)]

@@ -1,32 +1,18 @@
-"""`himalia kernels list` and `himalia kernels stop [ID ...|--all]`: the kernels recorded in the state
-dir, with no server running (keep mode leaves kernels running between servers)."""
+"""The local provider's part of `himalia kernels list|stop` (`himalia_kept_kernels`): the kernel
+processes recorded in the state dir, listed and stopped with no server running (keep mode leaves
+kernels running between servers). The command itself is the kernels plugin's."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import signal
-import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from himalia import StartupError
+from himalia import KeptKernel, state_dir_of
 
-from .persist import StateDir, default_state_dir, is_kernel_process, kill_marked, marked_processes
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    lst = sub.add_parser("list", help="list the recorded kernels and whether each runs")
-    lst.add_argument("--json", action="store_true", help="print JSON, one kernel per line")
-    stop = sub.add_parser("stop", help="stop recorded kernels (SIGTERM, then SIGKILL) and forget them")
-    stop.add_argument("ids", nargs="*", metavar="ID", help="kernel ids (or unique prefixes)")
-    stop.add_argument("--all", action="store_true", help="stop every recorded kernel")
-
-
-def _state(config: Any) -> StateDir:
-    return StateDir(config.server.state_dir or default_state_dir())
+from .persist import StateDir, is_kernel_process, kill_marked, marked_processes
 
 
 def _running(record: dict[str, Any]) -> bool:
@@ -34,40 +20,33 @@ def _running(record: dict[str, Any]) -> bool:
     return bool(pid) and is_kernel_process(int(pid), record["id"], record.get("process_started"))
 
 
-def run(ns: argparse.Namespace, config: Any) -> int:
-    state = _state(config)
-    records = state.read_all()
-    if ns.action == "list":
-        for record in records:
-            row = {"id": record["id"], "name": record.get("name"), "state": record.get("state"),
-                   "running": _running(record), "pid": record.get("pid"), "cwd": record.get("cwd"),
-                   "kept": bool(record.get("keep")), "pool_member": bool(record.get("pool_member"))}
-            if ns.json:
-                print(json.dumps(row))
-            else:
-                print(f"{row['id']}  {row['name']}  {'running' if row['running'] else 'not running'}  "
-                      f"pid {row['pid']}  {row['cwd']}{'  (idle pool member)' if row['pool_member'] else ''}")
-        if not records and not ns.json:
-            print(f"no kernels recorded in {state.kernels}")
-        return 0
-    if not ns.all and not ns.ids:
-        print("himalia kernels stop: name kernel ids, or --all", file=sys.stderr)
-        return 2
-    chosen = records if ns.all else []
-    for prefix in ns.ids:
-        found = [r for r in records if r["id"].startswith(prefix)]
-        if len(found) != 1:
-            print(f"himalia kernels stop: {'no' if not found else 'more than one'} kernel recorded in "
-                  f"{state.kernels} matches {prefix!r}", file=sys.stderr)
-            return 1
-        chosen.extend(found)
-    try:
-        state.lock()  # a server using the state dir stops its kernels itself (DELETE /api/kernels/ID)
-    except StartupError as e:
-        print(f"himalia kernels stop: {e}; stop kernels through that server", file=sys.stderr)
-        return 1
-    try:
-        ids = {r["id"] for r in chosen}
+class LocalKept:
+    """The local kernels recorded in the state dir (a `KeptKernels`)."""
+
+    provider = "local"
+
+    def __init__(self, config: Any):
+        self.state = StateDir(state_dir_of(config))
+        self.wait = config.section("local").shutdown_wait_time
+
+    def list(self) -> list[KeptKernel]:
+        out = []
+        for record in self.state.read_all():
+            running = _running(record)
+            pool = bool(record.get("pool_member"))
+            out.append(KeptKernel(
+                id=record["id"], name=str(record.get("name")), where=f"pid {record.get('pid')}",
+                state="running" if running else "not running",
+                detail=f"{record.get('cwd')}{'  (idle pool member)' if pool else ''}",
+                # --json as before the gateway joined: "state" is the record's (launching, running, dead)
+                data={"state": record.get("state"), "running": running, "pid": record.get("pid"),
+                      "cwd": record.get("cwd"), "kept": bool(record.get("keep")), "pool_member": pool}))
+        return out
+
+    def stop(self, kernel_ids: Sequence[str]) -> dict[str, str | None]:
+        """SIGTERM every process carrying one of the kernels' markers (verified, never a recycled pid),
+        SIGKILL what is left after `[plugins.local] shutdown_wait_time`; records and connection files removed."""
+        ids = set(kernel_ids)
         for kernel_id, pids in marked_processes(ids).items():
             for pid in pids:
                 if is_kernel_process(pid, kernel_id):
@@ -75,18 +54,14 @@ def run(ns: argparse.Namespace, config: Any) -> int:
                         os.kill(pid, signal.SIGTERM)
                     except ProcessLookupError:
                         pass
-        wait = config.section("local").shutdown_wait_time
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + self.wait
         while marked_processes(ids) and time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(0.1)  # polling /proc: processes that are not our children give no event
         kill_marked(ids)
-        for record in chosen:
-            state.delete(record["id"])
-            _remove_connection_file(record["id"])
-            print(f"stopped kernel {record['id']} ({record.get('name')})")
-    finally:
-        state.unlock()
-    return 0
+        for kernel_id in kernel_ids:
+            self.state.delete(kernel_id)
+            _remove_connection_file(kernel_id)
+        return {kernel_id: None for kernel_id in kernel_ids}
 
 
 def _remove_connection_file(kernel_id: str) -> None:

@@ -7,132 +7,41 @@ restart, removed when the kernel is shut down. A kernel's processes carry `HIMAL
 their environment (children inherit it), so a pid is only trusted when its start time matches the
 record and its environment carries the marker: a recycled pid is never signalled.
 
-One server at a time uses a state dir: it holds an exclusive `flock` on `<state_dir>/lock`."""
+The state dir itself (lock, atomic record writes, reading) is the core's `himalia.statedir`."""
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import json
 import os
 import select
 import signal
-import tempfile
 from typing import Any
 
-from himalia import StartupError
+from himalia import StateDir as CoreStateDir
+from himalia import default_state_dir
+
+__all__ = ["MARKER", "ReattachedProcess", "StateDir", "default_state_dir", "is_kernel_process", "kill_marked",
+           "marked_processes", "start_time"]
 
 MARKER = "HIMALIA_KERNEL_ID"
 """The environment variable every process of a kernel carries: the kernel's id."""
 
-RECORD_VERSION = 1
 
-
-def default_state_dir() -> str:
-    from jupyter_core.paths import jupyter_runtime_dir
-
-    return os.path.join(jupyter_runtime_dir(), "himalia")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-class StateDir:
-    """The state dir: the lock and the kernel records (blocking calls: run them in a thread)."""
+class StateDir(CoreStateDir):
+    """The local kernels' records (`<state_dir>/kernels`) and their output logs, and the state dir's lock
+    (see `himalia.statedir`; blocking calls: run them in a thread)."""
 
     def __init__(self, path: str):
-        self.path = path
-        self.kernels = os.path.join(path, "kernels")
-        self._lock_fd: int | None = None
-
-    # -- the lock ---------------------------------------------------------------------------
-
-    def lock(self) -> None:
-        """Take the state dir for this server, or raise StartupError naming the server that has it."""
-        import fcntl
-
-        os.makedirs(self.kernels, mode=0o700, exist_ok=True)
-        path = os.path.join(self.path, "lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            if e.errno in (errno.EAGAIN, errno.EACCES):
-                raise StartupError(f"state dir {self.path} is in use by another server (pid {holder}); "
-                                   f"set [server] state_dir to run a second one") from None
-            raise StartupError(f"cannot lock state dir {self.path}: {e.strerror}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
-
-    def unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the fd releases the flock
-            self._lock_fd = None
-
-    # -- records ----------------------------------------------------------------------------
-
-    def record_path(self, kernel_id: str) -> str:
-        return os.path.join(self.kernels, f"{kernel_id}.json")
+        super().__init__(path, "kernels")
 
     def log_path(self, kernel_id: str) -> str:
         return os.path.join(self.kernels, f"{kernel_id}.log")
 
-    def write(self, record: dict[str, Any]) -> None:
-        """Write a kernel's record atomically (a 0600 temp file, fsynced, renamed over the old one)."""
-        os.makedirs(self.kernels, mode=0o700, exist_ok=True)
-        data = json.dumps({"version": RECORD_VERSION, **_jsonable(record)}, indent=1).encode()
-        fd, tmp = tempfile.mkstemp(prefix=".record-", dir=self.kernels)  # mkstemp: 0600
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.record_path(record["id"]))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-    def read_all(self) -> list[dict[str, Any]]:
-        """Every readable record; a file that is not one (half-written by an older crash, foreign) is
-        removed if it is our temp file, else skipped."""
-        records = []
-        try:
-            names = sorted(os.listdir(self.kernels))
-        except FileNotFoundError:
-            return []
-        for name in names:
-            path = os.path.join(self.kernels, name)
-            if name.startswith(".record-"):
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-                continue
-            if not name.endswith(".json"):
-                continue
-            try:
-                with open(path, encoding="utf-8") as f:
-                    record = json.load(f)
-                if not isinstance(record, dict) or record.get("id") != name[:-5]:
-                    continue
-            except (OSError, ValueError):
-                continue
-            records.append(record)
-        return records
-
     def delete(self, kernel_id: str, *, log: bool = True) -> None:
-        for path in (self.record_path(kernel_id), *( [self.log_path(kernel_id)] if log else [])):
+        super().delete(kernel_id)
+        if log:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+                os.unlink(self.log_path(kernel_id))
 
     def open_log(self, kernel_id: str) -> Any:
         """The kernel's output log (its stdout and stderr in keep mode), 0600, appended to."""

@@ -426,13 +426,13 @@ def test_set_takes_a_string_key_s_value_as_typed(tmp_path, plugin_site, capsys, 
     assert main(["config", "--limited-label", "42"]) == 0
     assert 'label = "42"\n' in capsys.readouterr().out
 def test_a_plugin_command_runs_through_himalia_cli_commands(tmp_path, capsys):
-    """`himalia kernels ...` is the local plugin's `himalia_cli_commands`; the common options work
+    """`himalia kernels ...` is the kernels plugin's `himalia_cli_commands`; the common options work
     wherever they stand; an unknown command names the ones there are."""
     from himalia.cli import main
 
     state = tmp_path / "state"
     assert main(["kernels", "list", "--set", f"server.state_dir={json.dumps(str(state))}"]) == 0
-    assert f"no kernels recorded in {state / 'kernels'}" in capsys.readouterr().out
+    assert f"no kernels recorded in {state}\n" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["no-such-command"])
     assert "unknown command 'no-such-command'; commands: serve" in capsys.readouterr().err

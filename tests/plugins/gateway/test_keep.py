@@ -11,6 +11,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -214,3 +216,65 @@ async def test_a_kept_kernel_is_served_while_the_gateway_is_down_and_forgotten_o
             assert not record_path(tmp_path, kernel_id).exists()
             status, sessions = await s.call("GET", "api/sessions")
             assert status == 200 and session_id not in [m["id"] for m in sessions]
+
+
+def himalia_kernels(config: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """`himalia kernels ARGS` as its own process, with no server running (the `himalia_kept_kernels` hooks)."""
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    env.pop("JUPYTER_GATEWAY_URL", None)
+    return subprocess.run([sys.executable, "-m", "himalia.cli", "kernels", *args, "--config", str(config)],
+                          capture_output=True, text=True, env=env, timeout=WAIT)
+
+
+async def test_himalia_kernels_lists_and_stops_a_kept_gateway_kernel_with_no_server(gateway, tmp_path):
+    config = write_config(tmp_path, gateway.url, persist=True)
+    async with server(config, tmp_path) as s:
+        _, kernel_id = await new_session(s)
+        refused = himalia_kernels(config, tmp_path, "stop", kernel_id)
+        assert refused.returncode == 1 and "in use by another server" in refused.stderr
+        end(s, signal.SIGTERM)
+    assert kernel_id in await on_gateway(gateway)
+
+    listed = himalia_kernels(config, tmp_path, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == f"{kernel_id}  python3  on the gateway  {gateway.url}\n"
+    rows = [json.loads(line) for line in himalia_kernels(config, tmp_path, "list", "--json").stdout.splitlines()]
+    assert [(r["id"], r["provider"], r["where"], r["kept"]) for r in rows] == \
+        [(kernel_id, "gateway", gateway.url, True)]
+
+    stopped = himalia_kernels(config, tmp_path, "stop", kernel_id[:8])
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout == f"stopped kernel {kernel_id} (python3)\n"
+    assert kernel_id not in await on_gateway(gateway)  # the gateway's own GET /api/kernels
+    assert not record_path(tmp_path, kernel_id).exists()
+    assert himalia_kernels(config, tmp_path, "list", "--json").stdout == ""
+
+
+async def test_himalia_kernels_stop_with_the_gateway_unreachable_fails_and_keeps_the_record(tmp_path):
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    config = write_config(tmp_path, down, persist=True)
+    kernel_id = "0c8a47b4-1111-4000-8000-000000000000"
+    record = record_path(tmp_path, kernel_id)
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"id": kernel_id, "name": "python3", "url": down, "keep": True}))
+    listed = himalia_kernels(config, tmp_path, "list")
+    assert listed.stdout == f"{kernel_id}  python3  on the gateway  {down}\n", listed.stderr
+
+    stopped = himalia_kernels(config, tmp_path, "stop", "--all")
+    assert stopped.returncode == 1
+    assert stopped.stdout == ""
+    [line] = stopped.stderr.splitlines()
+    assert line.startswith(f"himalia kernels stop: kernel {kernel_id} (python3): the gateway at {down} is unreachable")
+    assert record.exists()
+
+
+async def test_himalia_kernels_stop_never_sends_the_credentials_to_another_gateway(gateway, tmp_path):
+    config = write_config(tmp_path, gateway.url, persist=True)
+    kernel_id = "0c8a47b4-2222-4000-8000-000000000000"
+    record = record_path(tmp_path, kernel_id)
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"id": kernel_id, "name": "python3", "url": "http://127.0.0.1:9", "keep": True}))
+    stopped = himalia_kernels(config, tmp_path, "stop", kernel_id)
+    assert stopped.returncode == 1
+    assert "recorded for the gateway http://127.0.0.1:9, but [plugins.gateway] url is" in stopped.stderr
+    assert record.exists()

@@ -321,6 +321,8 @@ async def test_himalia_kernels_list_and_stop_work_from_the_records(tmp_path, kil
     listed = himalia_cli(config, tmp_path, "list", "--json")
     assert [(json.loads(line)["id"], json.loads(line)["running"]) for line in listed.stdout.splitlines()] \
         == [(kernel_id, True)]
+    [line] = himalia_cli(config, tmp_path, "list").stdout.splitlines()
+    assert line.startswith(f"{kernel_id}  python3  running  pid ")  # WHERE: the pid; then the cwd
     stopped = himalia_cli(config, tmp_path, "stop", kernel_id[:8])
     assert stopped.returncode == 0, stopped.stderr
     assert not kernel_marked(kernel_id)
