@@ -24,8 +24,8 @@ class SessionBuffer:
         self.budget = budget
         self.over_budget = False
         """Emptied once because all sessions' buffers together passed buffer_max_total_bytes."""
-        self.items: deque[tuple[KernelMessage, int]] = deque()
-        self.kept: deque[tuple[KernelMessage, int]] = deque()
+        self.items: deque[KernelMessage] = deque()
+        self.kept: deque[KernelMessage] = deque()
         """Replies and stdin requests passed over while dropping iopub; counted in the caps."""
         self.bytes = 0
         self.dropped = 0
@@ -35,13 +35,13 @@ class SessionBuffer:
 
     def add(self, msg: KernelMessage, tag: int = 0) -> None:
         before = self.bytes
-        self._add((msg, tag))
+        self._add(msg)
         if self.budget is not None:
             self.budget.grew(self.bytes - before)
 
     def drop_all(self) -> None:
         """Forget every message (the server-wide budget is spent); say so on replay."""
-        for old, _ in (*self.kept, *self.items):
+        for old in (*self.kept, *self.items):
             if old.channel == "iopub":
                 self.dropped += 1
             else:
@@ -54,19 +54,18 @@ class SessionBuffer:
         self.bytes = 0
         self.over_budget = True
 
-    def _add(self, item: tuple[KernelMessage, int]) -> None:
-        self.items.append(item)
-        self.bytes += _size(item[0])
+    def _add(self, msg: KernelMessage) -> None:
+        self.items.append(msg)
+        self.bytes += _size(msg)
         while len(self.items) + len(self.kept) > self.max_messages or self.bytes > self.max_bytes:
             if self.items:
-                item = self.items.popleft()
-                old = item[0]
+                old = self.items.popleft()
                 if old.channel != "iopub":
-                    self.kept.append(item)
+                    self.kept.append(old)
                     continue
                 self.dropped += 1
             elif self.kept:
-                old = self.kept.popleft()[0]
+                old = self.kept.popleft()
                 self.dropped_replies += 1
             else:
                 break
@@ -77,7 +76,8 @@ class SessionBuffer:
                 self.dropped_parent = old.parent_header
 
     def replay(self) -> deque[tuple[KernelMessage, int]]:
-        out: deque[tuple[KernelMessage, int]] = deque()
+        """Tagged 0: this buffer holds messages, not log positions (the relay then only sends them)."""
+        out: deque[KernelMessage] = deque()
         if self.dropped or self.dropped_replies:
             what = f"{self.dropped} output messages"
             if self.dropped_replies:
@@ -90,8 +90,8 @@ class SessionBuffer:
                 text += (f", and at most {self.budget.cap if self.budget else 0} bytes for all disconnected "
                          "sessions together (buffer_max_total_bytes)")
             text += ".\n"
-            out.append((wire.message("iopub", "stream", {"name": "stderr", "text": text},
-                                     parent=self.dropped_parent or b"{}"), 0))
+            out.append(wire.message("iopub", "stream", {"name": "stderr", "text": text},
+                                    parent=self.dropped_parent or b"{}"))
         out.extend(self.kept)
         out.extend(self.items)
-        return out
+        return deque((msg, 0) for msg in out)
