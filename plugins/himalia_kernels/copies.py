@@ -10,7 +10,7 @@ from collections import deque
 from himalia import KernelMessage, wire
 
 from .backlog import ReplayBudget
-from .outputlog import _size
+from .outputlog import message_size as _size
 
 
 class SessionBuffer:

@@ -31,7 +31,7 @@ from .backlog import Backlog, ReplayBudget
 from .config import KernelsConfig
 from .copies import SessionBuffer
 from .frames import write_frames, ws_frame
-from .outputlog import OutputLog
+from .outputlog import OutputLog, message_size
 
 log = logging.getLogger("himalia.kernels")
 
@@ -50,17 +50,12 @@ _BATCH_BYTES = 256 * 1024
 _BATCH_MESSAGES = 512
 """After dispatching this many messages without the loop getting a turn, the relay writes and yields."""
 SESSION_COPIES = False
-"""True: each disconnected session keeps its own copy of the iopub it misses (`copies.SessionBuffer`),
+"""True: each disconnected session keeps its own buffer of the iopub it misses (`copies.SessionBuffer`),
 the relay before the output log replaced it (bench/himalia_copies.py sets it, to measure both in one
 run). False: a cursor into the kernel's output log (`SessionCursor`)."""
 
 Tagged = tuple[KernelMessage, int]
 """A message and its tag (see the module docstring)."""
-
-
-def _size(msg: KernelMessage) -> int:
-    return (len(msg.header) + len(msg.parent_header) + len(msg.metadata) + len(msg.content)
-            + sum(len(b) for b in msg.buffers))
 
 
 class Client:
@@ -224,9 +219,9 @@ class SessionCursor:
         """Keep a reply or stdin request for the session (`tag`: the log's last sequence number then)."""
         before = self.bytes
         self.own.append((msg, tag))
-        self.bytes += _size(msg)
+        self.bytes += message_size(msg)
         while self.own and (len(self.own) > self.max_messages or self.bytes > self.max_bytes):
-            size = _size(self.own.popleft()[0])
+            size = message_size(self.own.popleft()[0])
             self.bytes -= size
             self.dropped += 1
             self.dropped_bytes += size

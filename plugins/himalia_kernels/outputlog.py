@@ -16,7 +16,8 @@ NOT_REPLAYED = ("status", "comm_open", "comm_msg", "comm_close")
 statuses for live ones, and comm messages belong to the connection whose widgets made them."""
 
 
-def _size(msg: KernelMessage) -> int:
+def message_size(msg: KernelMessage) -> int:
+    """The bytes a message holds (its JSON parts and buffers), as the log's and the sessions' caps count them."""
     return (len(msg.header) + len(msg.parent_header) + len(msg.metadata) + len(msg.content)
             + sum(len(b) for b in msg.buffers))
 
@@ -45,7 +46,7 @@ class OutputLog:
         self.next_seq += 1
         if not self.enabled:
             return seq
-        size = _size(msg)
+        size = message_size(msg)
         self.entries.append((seq, msg, size))
         self.bytes += size
         while self.entries and (len(self.entries) > self.max_messages or self.bytes > self.max_bytes):
