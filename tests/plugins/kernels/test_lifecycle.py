@@ -303,6 +303,10 @@ async def ignore_shutdown(self, *args, **kwargs):
     pass
 
 IPythonKernel.shutdown_request = ignore_shutdown
+# ipykernel swaps in Python's default SIGINT handler while it handles a message (a late start-up
+# kernel_info, say): keep ours, so every signal is reported whenever it comes
+IPythonKernel.pre_handler_hook = lambda self: None
+IPythonKernel.post_handler_hook = lambda self: None
 report = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 def note(signum, frame):
     report.sendall(signal.Signals(signum).name.encode() + b"\\n")
