@@ -266,3 +266,43 @@ def serve_process(
         yield server
     finally:
         stop_process(process, timeout)
+
+
+def write_keep_config(tmp_path: Path, token: str, *, persist: bool = True, extra: str = "") -> Path:
+    """`tmp_path/himalia.toml` for a real `himalia serve` whose state outlives it: root dir, state dir and
+    session database under `tmp_path`, a fixed token (so clients can reconnect after a restart), and
+    `[plugins.kernels] persist`; `extra` is appended TOML (more tables). Creates the root dir."""
+    config = tmp_path / "himalia.toml"
+    config.write_text(f"""
+[server]
+root_dir = "{tmp_path / 'root'}"
+state_dir = "{tmp_path / 'state'}"
+[plugins.auth]
+token = "{token}"
+[plugins.sessions]
+database = "{tmp_path / 'sessions.db'}"
+[plugins.kernels]
+persist = {'true' if persist else 'false'}
+{extra}""")
+    (tmp_path / "root").mkdir(exist_ok=True)
+    return config
+
+
+class ApiClient:
+    """An HTTP client of a server at `url` with `token`: `call` answers (status, JSON body or None),
+    each call bounded by `timeout`. `http` is the aiohttp session (base_url set); `close()` it."""
+
+    def __init__(self, url: str, token: str, timeout: float = DEFAULT_TIMEOUT):
+        self.http = aiohttp.ClientSession(base_url=url, headers={"Authorization": f"token {token}"})
+        self.timeout = timeout
+
+    async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        import json
+
+        async with asyncio.timeout(self.timeout):
+            async with self.http.request(method, path, **kw) as r:
+                body = await r.read()
+                return r.status, json.loads(body) if body else None
+
+    async def close(self) -> None:
+        await self.http.close()

@@ -23,23 +23,17 @@ import pytest
 from gateway_kit import TOKEN as GATEWAY_TOKEN
 from gateway_kit import V1, WAIT, free_port, ws_execute
 
-from himalia.testing import serve_process
+from himalia.testing import ApiClient, serve_process, write_keep_config
 
 pytestmark = [pytest.mark.usefixtures("kernels_left"), pytest.mark.timeout(240)]
 
 TOKEN = "gateway-keep-test-token"
 
 
-class Server:
+class Server(ApiClient):
     def __init__(self, proc: Any):
+        super().__init__(proc.url, TOKEN, WAIT)
         self.proc = proc
-        self.http = aiohttp.ClientSession(base_url=proc.url, headers={"Authorization": f"token {TOKEN}"})
-
-    async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
-        async with asyncio.timeout(WAIT):
-            async with self.http.request(method, path, **kw) as r:
-                body = await r.read()
-                return r.status, json.loads(body) if body else None
 
     @asynccontextmanager
     async def ws(self, kernel_id: str) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
@@ -52,23 +46,8 @@ class Server:
 
 
 def write_config(tmp_path: Path, gateway_url: str, *, persist: bool) -> Path:
-    config = tmp_path / "himalia.toml"
-    config.write_text(f"""
-[server]
-root_dir = "{tmp_path / 'root'}"
-state_dir = "{tmp_path / 'state'}"
-[plugins.auth]
-token = "{TOKEN}"
-[plugins.sessions]
-database = "{tmp_path / 'sessions.db'}"
-[plugins.kernels]
-persist = {'true' if persist else 'false'}
-[plugins.gateway]
-url = "{gateway_url}"
-auth_token = "{GATEWAY_TOKEN}"
-""")
-    (tmp_path / "root").mkdir(exist_ok=True)
-    return config
+    return write_keep_config(tmp_path, TOKEN, persist=persist,
+                             extra=f'[plugins.gateway]\nurl = "{gateway_url}"\nauth_token = "{GATEWAY_TOKEN}"\n')
 
 
 @asynccontextmanager
@@ -81,7 +60,7 @@ async def server(config: Path, tmp_path: Path) -> AsyncIterator[Server]:
         try:
             yield s
         finally:
-            await s.http.close()
+            await s.close()
 
 
 def end(s: Server, sig: int) -> None:

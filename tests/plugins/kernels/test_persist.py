@@ -24,7 +24,7 @@ import psutil
 import pytest
 from kernel_ws import V1, KernelWS
 
-from himalia.testing import serve_process
+from himalia.testing import ApiClient, serve_process, write_keep_config
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -47,21 +47,15 @@ TOKEN = "persist-test-token"
 TIMEOUT = 60
 
 
-class Server:
+class Server(ApiClient):
     def __init__(self, proc: Any):
+        super().__init__(proc.url, TOKEN, TIMEOUT)
         self.proc = proc
-        self.session = aiohttp.ClientSession(base_url=proc.url, headers={"Authorization": f"token {TOKEN}"})
-
-    async def call(self, method: str, path: str, **kw: Any) -> Any:
-        async with asyncio.timeout(TIMEOUT):
-            async with self.session.request(method, path, **kw) as r:
-                body = await r.read()
-                return r.status, json.loads(body) if body else None
 
     @asynccontextmanager
     async def ws(self, kernel_id: str, session_id: str | None = None) -> AsyncIterator[KernelWS]:
         session_id = session_id or uuid.uuid4().hex
-        ws = await asyncio.wait_for(self.session.ws_connect(
+        ws = await asyncio.wait_for(self.http.ws_connect(
             f"api/kernels/{kernel_id}/channels?session_id={session_id}", protocols=(V1,)), TIMEOUT)
         try:
             yield KernelWS(ws, V1, session_id)
@@ -70,20 +64,7 @@ class Server:
 
 
 def write_config(tmp_path: Path, *, persist: bool) -> Path:
-    config = tmp_path / "himalia.toml"
-    config.write_text(f"""
-[server]
-root_dir = "{tmp_path / 'root'}"
-state_dir = "{tmp_path / 'state'}"
-[plugins.auth]
-token = "{TOKEN}"
-[plugins.sessions]
-database = "{tmp_path / 'sessions.db'}"
-[plugins.kernels]
-persist = {'true' if persist else 'false'}
-""")
-    (tmp_path / "root").mkdir(exist_ok=True)
-    return config
+    return write_keep_config(tmp_path, TOKEN, persist=persist)
 
 
 @contextmanager
@@ -101,7 +82,7 @@ async def server(config: Path, tmp_path: Path) -> AsyncIterator[Server]:
         try:
             yield s
         finally:
-            await s.session.close()
+            await s.close()
 
 
 def end(proc: Any, sig: int) -> None:

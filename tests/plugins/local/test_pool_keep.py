@@ -18,12 +18,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import psutil
 import pytest
 from kernel_ws import V1, KernelWS
 
-from himalia.testing import serve_process
+from himalia.testing import ApiClient, serve_process, write_keep_config
 
 from .conftest import marked_processes
 
@@ -35,16 +34,10 @@ PROBE = ("import os, json, localmod; print(json.dumps([os.getcwd(), __session__,
          "localmod.ANSWER]))")
 
 
-class Server:
+class Server(ApiClient):
     def __init__(self, proc: Any):
+        super().__init__(proc.url, TOKEN, TIMEOUT)
         self.proc = proc
-        self.http = aiohttp.ClientSession(base_url=proc.url, headers={"Authorization": f"token {TOKEN}"})
-
-    async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
-        async with asyncio.timeout(TIMEOUT):
-            async with self.http.request(method, path, **kw) as r:
-                body = await r.read()
-                return r.status, json.loads(body) if body else None
 
     async def execute(self, kernel_id: str, code: str) -> Any:
         session_id = uuid.uuid4().hex
@@ -71,21 +64,7 @@ class Server:
 
 @asynccontextmanager
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    config = tmp_path / "himalia.toml"
-    config.write_text(f"""
-[server]
-root_dir = "{tmp_path / 'root'}"
-state_dir = "{tmp_path / 'state'}"
-[plugins.auth]
-token = "{TOKEN}"
-[plugins.sessions]
-database = "{tmp_path / 'sessions.db'}"
-[plugins.kernels]
-persist = true
-[plugins.local]
-pool = {{python3 = 1}}
-pool_fill_delay = 0
-""")
+    config = write_keep_config(tmp_path, TOKEN, extra="[plugins.local]\npool = {python3 = 1}\npool_fill_delay = 0\n")
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     env.pop("JUPYTER_TOKEN", None)
     with serve_process("--config", str(config), env=env, timeout=TIMEOUT) as proc:
@@ -93,7 +72,7 @@ pool_fill_delay = 0
         try:
             yield s
         finally:
-            await s.http.close()
+            await s.close()
 
 
 def records(tmp_path: Path) -> dict[str, dict[str, Any]]:
