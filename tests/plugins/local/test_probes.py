@@ -23,6 +23,7 @@ async def test_only_the_first_answered_probe_reaches_clients(himalia_server):
                   if m["header"]["msg_type"] == "status" and m["parent_header"].get("msg_id") != done.msg_id]
         probes = {msg_id for msg_id, _ in others if msg_id}
         assert len(probes) <= 1, f"statuses of {len(probes)} start-up probes reached clients: {others}"
-        assert [state for msg_id, state in others if msg_id] in ([], ["busy", "idle"])
+        # the first answered probe's 'busy' may have been published before iopub's subscription took
+        assert [state for msg_id, state in others if msg_id] in ([], ["idle"], ["busy", "idle"])
         states = [m["content"]["execution_state"] for m in logged if m["header"]["msg_type"] == "status"]
         assert "starting" not in states[states.index("idle"):], f"the kernel went back to starting: {states}"
