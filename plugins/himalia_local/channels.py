@@ -38,6 +38,7 @@ class LocalChannels:
         """`recv_ready` just read the sockets empty (nothing ran since: no need to read them again)."""
         self._owned: list[Any] = []
         self._sockets: dict[str, Any] = {}
+        self._identity = b""
         self._fds: list[int] = []
         self._ports: tuple[Any, ...] = ()
         self._waiter: asyncio.Future[None] | None = None
@@ -56,27 +57,46 @@ class LocalChannels:
     # -- sockets ----------------------------------------------------------------------------
 
     def connect(self) -> None:
-        import zmq
-        from jupyter_client.connect import ConnectionFileMixin as Connect
-
+        """Connect iopub, shell and control now (they may connect before the kernel listens: zmq
+        retries), and ask for kernel_info until the kernel answers; stdin once it has answered."""
         # jupyter_client makes and connects the sockets (urls, curve keys); the IOLoop manager would
         # wrap them into tornado streams, so call the mixin's methods. We use them synchronously
         # through shadows, driven by their file descriptors.
+        from jupyter_client.connect import ConnectionFileMixin as Connect
+
         km = self._km
-        identity = uuid.uuid4().hex.encode()
+        self._identity = uuid.uuid4().hex.encode()
         self._ports = self._port_key()
-        self._owned = [Connect.connect_iopub(km), Connect.connect_shell(km, identity=identity),
-                       Connect.connect_stdin(km, identity=identity), Connect.connect_control(km)]
-        self._sockets = {}
-        for name, owned in zip(("iopub", "shell", "stdin", "control"), self._owned):
-            owned.linger = 0
-            sock = zmq.Socket.shadow(owned.underlying)
-            self._sockets[name] = sock
-            fd = sock.getsockopt(zmq.FD)
-            self._fds.append(fd)
-            self._loop.add_reader(fd, self._readable)
+        self._owned, self._sockets = [], {}
+        self._add("iopub", Connect.connect_iopub(km))
+        self._add("shell", Connect.connect_shell(km, identity=self._identity))
+        self._add("control", Connect.connect_control(km))
         self._loop.call_soon(self._readable)
         self._start_nudge()
+
+    def _add(self, name: str, owned: Any) -> None:
+        import zmq
+
+        owned.linger = 0
+        self._owned.append(owned)
+        sock = zmq.Socket.shadow(owned.underlying)
+        self._sockets[name] = sock
+        fd = sock.getsockopt(zmq.FD)
+        self._fds.append(fd)
+        self._loop.add_reader(fd, self._readable)
+
+    def _connect_stdin(self) -> None:
+        """stdin, under the shell socket's identity (the kernel routes input requests to the identity
+        of the request's sender), connected once the kernel listens. A stdin socket that connected
+        while the kernel was still starting was seen (ipykernel 7, a loaded machine: about one kernel
+        in twenty) with its TCP connection up but unknown to the kernel's router, which then dropped
+        every input_request: input() hung. Unlike shell and control, nothing is ever sent on stdin
+        before the kernel's first message on it, so nothing repairs such a connection."""
+        if self._closed or "stdin" in self._sockets or not self._owned:
+            return
+        from jupyter_client.connect import ConnectionFileMixin as Connect
+
+        self._add("stdin", Connect.connect_stdin(self._km, identity=self._identity))
 
     def _port_key(self) -> tuple[Any, ...]:
         info = self._km.get_connection_info()
@@ -214,11 +234,13 @@ class LocalChannels:
                 await asyncio.wait_for(self._iopub_seen.wait(), delay)
                 log.debug("kernel %s answers on iopub", self._kernel.id)
                 self.answered = True
+                self._connect_stdin()
                 self._ready.set()
                 return
             except asyncio.TimeoutError:
                 if self._loop.time() > deadline:
                     log.warning("kernel %s did not answer within %ss", self._kernel.id, self._timeout)
+                    self._connect_stdin()
                     self._ready.set()
                     return
                 delay = min(delay * 2, 0.2)  # a starting kernel is answered within 0.2 s of being up

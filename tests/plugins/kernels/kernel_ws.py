@@ -144,24 +144,35 @@ class KernelWS:
         an input_request is answered with `answer` when given."""
         result = Execution(msg_id)
         idle = False
-        async with asyncio.timeout(timeout):
-            while result.reply is None or not idle:
-                msg = await self.recv(timeout)
-                if msg["parent_header"].get("msg_id") != msg_id:
-                    self.other.append(msg)
-                    continue
-                channel = msg["channel"]
-                if channel == "iopub":
-                    result.iopub.append(msg)
-                    if msg["header"]["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                        idle = True
-                elif channel == "stdin":
-                    result.stdin.append(msg)
-                    if answer is not None:
-                        await self.send("stdin", "input_reply", {"value": answer}, parent=msg["header"])
-                else:
-                    result.reply = msg
+        try:
+            async with asyncio.timeout(timeout):
+                while result.reply is None or not idle:
+                    await self._collect_one(result, answer, timeout)
+                    idle = idle or "idle" in result.states
+        except TimeoutError:
+            got = [(m["channel"], m["header"]["msg_type"], m["content"].get("execution_state"))
+                   for m in (*result.stdin, *result.iopub)]
+            others = [(m["channel"], m["header"]["msg_type"], m["parent_header"].get("msg_id"))
+                      for m in self.other[-12:]]
+            raise AssertionError(f"request {msg_id} not answered within {timeout}s: reply {result.reply is not None}, "
+                                 f"its messages {got}, others (last 12) {others}") from None
         return result
+
+    async def _collect_one(self, result: Execution, answer: str | None, timeout: float) -> None:
+        msg = await self.recv(timeout)
+        msg_id = result.msg_id
+        if msg["parent_header"].get("msg_id") != msg_id:
+            self.other.append(msg)
+            return
+        channel = msg["channel"]
+        if channel == "iopub":
+            result.iopub.append(msg)
+        elif channel == "stdin":
+            result.stdin.append(msg)
+            if answer is not None:
+                await self.send("stdin", "input_reply", {"value": answer}, parent=msg["header"])
+        else:
+            result.reply = msg
 
     async def execute(self, code: str, *, answer: str | None = None, timeout: float = TIMEOUT) -> Execution:
         msg_id = await self.send("shell", "execute_request", execute_content(code, allow_stdin=answer is not None))
