@@ -39,6 +39,8 @@ class LocalChannels:
         self._owned: list[Any] = []
         self._sockets: dict[str, Any] = {}
         self._identity = b""
+        self._stdin_up = asyncio.Event()
+        self._stdin_monitor: tuple[Any, Any, Any] | None = None
         self._fds: list[int] = []
         self._ports: tuple[Any, ...] = ()
         self._waiter: asyncio.Future[None] | None = None
@@ -86,17 +88,75 @@ class LocalChannels:
         self._loop.add_reader(fd, self._readable)
 
     def _connect_stdin(self) -> None:
-        """stdin, under the shell socket's identity (the kernel routes input requests to the identity
-        of the request's sender), connected once the kernel listens. A stdin socket that connected
-        while the kernel was still starting was seen (ipykernel 7, a loaded machine: about one kernel
-        in twenty) with its TCP connection up but unknown to the kernel's router, which then dropped
-        every input_request: input() hung. Unlike shell and control, nothing is ever sent on stdin
-        before the kernel's first message on it, so nothing repairs such a connection."""
+        """stdin, under the shell socket's identity (the kernel routes an input request to the identity
+        of the request's sender), connected once the kernel has answered; `_stdin_up` is set when its
+        handshake is through. The kernel's router drops what it sends to an identity it does not know,
+        and nothing is ever sent on stdin before the kernel's first message there, so nothing would
+        repair a connection it missed: connected while the kernel was still starting, it was seen (ipykernel
+        7, a loaded machine, about one kernel in 36) up at the TCP level yet unknown to the router; and a
+        connection made after the answer but not through its handshake when a cell called input()
+        loses that first input_request. Either way input() hung for good."""
         if self._closed or "stdin" in self._sockets or not self._owned:
+            self._stdin_up.set()
             return
+        import zmq
         from jupyter_client.connect import ConnectionFileMixin as Connect
 
-        self._add("stdin", Connect.connect_stdin(self._km, identity=self._identity))
+        owned = Connect.connect_stdin(self._km, identity=self._identity)
+        self._stdin_up.clear()
+        monitor = owned.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self._stdin_monitor = (owned, monitor, zmq.Socket.shadow(monitor.underlying))
+        self._add("stdin", owned)
+        self._loop.add_reader(self._stdin_monitor[2].getsockopt(zmq.FD), self._stdin_event)
+        self._stdin_event()
+
+    def _drop_stdin(self) -> None:
+        import zmq
+
+        self._stop_stdin_monitor()
+        sock = self._sockets.pop("stdin", None)
+        if sock is None:
+            return
+        fd = sock.getsockopt(zmq.FD)
+        self._loop.remove_reader(fd)
+        self._fds.remove(fd)
+        owned = next(o for o in self._owned if o.underlying == sock.underlying)
+        self._owned.remove(owned)
+        owned.close(linger=0)
+
+    def _stdin_event(self) -> None:
+        import zmq
+
+        if self._stdin_monitor is None:
+            return
+        _, _, monitor = self._stdin_monitor
+        try:
+            while monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                event = monitor.recv_multipart(zmq.NOBLOCK)
+                if int.from_bytes(event[0][:2], "little") == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    self._stop_stdin_monitor()
+                    self._stdin_up.set()
+                    return
+        except zmq.ZMQError:
+            self._stop_stdin_monitor()
+            self._stdin_up.set()
+
+    def _stop_stdin_monitor(self) -> None:
+        import zmq
+
+        if self._stdin_monitor is None:
+            return
+        owned, monitor, shadow = self._stdin_monitor
+        self._stdin_monitor = None
+        try:
+            self._loop.remove_reader(shadow.getsockopt(zmq.FD))
+        except zmq.ZMQError:
+            pass
+        try:
+            owned.disable_monitor()
+        except zmq.ZMQError:
+            pass  # the socket is closed
+        monitor.close(linger=0)
 
     def _port_key(self) -> tuple[Any, ...]:
         info = self._km.get_connection_info()
@@ -104,6 +164,7 @@ class LocalChannels:
                                            "control_port"))
 
     def _disconnect(self) -> None:
+        self._stop_stdin_monitor()
         for fd in self._fds:
             self._loop.remove_reader(fd)
         for sock in self._owned:
@@ -128,6 +189,7 @@ class LocalChannels:
             self._disconnect()
             self.connect()
         else:
+            self._drop_stdin()  # it would reconnect to the new process while it starts: see _connect_stdin
             self._start_nudge()
 
     def _readable(self) -> None:
@@ -232,11 +294,6 @@ class LocalChannels:
                                      pack(msg["content"])], [])
             try:
                 await asyncio.wait_for(self._iopub_seen.wait(), delay)
-                log.debug("kernel %s answers on iopub", self._kernel.id)
-                self.answered = True
-                self._connect_stdin()
-                self._ready.set()
-                return
             except asyncio.TimeoutError:
                 if self._loop.time() > deadline:
                     log.warning("kernel %s did not answer within %ss", self._kernel.id, self._timeout)
@@ -244,6 +301,16 @@ class LocalChannels:
                     self._ready.set()
                     return
                 delay = min(delay * 2, 0.2)  # a starting kernel is answered within 0.2 s of being up
+                continue
+            log.debug("kernel %s answers on iopub", self._kernel.id)
+            self.answered = True
+            self._connect_stdin()
+            try:
+                await asyncio.wait_for(self._stdin_up.wait(), 2)
+            except asyncio.TimeoutError:
+                log.warning("kernel %s: no stdin handshake within 2 s", self._kernel.id)
+            self._ready.set()
+            return
 
     def quiet(self, msg_id: str) -> None:
         """Keep the iopub messages of request `msg_id` (made by the server, not a client) from clients."""

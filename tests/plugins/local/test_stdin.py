@@ -31,3 +31,16 @@ async def test_input_reaches_the_client_in_every_kernel_started_at_once(himalia_
 
         said = await asyncio.gather(*(ask(k) for k in kernels))
         assert said == [f"hello {k['id'][:8]}\n" for k in kernels]
+
+
+async def test_input_reaches_the_client_after_a_restart(himalia_server):
+    """After a restart on the same ports the stdin socket is connected afresh once the new process has
+    answered (left connected, it would have reconnected to the new process while it was starting)."""
+    async with himalia_server() as server, running_kernel(server) as kernel:
+        for _ in range(2):
+            async with connect(server, kernel["id"]) as ws:
+                ex = await ws.execute("print('hello', input('name? '))", answer="ada", timeout=30)
+                assert [m["content"]["prompt"] for m in ex.stdin] == ["name? "]
+                assert ex.stdout == "hello ada\n"
+            r = await server.post(f"/api/kernels/{kernel['id']}/restart")
+            assert r.status == 200, await r.text()
