@@ -103,11 +103,17 @@ class LocalChannels:
         from jupyter_client.connect import ConnectionFileMixin as Connect
 
         owned = Connect.connect_stdin(self._km, identity=self._identity)
-        self._stdin_up.clear()
-        monitor = owned.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-        self._stdin_monitor = (owned, monitor, zmq.Socket.shadow(monitor.underlying))
         self._add("stdin", owned)
-        self._loop.add_reader(self._stdin_monitor[2].getsockopt(zmq.FD), self._stdin_event)
+        self._stdin_up.clear()
+        try:
+            monitor = owned.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        except zmq.ZMQError as e:  # say, its inproc address still held by a closed socket's monitor
+            log.warning("kernel %s: stdin handshake not watched: %s", self._kernel.id, e)
+            self._stdin_up.set()
+            return
+        shadow = zmq.Socket.shadow(monitor.underlying)
+        self._stdin_monitor = (owned, monitor, shadow)
+        self._loop.add_reader(shadow.getsockopt(zmq.FD), self._stdin_event)
         self._stdin_event()
 
     def _drop_stdin(self) -> None:
