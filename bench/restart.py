@@ -39,6 +39,8 @@ from typing import Any, Callable
 import aiohttp
 import psutil
 
+from himalia.testing import write_keep_config
+
 V1 = "v1.kernel.websocket.jupyter.org"
 
 RUN_ID_VAR = "HIMALIA_RESTART_BENCH_ID"
@@ -70,25 +72,10 @@ class Server:
     def __init__(self, run_id: str, *, persist: bool, extra: str = "", script: str | None = None):
         self.script = script
         self.tmp = Path(tempfile.mkdtemp(prefix="himalia-restart-"))
-        (self.tmp / "root").mkdir()
         self.port = _port()
         self.token = secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.config = self.tmp / "himalia.toml"
-        self.config.write_text(f"""
-[server]
-port = {self.port}
-port_retries = 0
-root_dir = "{self.tmp / 'root'}"
-state_dir = "{self.tmp / 'state'}"
-[plugins.auth]
-token = "{self.token}"
-[plugins.sessions]
-database = "{self.tmp / 'sessions.db'}"
-[plugins.kernels]
-persist = {'true' if persist else 'false'}
-{extra}
-""")
+        self.config = write_keep_config(self.tmp, self.token, persist=persist, extra=extra, port=self.port)
         self.env = {**os.environ, RUN_ID_VAR: run_id, "JUPYTER_RUNTIME_DIR": str(self.tmp / "runtime")}
         self.env.pop("JUPYTER_TOKEN", None)
         self.process: subprocess.Popen | None = None

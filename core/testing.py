@@ -268,14 +268,17 @@ def serve_process(
         stop_process(process, timeout)
 
 
-def write_keep_config(tmp_path: Path, token: str, *, persist: bool = True, extra: str = "") -> Path:
+def write_keep_config(tmp_path: Path, token: str, *, persist: bool = True, extra: str = "",
+                      port: int | None = None) -> Path:
     """`tmp_path/himalia.toml` for a real `himalia serve` whose state outlives it: root dir, state dir and
     session database under `tmp_path`, a fixed token (so clients can reconnect after a restart), and
-    `[plugins.kernels] persist`; `extra` is appended TOML (more tables). Creates the root dir."""
+    `[plugins.kernels] persist`; `extra` is appended TOML (more tables). With `port`, the server listens
+    on exactly that port (no retries: clients reconnect to it). Creates the root dir."""
     config = tmp_path / "himalia.toml"
+    listen = f"port = {port}\nport_retries = 0\n" if port is not None else ""
     config.write_text(f"""
 [server]
-root_dir = "{tmp_path / 'root'}"
+{listen}root_dir = "{tmp_path / 'root'}"
 state_dir = "{tmp_path / 'state'}"
 [plugins.auth]
 token = "{token}"

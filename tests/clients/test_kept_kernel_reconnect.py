@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from himalia.testing import serve_process
+from himalia.testing import serve_process, write_keep_config
 
 HERE = Path(__file__).parent
 TOKEN = "kept-kernel-token"
@@ -47,21 +47,7 @@ def _marked(mark: str) -> list[psutil.Process]:
 @pytest.mark.timeout(300)
 def test_jupyterlab_services_reconnects_to_a_kept_kernel(tmp_path, node, node_modules):
     port = _free_port()
-    (tmp_path / "root").mkdir()
-    config = tmp_path / "himalia.toml"
-    config.write_text(f"""
-[server]
-port = {port}
-port_retries = 0
-root_dir = "{tmp_path / 'root'}"
-state_dir = "{tmp_path / 'state'}"
-[plugins.auth]
-token = "{TOKEN}"
-[plugins.sessions]
-database = "{tmp_path / 'sessions.db'}"
-[plugins.kernels]
-persist = true
-""")
+    config = write_keep_config(tmp_path, TOKEN, port=port)
     mark = uuid.uuid4().hex
     env = {**os.environ, MARK: mark, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     env.pop("JUPYTER_TOKEN", None)
